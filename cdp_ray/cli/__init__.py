@@ -1,0 +1,1 @@
+"""The ``cdp-ray`` command line."""

@@ -1,0 +1,184 @@
+"""Ledger file formats: split a file's bytes into per-ledger ``LedgerCloseMeta`` XDR without decoding it.
+
+Shapes found in the wild (and in ``shared/stellar-data``):
+
+* ``batch``: galexie ``LedgerCloseMetaBatch`` (zstd in a lake, sometimes raw or uncompressed),
+* ``lcm``: a single ``LedgerCloseMeta`` (often gzip-compressed),
+* ``serialized``: ``SerializedLedgerCloseMeta`` v0 (a 4-byte zero discriminant, then the LCM),
+* ``stream``: ``xdr.Stream`` framing (4-byte record marks with the high bit set),
+* ``base64``: text, one base64 ``LedgerCloseMeta`` per line.
+
+``detect`` picks the shape from the content; a shape can also be forced.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+import zstandard
+
+from cdp_ray.errors import CorruptLedgerFileError
+
+FileFormat = Literal["auto", "batch", "lcm", "serialized", "stream", "base64"]
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+_B64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n")
+
+
+@dataclass(frozen=True)
+class HeaderPeek:
+    """What can be read from an LCM's first bytes without decoding it."""
+
+    lcm_version: int
+    sequence: int
+    ledger_version: int
+    close_time: int
+    hash: bytes
+    header_hash_ok: bool
+    previous_ledger_hash: bytes
+    end: int  # offset just past the LedgerHeaderHistoryEntry's header
+
+
+def decompress(data: bytes, key: str) -> bytes:
+    """Undo zstd or gzip compression, recognised by magic bytes (not by suffix)."""
+    try:
+        if data[:4] == ZSTD_MAGIC:
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        if data[:2] == GZIP_MAGIC:
+            return gzip.decompress(data)
+    except (zstandard.ZstdError, OSError, EOFError, zlib.error) as exc:
+        raise CorruptLedgerFileError(key, f"decompression failed: {exc}") from exc
+    return data
+
+
+def _u32(buf: bytes, off: int) -> int:
+    return struct.unpack_from(">I", buf, off)[0]
+
+
+def peek_header(lcm: bytes, key: str = "<bytes>") -> HeaderPeek:
+    """Read version, sequence, close time and header hash of one ``LedgerCloseMeta`` XDR."""
+    try:
+        v = _u32(lcm, 0)
+        if v not in (0, 1, 2):
+            raise ValueError(f"unknown LedgerCloseMeta version {v}")
+        off = 4
+        if v in (1, 2):  # LedgerCloseMetaExt: v0, or v1 {ExtensionPoint ext; int64 sorobanFeeWrite1KB}
+            ext = _u32(lcm, off)
+            if ext not in (0, 1):
+                raise ValueError(f"unknown LedgerCloseMetaExt {ext}")
+            off += 4 if ext == 0 else 16
+        entry_hash = lcm[off : off + 32]
+        off += 32
+        hstart = off
+        ledger_version = _u32(lcm, off)
+        prev = lcm[off + 4 : off + 36]
+        off += 36 + 32  # ledgerVersion, previousLedgerHash, scpValue.txSetHash
+        close_time = struct.unpack_from(">Q", lcm, off)[0]
+        off += 8
+        n_upgrades = _u32(lcm, off)
+        off += 4
+        for _ in range(n_upgrades):
+            off += 4 + ((_u32(lcm, off) + 3) & ~3)
+        sv_ext = _u32(lcm, off)
+        off += 4
+        if sv_ext == 1:  # LedgerCloseValueSignature: nodeID (type + 32 bytes), signature<64>
+            off += 36
+            off += 4 + ((_u32(lcm, off) + 3) & ~3)
+        elif sv_ext != 0:
+            raise ValueError(f"unknown StellarValue ext {sv_ext}")
+        off += 32 + 32  # txSetResultHash, bucketListHash
+        seq = _u32(lcm, off)
+        off += 4 + 8 + 8 + 4 + 8 + 4 + 4 + 4 + 4 * 32
+        h_ext = _u32(lcm, off)
+        off += 4
+        if h_ext == 1:
+            off += 4
+            if _u32(lcm, off) != 0:
+                raise ValueError("unknown LedgerHeaderExtensionV1 ext")
+            off += 4
+        elif h_ext != 0:
+            raise ValueError(f"unknown LedgerHeader ext {h_ext}")
+        if off > len(lcm):
+            raise ValueError("truncated ledger header")
+    except (struct.error, ValueError) as exc:
+        raise CorruptLedgerFileError(key, f"not a LedgerCloseMeta: {exc}") from exc
+    ok = hashlib.sha256(lcm[hstart:off]).digest() == entry_hash
+    return HeaderPeek(v, seq, ledger_version, close_time, entry_hash, ok, prev, off)
+
+
+def _looks_like_lcm(buf: bytes) -> bool:
+    try:
+        return peek_header(buf).header_hash_ok
+    except CorruptLedgerFileError:
+        return False
+
+
+def detect(buf: bytes) -> FileFormat:
+    """Guess the shape of decompressed file content."""
+    if len(buf) >= 4 and buf[0] & 0x80:
+        return "stream"
+    if len(buf) >= 12:
+        start, end, count = struct.unpack_from(">III", buf, 0)
+        if start <= end and count == end - start + 1 and (count > 1 or _looks_like_lcm(buf[12:])):
+            return "batch"
+    if buf[:4] == b"\0\0\0\0" and _looks_like_lcm(buf[4:]):
+        return "serialized"
+    if _looks_like_lcm(buf):
+        return "lcm"
+    if buf and set(buf[:4096]) <= _B64_CHARS:
+        return "base64"
+    return "lcm"
+
+
+def split_ledgers(data: bytes, key: str, fmt: FileFormat = "auto") -> list[bytes]:
+    """Split one file's (possibly compressed) bytes into ``LedgerCloseMeta`` XDR values, in file order."""
+    buf = decompress(data, key)
+    if fmt == "auto":
+        fmt = detect(buf)
+    if fmt == "lcm":
+        return [buf]
+    if fmt == "serialized":
+        return [buf[4:]]
+    if fmt == "base64":
+        try:
+            return [base64.b64decode(line, validate=True) for line in buf.split() if line]
+        except binascii.Error as exc:
+            raise CorruptLedgerFileError(key, f"invalid base64 line: {exc}") from exc
+    if fmt == "stream":
+        out, off = [], 0
+        while off < len(buf):
+            if off + 4 > len(buf):
+                raise CorruptLedgerFileError(key, f"truncated xdr.Stream record mark at byte {off}")
+            n = _u32(buf, off) & 0x7FFFFFFF
+            if off + 4 + n > len(buf):
+                raise CorruptLedgerFileError(key, f"truncated xdr.Stream record at byte {off}")
+            out.append(buf[off + 4 : off + 4 + n])
+            off += 4 + n
+        return out
+    return _split_batch(buf, key)
+
+
+def _split_batch(buf: bytes, key: str) -> list[bytes]:
+    if len(buf) < 12:
+        raise CorruptLedgerFileError(key, f"truncated LedgerCloseMetaBatch: {len(buf)} bytes")
+    start, end, count = struct.unpack_from(">III", buf, 0)
+    if count != end - start + 1:
+        raise CorruptLedgerFileError(
+            key, f"LedgerCloseMetaBatch holds {count} ledgers but claims range {start}-{end}"
+        )
+    if count == 1:
+        return [buf[12:]]
+    from stellar_sdk import xdr
+
+    try:
+        batch = xdr.LedgerCloseMetaBatch.from_xdr_bytes(buf)
+    except Exception as exc:  # stellar_sdk raises assorted errors on malformed input
+        raise CorruptLedgerFileError(key, f"cannot decode LedgerCloseMetaBatch: {exc}") from exc
+    return [m.to_xdr_bytes() for m in batch.ledger_close_metas]

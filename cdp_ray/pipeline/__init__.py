@@ -1,0 +1,1 @@
+"""Pipelines: a lake source, processors and sinks, run on Ray Data by ledger-range chunks."""

@@ -1,0 +1,6 @@
+"""Processors: decoded ledgers -> Arrow tables with declared schemas. Importing this registers them all."""
+
+from cdp_ray.processors.base import REGISTRY, NoConfig, Processor, col, get_processor, processor
+from cdp_ray.processors import ledgers  # noqa: F401
+
+__all__ = ["REGISTRY", "NoConfig", "Processor", "col", "get_processor", "processor"]

@@ -1,0 +1,237 @@
+"""A uniform view over ``LedgerCloseMeta`` v0/v1/v2 decoded with ``stellar_sdk.xdr``.
+
+Transactions are given in apply order (the order of ``txProcessing``), each joined with its envelope
+from the transaction set by hash, which needs the network passphrase. A hash that no envelope has
+means the passphrase is wrong (:class:`NetworkMismatchError`) or the ledger is incomplete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from stellar_sdk import xdr
+
+from cdp_ray.errors import CorruptLedgerFileError, LedgerIntegrityError, NetworkMismatchError
+from cdp_ray.networks import PASSPHRASES, network_id
+
+_TX = (2).to_bytes(4, "big")
+_FEE_BUMP = (5).to_bytes(4, "big")
+_ED25519 = (0).to_bytes(4, "big")
+
+
+@dataclass
+class Transaction:
+    """One applied transaction: envelope, result, meta and fee changes, with its 1-based apply index."""
+
+    index: int
+    hash: bytes
+    envelope: xdr.TransactionEnvelope
+    result: xdr.TransactionResultPair
+    meta: xdr.TransactionMeta
+    fee_changes: xdr.LedgerEntryChanges
+    post_apply_fee_changes: xdr.LedgerEntryChanges | None = None
+
+    @property
+    def is_fee_bump(self) -> bool:
+        return self.envelope.type == xdr.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP
+
+    @property
+    def inner_envelope(self):
+        """The v0/v1 envelope that carries the operations (the inner one of a fee bump)."""
+        if self.is_fee_bump:
+            return self.envelope.fee_bump.tx.inner_tx.v1
+        return self.envelope.v1 if self.envelope.type == xdr.EnvelopeType.ENVELOPE_TYPE_TX else self.envelope.v0
+
+    @property
+    def tx(self):
+        """The (inner) ``Transaction`` or ``TransactionV0`` body."""
+        return self.inner_envelope.tx
+
+    @property
+    def operations(self) -> list:
+        return self.tx.operations
+
+    @property
+    def result_code(self) -> xdr.TransactionResultCode:
+        return self.result.result.result.code
+
+    @property
+    def inner_result(self):
+        """The ``TransactionResultResult`` holding operation results (inner result for fee bumps)."""
+        r = self.result.result.result
+        if r.code in (
+            xdr.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS,
+            xdr.TransactionResultCode.txFEE_BUMP_INNER_FAILED,
+        ):
+            return r.inner_result_pair.result.result
+        return r
+
+    @property
+    def successful(self) -> bool:
+        return self.result_code in (
+            xdr.TransactionResultCode.txSUCCESS,
+            xdr.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS,
+        )
+
+    @property
+    def operation_results(self) -> list:
+        return self.inner_result.results or []
+
+    def operation_meta(self) -> list:
+        """Per-operation meta entries (``OperationMeta`` or ``OperationMetaV2``), empty when absent."""
+        m = self.meta
+        body = {0: None, 1: m.v1, 2: m.v2, 3: m.v3, 4: m.v4}[m.v]
+        return (m.operations if m.v == 0 else body.operations) or []
+
+
+@dataclass
+class Ledger:
+    """A decoded ledger with its transactions in apply order."""
+
+    sequence: int
+    lcm_version: int
+    lcm: xdr.LedgerCloseMeta
+    header_entry: xdr.LedgerHeaderHistoryEntry
+    transactions: list[Transaction] = field(default_factory=list)
+    envelopes: list[xdr.TransactionEnvelope] = field(default_factory=list)
+    source_key: str | None = None
+    xdr_size: int = 0
+
+    @property
+    def header(self) -> xdr.LedgerHeader:
+        return self.header_entry.header
+
+    @property
+    def hash(self) -> bytes:
+        return self.header_entry.hash.hash
+
+    @property
+    def close_time(self) -> int:
+        return self.header.scp_value.close_time.time_point.uint64
+
+    @property
+    def closed_at(self) -> datetime:
+        return datetime.fromtimestamp(self.close_time, tz=timezone.utc)
+
+    @property
+    def protocol_version(self) -> int:
+        return self.header.ledger_version.uint32
+
+    @property
+    def body(self):
+        return {0: self.lcm.v0, 1: self.lcm.v1, 2: self.lcm.v2}[self.lcm_version]
+
+
+def envelope_hash(env: xdr.TransactionEnvelope, nid: bytes) -> bytes:
+    """Transaction hash: sha256 of the ``TransactionSignaturePayload`` for network id ``nid``."""
+    t = env.type
+    if t == xdr.EnvelopeType.ENVELOPE_TYPE_TX:
+        payload = _TX + env.v1.tx.to_xdr_bytes()
+    elif t == xdr.EnvelopeType.ENVELOPE_TYPE_TX_V0:
+        # A v0 body re-encodes as a v1 body by prefixing KEY_TYPE_ED25519: optional timeBounds and
+        # PRECOND_NONE/PRECOND_TIME share one encoding.
+        payload = _TX + _ED25519 + env.v0.tx.to_xdr_bytes()
+    else:
+        payload = _FEE_BUMP + env.fee_bump.tx.to_xdr_bytes()
+    return hashlib.sha256(nid + payload).digest()
+
+
+def tx_set_envelopes(lcm: xdr.LedgerCloseMeta) -> list[xdr.TransactionEnvelope]:
+    """Every envelope of the ledger's transaction set (classic or generalized, parallel phases too)."""
+    body = {0: lcm.v0, 1: lcm.v1, 2: lcm.v2}[lcm.v]
+    if lcm.v == 0:
+        return list(body.tx_set.txs)
+    out: list[xdr.TransactionEnvelope] = []
+    for phase in body.tx_set.v1_tx_set.phases:
+        if phase.v == 0:
+            for comp in phase.v0_components:
+                out.extend(comp.txs_maybe_discounted_fee.txs)
+        else:
+            for stage in phase.parallel_txs_component.execution_stages:
+                for cluster in stage.parallel_tx_execution_stage:
+                    out.extend(cluster.dependent_tx_cluster)
+    return out
+
+
+def decode_lcm(data: bytes, key: str | None = None, sequence: int | None = None) -> xdr.LedgerCloseMeta:
+    """Decode ``LedgerCloseMeta`` XDR, turning decoder failures into :class:`CorruptLedgerFileError`."""
+    try:
+        return xdr.LedgerCloseMeta.from_xdr_bytes(data)
+    except Exception as exc:  # stellar_sdk raises ValueError, struct.error, EOFError, xdrlib errors...
+        raise CorruptLedgerFileError(
+            key or "<bytes>", f"undecodable LedgerCloseMeta XDR ({type(exc).__name__}: {exc})", sequence=sequence
+        ) from exc
+
+
+def _detect_network(envs: list[xdr.TransactionEnvelope], wanted: bytes) -> str | None:
+    for passphrase in PASSPHRASES.values():
+        nid = network_id(passphrase)
+        if any(envelope_hash(e, nid) == wanted for e in envs):
+            return passphrase
+    return None
+
+
+def decode_ledger(
+    data: bytes,
+    network_passphrase: str,
+    *,
+    key: str | None = None,
+    verify: bool = True,
+) -> Ledger:
+    """Decode one ``LedgerCloseMeta`` and join its transactions with their envelopes.
+
+    With ``verify`` the header hash is checked (sha256 of the header XDR).
+    """
+    lcm = decode_lcm(data, key)
+    body = {0: lcm.v0, 1: lcm.v1, 2: lcm.v2}[lcm.v]
+    entry = body.ledger_header
+    seq = entry.header.ledger_seq.uint32
+    if verify:
+        digest = hashlib.sha256(entry.header.to_xdr_bytes()).digest()
+        if digest != entry.hash.hash:
+            raise LedgerIntegrityError(
+                f"ledger {seq} in {key or '<bytes>'}: header hash {entry.hash.hash.hex()} does not match "
+                f"sha256 of the header {digest.hex()}",
+                sequence=seq,
+                key=key,
+            )
+    envs = tx_set_envelopes(lcm)
+    nid = network_id(network_passphrase)
+    by_hash = {envelope_hash(e, nid): e for e in envs}
+    txs: list[Transaction] = []
+    for i, trm in enumerate(body.tx_processing, start=1):
+        h = trm.result.transaction_hash.hash
+        env = by_hash.get(h)
+        if env is None:
+            detected = _detect_network(envs, h)
+            if detected != network_passphrase:
+                raise NetworkMismatchError(seq, network_passphrase, detected)
+            raise LedgerIntegrityError(
+                f"ledger {seq} in {key or '<bytes>'}: transaction {h.hex()} has a result but no envelope "
+                "in the transaction set",
+                sequence=seq,
+                key=key,
+            )
+        txs.append(
+            Transaction(
+                index=i,
+                hash=h,
+                envelope=env,
+                result=trm.result,
+                meta=trm.tx_apply_processing,
+                fee_changes=trm.fee_processing,
+                post_apply_fee_changes=getattr(trm, "post_tx_apply_fee_processing", None),
+            )
+        )
+    return Ledger(
+        sequence=seq,
+        lcm_version=lcm.v,
+        lcm=lcm,
+        header_entry=entry,
+        transactions=txs,
+        envelopes=envs,
+        source_key=key,
+        xdr_size=len(data),
+    )

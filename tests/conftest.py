@@ -1,0 +1,50 @@
+"""Shared fixtures: the real ledger data beside the project, and one Ray cluster per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBNET = "Public Global Stellar Network ; September 2015"
+TESTNET = "Test SDF Network ; September 2015"
+
+
+def _stellar_data() -> Path | None:
+    for cand in (os.environ.get("CDP_RAY_STELLAR_DATA"), ROOT.parent / "shared" / "stellar-data"):
+        if cand and Path(cand, "README.md").exists():
+            return Path(cand)
+    return None
+
+
+STELLAR_DATA = _stellar_data()
+
+
+@pytest.fixture(scope="session")
+def stellar_data() -> Path:
+    """``shared/stellar-data`` beside the project (or ``$CDP_RAY_STELLAR_DATA``)."""
+    if STELLAR_DATA is None:
+        pytest.skip("shared/stellar-data not found beside the project; set CDP_RAY_STELLAR_DATA")
+    return STELLAR_DATA
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole session (2 CPUs, small object store)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            object_store_memory=256 * 1024 * 1024,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+        )
+    yield ray
+    ray.shutdown()
