@@ -1,10 +1,12 @@
-"""Helpers shared by processors: ids, strkeys, XDR enum names."""
+"""Helpers shared by processors: ids, strkeys, XDR enum names, assets, amounts and prices (stellar-etl conventions)."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import re
 
+import farmhash
 import pyarrow as pa
 from stellar_sdk import StrKey, xdr
 
@@ -48,3 +50,242 @@ def go_enum_name(value, prefix: str) -> str:
 
 def camel_to_snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# --- Go-compatible names --------------------------------------------------------------------------
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]*|[a-z]+|\d+")
+
+
+def go_name(name: str) -> str:
+    """Go (xdrgen) spelling of an XDR identifier: ``ExtendFootprintTTLResultCode`` -> ``ExtendFootprintTtlResultCode``,
+    ``opINNER`` -> ``OpInner``, ``MEMO_NONE`` -> ``MemoNone``."""
+    return "".join(w[:1].upper() + w[1:].lower() for w in _WORD.findall(name))
+
+
+def go_enum_string(value) -> str:
+    """Go's ``String()`` of any stellar_sdk XDR enum value, e.g. ``OperationResultCode.opINNER`` ->
+    ``OperationResultCodeOpInner``, ``MemoType.MEMO_NONE`` -> ``MemoTypeMemoNone``."""
+    return go_name(type(value).__name__) + go_name(value.name)
+
+
+# --- strkeys ------------------------------------------------------------------------------------------
+
+_STRKEY_VERSION = {"G": 6 << 3, "M": 12 << 3, "T": 19 << 3, "X": 23 << 3, "P": 15 << 3, "C": 2 << 3, "L": 11 << 3, "B": 1 << 3}
+
+
+def _crc16_xmodem(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def strkey(prefix: str, payload: bytes) -> str:
+    """Encode ``payload`` as a strkey with version ``prefix`` (``G``, ``M``, ``T``, ``X``, ``P``, ``C``, ``L``, ``B``).
+
+    Like Go's ``strkey.Encode`` it does not check the payload length, so stellar-etl's ``tx_signers``
+    (64-byte signatures encoded with the account version byte) can be reproduced.
+    """
+    raw = bytes([_STRKEY_VERSION[prefix]]) + payload
+    return base64.b32encode(raw + _crc16_xmodem(raw).to_bytes(2, "little")).decode().rstrip("=")
+
+
+def signer_key_address(key: xdr.SignerKey) -> str:
+    """Strkey of a ``SignerKey``: ``G`` (ed25519), ``T`` (pre-auth tx), ``X`` (sha256 hash), ``P`` (signed payload)."""
+    t = key.type
+    if t == xdr.SignerKeyType.SIGNER_KEY_TYPE_ED25519:
+        return strkey("G", key.ed25519.uint256)
+    if t == xdr.SignerKeyType.SIGNER_KEY_TYPE_PRE_AUTH_TX:
+        return strkey("T", key.pre_auth_tx.uint256)
+    if t == xdr.SignerKeyType.SIGNER_KEY_TYPE_HASH_X:
+        return strkey("X", key.hash_x.uint256)
+    return strkey("P", key.ed25519_signed_payload.to_xdr_bytes())
+
+
+def pool_id_hex(pool_id) -> str:
+    """Hex of a ``PoolID`` / ``Hash`` (stellar-etl ``liquidity_pool_id``)."""
+    return getattr(pool_id, "pool_id", pool_id).hash.hex()
+
+
+def pool_id_strkey(pool_id) -> str:
+    """``L...`` strkey of a ``PoolID``."""
+    return strkey("L", getattr(pool_id, "pool_id", pool_id).hash)
+
+
+def contract_strkey(contract_id) -> str:
+    """``C...`` strkey of a ``ContractID`` / ``Hash`` / raw 32 bytes."""
+    raw = contract_id if isinstance(contract_id, bytes) else getattr(contract_id, "contract_id", contract_id).hash
+    return strkey("C", raw)
+
+
+def claimable_balance_id_hex(balance_id: xdr.ClaimableBalanceID) -> str:
+    """Hex of the ``ClaimableBalanceID`` XDR (4-byte type then hash), as stellar-etl's ``balance_id``."""
+    return balance_id.to_xdr_bytes().hex()
+
+
+def claimable_balance_id_strkey(balance_id: xdr.ClaimableBalanceID) -> str:
+    """``B...`` strkey of a ``ClaimableBalanceID`` (1-byte type then hash)."""
+    return strkey("B", bytes([balance_id.type.value]) + balance_id.v0.hash)
+
+
+def sc_address(address: xdr.SCAddress) -> str:
+    """Strkey of an ``SCAddress``: account ``G``, contract ``C``, muxed ``M``, claimable balance ``B``, pool ``L``."""
+    t = address.type
+    if t == xdr.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT:
+        return account_id(address.account_id)
+    if t == xdr.SCAddressType.SC_ADDRESS_TYPE_CONTRACT:
+        return contract_strkey(address.contract_id)
+    if t == xdr.SCAddressType.SC_ADDRESS_TYPE_MUXED_ACCOUNT:
+        m = address.muxed_account
+        return strkey("M", m.ed25519.uint256 + m.id.uint64.to_bytes(8, "big"))
+    if t == xdr.SCAddressType.SC_ADDRESS_TYPE_CLAIMABLE_BALANCE:
+        return claimable_balance_id_strkey(address.claimable_balance_id)
+    return pool_id_strkey(address.liquidity_pool_id)
+
+
+# --- assets -------------------------------------------------------------------------------------------
+
+NATIVE_ASSET_ID = -5706705804583548011
+_ASSET_TYPE = {0: "native", 1: "credit_alphanum4", 2: "credit_alphanum12", 3: "liquidity_pool_shares"}
+
+
+def asset_parts(asset) -> tuple[str, str, str]:
+    """``(asset_type, code, issuer)`` of an ``Asset`` / ``ChangeTrustAsset`` / ``TrustLineAsset`` (non-pool).
+
+    Types are stellar-etl's strings (``native``, ``credit_alphanum4``, ``credit_alphanum12``); code and
+    issuer are empty for the native asset; trailing NULs are stripped from codes.
+    """
+    t = asset.type.value
+    if t == 0:
+        return "native", "", ""
+    if t == 1:
+        a = asset.alpha_num4
+        code = a.asset_code.asset_code4
+    elif t == 2:
+        a = asset.alpha_num12
+        code = a.asset_code.asset_code12
+    else:
+        raise ValueError(f"asset type {_ASSET_TYPE.get(t, t)} has no code and issuer")
+    return _ASSET_TYPE[t], code.rstrip(b"\x00").decode("utf-8", "replace"), account_id(a.issuer)
+
+
+def asset_id(code: str, issuer: str, asset_type: str) -> int:
+    """stellar-etl's ``asset_id``: FarmHash ``Fingerprint64(code + issuer + type)`` as a signed int64."""
+    return _fingerprint64(code + issuer + asset_type)
+
+
+@functools.lru_cache(maxsize=65536)
+def _fingerprint64(key: str) -> int:
+    h = farmhash.fingerprint64(key.encode())
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+def asset_canonical(asset) -> str:
+    """Go's ``Asset.StringCanonical()``: ``native`` or ``CODE:ISSUER``."""
+    t, code, issuer = asset_parts(asset)
+    return "native" if t == "native" else f"{code}:{issuer}"
+
+
+def asset_code_from_allow_trust(code: xdr.AssetCode, issuer: str) -> tuple[str, str, str]:
+    """``(asset_type, code, issuer)`` of an ``AllowTrustOp`` asset code with its issuer."""
+    if code.type.value == 1:
+        return "credit_alphanum4", code.asset_code4.asset_code4.rstrip(b"\x00").decode("utf-8", "replace"), issuer
+    return "credit_alphanum12", code.asset_code12.asset_code12.rstrip(b"\x00").decode("utf-8", "replace"), issuer
+
+
+# --- amounts and prices -------------------------------------------------------------------------------
+
+STROOPS_PER_UNIT = 10_000_000
+
+
+def stroops_to_real(stroops: int) -> float:
+    """Amount in units as the nearest float64 (stellar-etl ``ConvertStroopValueToReal``; exact rounding)."""
+    return stroops / STROOPS_PER_UNIT
+
+
+def _rat_string(num: int, den: int, places: int = 7) -> str:
+    """Go's ``big.Rat.FloatString(places)``: rounded to nearest, halves away from zero."""
+    neg = (num < 0) != (den < 0)
+    num, den = abs(num), abs(den)
+    scale = 10**places
+    q, r = divmod(num * scale, den)
+    if 2 * r >= den:
+        q += 1
+    ip, fp = divmod(q, scale)
+    s = f"{ip}.{fp:0{places}d}" if places else str(ip)
+    return "-" + s if neg and q else s
+
+
+def amount_string(stroops: int) -> str:
+    """Go ``amount.String``: stroops as a decimal string with 7 places (``"12.3400000"``)."""
+    return _rat_string(stroops, STROOPS_PER_UNIT)
+
+
+def price_string(n: int, d: int) -> str:
+    """Go ``xdr.Price.String()``: ``n/d`` rounded to 7 places."""
+    return _rat_string(n, d)
+
+
+def price_float(n: int, d: int) -> float:
+    """stellar-etl's ``price``: :func:`price_string` parsed back to float64."""
+    return float(price_string(n, d))
+
+
+def int128_parts(hi: int, lo: int) -> int:
+    """Signed 128-bit integer from its ``hi`` (signed) and ``lo`` (unsigned) halves."""
+    return (hi << 64) | lo
+
+
+# --- ledger entries -----------------------------------------------------------------------------------
+
+
+def ledger_key_xdr(data: xdr.LedgerEntryData) -> bytes:
+    """XDR bytes of the ``LedgerKey`` that identifies a ledger entry (its ``LedgerEntryData``)."""
+    t = data.type
+    head = t.value.to_bytes(4, "big")
+    T = xdr.LedgerEntryType
+    if t == T.ACCOUNT:
+        return head + data.account.account_id.to_xdr_bytes()
+    if t == T.TRUSTLINE:
+        return head + data.trust_line.account_id.to_xdr_bytes() + data.trust_line.asset.to_xdr_bytes()
+    if t == T.OFFER:
+        return head + data.offer.seller_id.to_xdr_bytes() + data.offer.offer_id.to_xdr_bytes()
+    if t == T.DATA:
+        return head + data.data.account_id.to_xdr_bytes() + data.data.data_name.to_xdr_bytes()
+    if t == T.CLAIMABLE_BALANCE:
+        return head + data.claimable_balance.balance_id.to_xdr_bytes()
+    if t == T.LIQUIDITY_POOL:
+        return head + data.liquidity_pool.liquidity_pool_id.to_xdr_bytes()
+    if t == T.CONTRACT_DATA:
+        cd = data.contract_data
+        return head + cd.contract.to_xdr_bytes() + cd.key.to_xdr_bytes() + cd.durability.to_xdr_bytes()
+    if t == T.CONTRACT_CODE:
+        return head + data.contract_code.hash.to_xdr_bytes()
+    if t == T.CONFIG_SETTING:
+        return head + data.config_setting.config_setting_id.value.to_bytes(4, "big")
+    return head + data.ttl.key_hash.to_xdr_bytes()
+
+
+def sponsoring_id(entry: xdr.LedgerEntry) -> str | None:
+    """``G...`` sponsor of a ledger entry, or None."""
+    if entry.ext.v != 1:
+        return None
+    sponsor = entry.ext.v1.sponsoring_id.sponsorship_descriptor
+    return account_id(sponsor) if sponsor is not None else None
+
+
+def signer_sponsors(account: xdr.AccountEntry) -> dict[str, str]:
+    """``{signer key strkey: sponsor G...}`` of an account's sponsored signers (Go ``SponsorPerSigner``)."""
+    ext = account.ext
+    if ext.v != 1 or ext.v1.ext.v != 2:
+        return {}
+    ids = ext.v1.ext.v2.signer_sponsoring_i_ds
+    out = {}
+    for signer, sid in zip(account.signers, ids):
+        if sid.sponsorship_descriptor is not None:
+            out[signer_key_address(signer.key)] = account_id(sid.sponsorship_descriptor)
+    return out

@@ -98,6 +98,7 @@ class Ledger:
     envelopes: list[xdr.TransactionEnvelope] = field(default_factory=list)
     source_key: str | None = None
     xdr_size: int = 0
+    network_passphrase: str | None = None
 
     @property
     def header(self) -> xdr.LedgerHeader:
@@ -233,5 +234,6 @@ def decode_ledger(
         transactions=txs,
         envelopes=envs,
         source_key=key,
+        network_passphrase=network_passphrase,
         xdr_size=len(data),
     )
