@@ -1,0 +1,274 @@
+"""Soroban value rendering: ``SCVal`` -> JSON as stellar-etl writes it, and contract / asset helpers.
+
+stellar-etl decodes topics and data with ``go-stellar-xdr-json``, i.e. the serde JSON of the Rust
+``stellar-xdr`` crate. :func:`scval_to_json` reproduces that shape in Python:
+
+* externally tagged snake_case unions: ``{"symbol": "transfer"}``, ``{"u32": 7}``, unit arms as bare
+  strings (``"void"``, ``"ledger_key_contract_instance"``);
+* 64-bit integers, time points, durations and 128/256-bit integers as decimal strings
+  (``{"i128": "-5"}``); 32-bit integers as JSON numbers;
+* bytes and hashes as lowercase hex; strings and symbols with non-printable bytes escaped as
+  ``\\0 \\t \\n \\r \\\\ \\xNN`` (the ``escape-bytes`` rules);
+* addresses as strkeys (``G``, ``C``, ``M``, ``B``, ``L``);
+* ``Option`` as ``null``; map entries as ``{"key": ..., "val": ...}``.
+
+:func:`scval_json` serialises compactly (``serde_json::to_string`` layout).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from typing import Any
+
+from stellar_sdk import StrKey, xdr
+
+from cdp_ray.networks import network_id
+from cdp_ray.processors.common import contract_strkey, sc_address
+
+_T = xdr.SCValType
+
+_ERROR_TYPE = {
+    xdr.SCErrorType.SCE_CONTRACT: "contract",
+    xdr.SCErrorType.SCE_WASM_VM: "wasm_vm",
+    xdr.SCErrorType.SCE_CONTEXT: "context",
+    xdr.SCErrorType.SCE_STORAGE: "storage",
+    xdr.SCErrorType.SCE_OBJECT: "object",
+    xdr.SCErrorType.SCE_CRYPTO: "crypto",
+    xdr.SCErrorType.SCE_EVENTS: "events",
+    xdr.SCErrorType.SCE_BUDGET: "budget",
+    xdr.SCErrorType.SCE_VALUE: "value",
+    xdr.SCErrorType.SCE_AUTH: "auth",
+}
+
+_ESCAPES = {0: "\\0", 9: "\\t", 10: "\\n", 13: "\\r", 92: "\\\\"}
+
+
+def escape_bytes(raw: bytes) -> str:
+    """Rust ``escape-bytes``: printable ASCII kept, ``\\0 \\t \\n \\r \\\\`` named, anything else ``\\xNN``."""
+    if all(0x20 <= b <= 0x7E and b != 92 for b in raw):
+        return raw.decode("ascii")
+    out = []
+    for b in raw:
+        if b in _ESCAPES:
+            out.append(_ESCAPES[b])
+        elif 0x20 <= b <= 0x7E:
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    return "".join(out)
+
+
+def int128(parts) -> int:
+    """Signed value of an ``Int128Parts``."""
+    return (parts.hi.int64 << 64) | parts.lo.uint64
+
+
+def uint128(parts) -> int:
+    """Value of a ``UInt128Parts``."""
+    return (parts.hi.uint64 << 64) | parts.lo.uint64
+
+
+def _int256(p) -> int:
+    return (p.hi_hi.int64 << 192) | (p.hi_lo.uint64 << 128) | (p.lo_hi.uint64 << 64) | p.lo_lo.uint64
+
+
+def _uint256(p) -> int:
+    return (p.hi_hi.uint64 << 192) | (p.hi_lo.uint64 << 128) | (p.lo_hi.uint64 << 64) | p.lo_lo.uint64
+
+
+def _error(e: xdr.SCError) -> dict:
+    name = _ERROR_TYPE[e.type]
+    if e.type == xdr.SCErrorType.SCE_CONTRACT:
+        return {name: e.contract_code.uint32}
+    return {name: e.code.name.removeprefix("SCEC_").lower()}
+
+
+def _executable(ex: xdr.ContractExecutable) -> Any:
+    t = ex.type
+    if t == xdr.ContractExecutableType.CONTRACT_EXECUTABLE_WASM:
+        return {"wasm": ex.wasm_hash.hash.hex()}
+    if t == xdr.ContractExecutableType.CONTRACT_EXECUTABLE_STELLAR_ASSET:
+        return "stellar_asset"
+    ref = getattr(ex, "external_ref", None)
+    if ref is not None:
+        return {"external_ref": {"executable_owner": sc_address(ref.executable_owner), "tag": escape_bytes(ref.tag.sc_string)}}
+    raise ValueError(f"unsupported contract executable type {t.name}")
+
+
+def _map(m) -> list | None:
+    if m is None:
+        return None
+    return [{"key": scval_to_json(e.key), "val": scval_to_json(e.val)} for e in m.sc_map]
+
+
+def scval_to_json(v: xdr.SCVal) -> Any:
+    """The JSON value (dicts, lists, str, int, bool, None) stellar-etl writes for an ``SCVal``."""
+    t = v.type
+    if t == _T.SCV_BOOL:
+        return {"bool": v.b}
+    if t == _T.SCV_VOID:
+        return "void"
+    if t == _T.SCV_ERROR:
+        return {"error": _error(v.error)}
+    if t == _T.SCV_U32:
+        return {"u32": v.u32.uint32}
+    if t == _T.SCV_I32:
+        return {"i32": v.i32.int32}
+    if t == _T.SCV_U64:
+        return {"u64": str(v.u64.uint64)}
+    if t == _T.SCV_I64:
+        return {"i64": str(v.i64.int64)}
+    if t == _T.SCV_TIMEPOINT:
+        return {"timepoint": str(v.timepoint.time_point.uint64)}
+    if t == _T.SCV_DURATION:
+        return {"duration": str(v.duration.duration.uint64)}
+    if t == _T.SCV_U128:
+        return {"u128": str(uint128(v.u128))}
+    if t == _T.SCV_I128:
+        return {"i128": str(int128(v.i128))}
+    if t == _T.SCV_U256:
+        return {"u256": str(_uint256(v.u256))}
+    if t == _T.SCV_I256:
+        return {"i256": str(_int256(v.i256))}
+    if t == _T.SCV_BYTES:
+        return {"bytes": v.bytes.sc_bytes.hex()}
+    if t == _T.SCV_STRING:
+        return {"string": escape_bytes(v.str.sc_string)}
+    if t == _T.SCV_SYMBOL:
+        return {"symbol": escape_bytes(v.sym.sc_symbol)}
+    if t == _T.SCV_VEC:
+        return {"vec": None if v.vec is None else [scval_to_json(x) for x in v.vec.sc_vec]}
+    if t == _T.SCV_MAP:
+        return {"map": _map(v.map)}
+    if t == _T.SCV_ADDRESS:
+        return {"address": sc_address(v.address)}
+    if t == _T.SCV_CONTRACT_INSTANCE:
+        inst = v.instance
+        return {"contract_instance": {"executable": _executable(inst.executable), "storage": _map(inst.storage)}}
+    if t == _T.SCV_LEDGER_KEY_CONTRACT_INSTANCE:
+        return "ledger_key_contract_instance"
+    if t == _T.SCV_LEDGER_KEY_NONCE:
+        return {"ledger_key_nonce": {"nonce": str(v.nonce_key.nonce.int64)}}
+    if t.name == "SCV_EXECUTABLE_TAG":
+        return {"executable_tag": escape_bytes(v.executable_tag.sc_string)}
+    raise ValueError(f"unsupported SCVal type {t.name}")
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON text, ``serde_json::to_string`` layout (no spaces, non-ASCII kept)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def scval_json(v: xdr.SCVal) -> str:
+    """:func:`scval_to_json` as compact JSON text."""
+    return to_json(scval_to_json(v))
+
+
+# --- typed accessors (``None`` when the value has another type) ------------------------------------
+
+
+def scval_symbol(v: xdr.SCVal) -> str | None:
+    return v.sym.sc_symbol.decode("utf-8", "replace") if v.type == _T.SCV_SYMBOL else None
+
+
+def scval_string(v: xdr.SCVal) -> str | None:
+    return v.str.sc_string.decode("utf-8", "replace") if v.type == _T.SCV_STRING else None
+
+
+def scval_address(v: xdr.SCVal) -> str | None:
+    return sc_address(v.address) if v.type == _T.SCV_ADDRESS else None
+
+
+def scval_i128(v: xdr.SCVal) -> int | None:
+    return int128(v.i128) if v.type == _T.SCV_I128 else None
+
+
+# --- contract ids and assets -------------------------------------------------------------------
+
+
+def contract_id_strkey(contract_id) -> str | None:
+    """``C...`` of an optional ``ContractID`` (``None`` stays ``None``)."""
+    return None if contract_id is None else contract_strkey(contract_id)
+
+
+_ASSET_CODE = re.compile(r"^[A-Za-z0-9]{1,12}$")
+
+
+def parse_sep11_asset(s: str) -> xdr.Asset | None:
+    """``native`` or ``CODE:G...`` (the SAC ``name()`` / last event topic) -> ``Asset``, else ``None``.
+
+    Follows Go's ``xdr.BuildAssets`` for one asset: ``native`` case-insensitively, codes of 1-12
+    alphanumerics (up to 4 -> alphanum4), issuers as valid account strkeys.
+    """
+    if s.lower() == "native":
+        return xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE)
+    parts = s.split(":")
+    if len(parts) != 2 or not _ASSET_CODE.match(parts[0]) or not StrKey.is_valid_ed25519_public_key(parts[1]):
+        return None
+    code, issuer = parts
+    acc = xdr.AccountID(xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, xdr.Uint256(StrKey.decode_ed25519_public_key(issuer))))
+    if len(code) <= 4:
+        return xdr.Asset(
+            xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4,
+            alpha_num4=xdr.AlphaNum4(xdr.AssetCode4(code.encode().ljust(4, b"\x00")), acc),
+        )
+    return xdr.Asset(
+        xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12,
+        alpha_num12=xdr.AlphaNum12(xdr.AssetCode12(code.encode().ljust(12, b"\x00")), acc),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _sac_id(asset_xdr: bytes, passphrase: str) -> bytes:
+    preimage = xdr.HashIDPreimage(
+        xdr.EnvelopeType.ENVELOPE_TYPE_CONTRACT_ID,
+        contract_id=xdr.HashIDPreimageContractID(
+            xdr.Hash(network_id(passphrase)),
+            xdr.ContractIDPreimage(
+                xdr.ContractIDPreimageType.CONTRACT_ID_PREIMAGE_FROM_ASSET,
+                from_asset=xdr.Asset.from_xdr_bytes(asset_xdr),
+            ),
+        ),
+    )
+    return hashlib.sha256(preimage.to_xdr_bytes()).digest()
+
+
+def sac_contract_id(asset: xdr.Asset, passphrase: str) -> bytes:
+    """Raw 32-byte id of the Stellar Asset Contract of ``asset`` on the network ``passphrase``."""
+    return _sac_id(asset.to_xdr_bytes(), passphrase)
+
+
+def native_sac_strkey(passphrase: str) -> str:
+    """``C...`` of the native (XLM) asset contract on ``passphrase``."""
+    return contract_strkey(sac_contract_id(xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE), passphrase))
+
+
+def created_contract_id(preimage: xdr.ContractIDPreimage, passphrase: str) -> bytes:
+    """Raw id of the contract a ``CreateContract`` host function deploys (address+salt or asset preimage)."""
+    full = xdr.HashIDPreimage(
+        xdr.EnvelopeType.ENVELOPE_TYPE_CONTRACT_ID,
+        contract_id=xdr.HashIDPreimageContractID(xdr.Hash(network_id(passphrase)), preimage),
+    )
+    return hashlib.sha256(full.to_xdr_bytes()).digest()
+
+
+__all__ = [
+    "contract_id_strkey",
+    "created_contract_id",
+    "escape_bytes",
+    "int128",
+    "native_sac_strkey",
+    "parse_sep11_asset",
+    "sac_contract_id",
+    "scval_address",
+    "scval_i128",
+    "scval_json",
+    "scval_string",
+    "scval_symbol",
+    "scval_to_json",
+    "to_json",
+    "uint128",
+]
