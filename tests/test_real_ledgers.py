@@ -4,20 +4,32 @@ Counts are checked against ``inventory.jsonl`` (worked out independently of this
 ``successful_txs`` per ledger, ``ops`` (every operation of the transaction set, failed transactions
 included, which is what the ``operations`` table holds), ``invoke_host_fn_ops`` and the per-type
 counts in ``top_ops``. The 320 contiguous lighthorizon ledgers are sampled.
+
+Operation types the ledgers lack (liquidity pools, fee bumps, muxed accounts, sponsorship revocation,
+Soroban create/extend/restore) are checked on single real transactions from the tx-meta-effects-parser
+corpus, against the StellarExpert effects that come with them.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from stellar_sdk import xdr
 
 from cdp_ray.errors import NetworkMismatchError
 from cdp_ray.lake.formats import split_ledgers
+from cdp_ray.networks import network_id
 from cdp_ray.processors import get_processor
+from cdp_ray.processors.common import amount_string, strkey
+from cdp_ray.processors.operations import operation_rows
+from cdp_ray.processors.transactions import transaction_row
 from cdp_ray.xdr import decode_ledger
+from cdp_ray.xdr.ledger import Transaction, envelope_hash
 
 PASSPHRASES = {
     "pubnet": "Public Global Stellar Network ; September 2015",
@@ -116,3 +128,223 @@ def test_wrong_network_is_refused(stellar_data):
     (lcm,) = split_ledgers((stellar_data / rel).read_bytes(), rel)
     with pytest.raises(NetworkMismatchError):
         decode_ledger(lcm, PASSPHRASES["pubnet"], key=rel)
+
+
+# --- transaction-level corpus (tx-meta-effects-parser): op types the ledgers above lack ------------------
+#
+# Each case is one real transaction (envelope, result, meta). StellarExpert's expected effects shipped
+# with it give independent values to check ours against.
+
+CORPUS = "tx-meta-effects-parser/tx-parser-data"
+
+
+def _corpus_tx(stellar_data, rel: str, protocol: int = 22, network: str = "testnet"):
+    """``(ledger stand-in, Transaction, expected effects)`` for one corpus file."""
+    d = json.loads((stellar_data / CORPUS / rel).read_text())
+    env = xdr.TransactionEnvelope.from_xdr(d["tx"])
+    try:
+        pair = xdr.TransactionResultPair.from_xdr(d["result"])
+        if pair.to_xdr() != d["result"]:
+            raise ValueError("not a TransactionResultPair")
+    except Exception:
+        pair = xdr.TransactionResultPair(xdr.Hash(bytes(32)), xdr.TransactionResult.from_xdr(d["result"]))
+    t = Transaction(
+        index=1,
+        hash=pair.transaction_hash.hash,
+        envelope=env,
+        result=pair,
+        meta=xdr.TransactionMeta.from_xdr(d["meta"]),
+        fee_changes=xdr.LedgerEntryChanges([]),
+    )
+    ledger = SimpleNamespace(
+        sequence=1000,
+        closed_at=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        protocol_version=protocol,
+        network_passphrase=PASSPHRASES[network],
+    )
+    return ledger, t, d["expected"]
+
+
+def _ops(ledger, t) -> list[dict]:
+    rows = operation_rows(ledger, t)
+    for r in rows:
+        r["details"] = json.loads(r["details"])
+    return rows
+
+
+def _effects(expected, kind: str) -> list[dict]:
+    flat = [e for group in expected for e in (group if isinstance(group, list) else [group])]
+    return [e for e in flat if e["type"] == kind]
+
+
+def test_corpus_every_transaction_processes(stellar_data):
+    files = sorted((stellar_data / CORPUS).rglob("*.json"))
+    assert len(files) > 80
+    done = 0
+    for path in files:
+        if "result" not in json.loads(path.read_text()):
+            continue
+        ledger, t, _ = _corpus_tx(stellar_data, str(path.relative_to(stellar_data / CORPUS)))
+        row = transaction_row(ledger, t)
+        ops = _ops(ledger, t)
+        assert row["operation_count"] == len(ops) == len(t.operations)
+        assert [o["type"] for o in ops] == [op.body.type.value for op in t.operations]
+        done += 1
+    assert done > 80
+
+
+def test_corpus_liquidity_pool_deposit_and_withdraw(stellar_data):
+    ledger, t, expected = _corpus_tx(stellar_data, "classic-ops/deposit-to-lp-withdraw-half-withdraw-rest.json")
+    ops = _ops(ledger, t)
+    assert [o["type_string"] for o in ops] == [
+        "change_trust", "liquidity_pool_deposit", "liquidity_pool_withdraw", "liquidity_pool_withdraw", "change_trust"
+    ]
+    (deposited,) = _effects(expected, "liquidityPoolDeposited")
+    withdrew = _effects(expected, "liquidityPoolWithdrew")
+    pool = deposited["pool"]
+    assert ops[0]["details"]["asset_type"] == "liquidity_pool_shares"
+    assert ops[0]["details"]["liquidity_pool_id_strkey"] == pool
+    dep = ops[1]["details"]
+    assert dep["liquidity_pool_id_strkey"] == pool
+    assert dep["reserve_a_asset_type"] == "native" and dep["reserve_b_asset_code"] == "USD"
+    assert dep["reserve_a_deposit_amount"] == int(deposited["assets"][0]["amount"]) / 1e7
+    assert dep["reserve_b_deposit_amount"] == int(deposited["assets"][1]["amount"]) / 1e7
+    assert dep["shares_received"] == int(deposited["shares"]) / 1e7
+    assert dep["min_price_r"] == {"n": 1, "d": 10} and dep["max_price"] == 10.0
+    for op, eff in zip(ops[2:4], withdrew):
+        assert op["details"]["reserve_a_withdraw_amount"] == int(eff["assets"][0]["amount"]) / 1e7
+        assert op["details"]["reserve_b_withdraw_amount"] == int(eff["assets"][1]["amount"]) / 1e7
+        assert op["details"]["shares"] == int(eff["shares"]) / 1e7
+
+
+def test_corpus_failed_liquidity_pool_deposit_uses_go_defaults(stellar_data):
+    ledger, t, _ = _corpus_tx(stellar_data, "classic-ops/failed-lp-deposit.json")
+    row = transaction_row(ledger, t)
+    assert row["successful"] is False and row["transaction_result_code"] == "TransactionResultCodeTxFailed"
+    dep = _ops(ledger, t)[1]
+    assert dep["operation_trace_code"] == "LiquidityPoolDepositResultCodeLiquidityPoolDepositUnderfunded"
+    # stellar-etl leaves Go's zero values for failed transactions: the native asset and 0 amounts
+    d = dep["details"]
+    assert (d["reserve_a_asset_type"], d["reserve_b_asset_type"]) == ("native", "native")
+    assert d["reserve_a_deposit_amount"] == d["reserve_b_deposit_amount"] == d["shares_received"] == 0.0
+    assert d["reserve_b_max_amount"] == 200.0
+
+
+def test_corpus_fee_bump(stellar_data):
+    ledger, t, expected = _corpus_tx(stellar_data, "tx-effects/fee-bump-transaction.json")
+    row = transaction_row(ledger, t)
+    (fee,) = _effects(expected, "feeCharged")
+    assert fee["bump"] is True
+    assert row["fee_account"] == fee["source"]
+    assert row["new_max_fee"] == int(fee["bid"]) and row["fee_charged"] == int(fee["charged"])
+    assert row["max_fee"] == t.tx.fee.uint32 < row["new_max_fee"]
+    assert row["transaction_result_code"] == "TransactionResultCodeTxFeeBumpInnerSuccess"
+    inner = envelope_hash(
+        xdr.TransactionEnvelope(type=xdr.EnvelopeType.ENVELOPE_TYPE_TX, v1=t.inner_envelope), network_id(PASSPHRASES["testnet"])
+    )
+    assert row["inner_transaction_hash"] == inner.hex()
+    assert row["tx_signers"] == [strkey("G", s.signature.signature) for s in t.envelope.fee_bump.signatures]
+
+
+def test_corpus_muxed_accounts(stellar_data):
+    ledger, t, expected = _corpus_tx(stellar_data, "classic-ops/muxed-accounts.json")
+    (merge,) = _ops(ledger, t)
+    (removed,) = _effects(expected, "accountRemoved")
+    d = merge["details"]
+    assert merge["source_account_muxed"] == d["account_muxed"] == removed["source"]
+    assert d["account_muxed_id"] == 99999999 and d["into_muxed_id"] == 1919198222
+    assert d["into"] == _effects(expected, "accountCredited")[0]["source"]
+
+
+def test_corpus_sponsorship_revocations(stellar_data):
+    ledger, t, expected = _corpus_tx(stellar_data, "classic-ops/update-ledger-entries-sponsorship.json")
+    ops = _ops(ledger, t)
+    new_sponsor = _effects(expected, "signerSponsorshipUpdated")[0]["sponsor"]
+    assert ops[-1]["type_string"] == "end_sponsoring_future_reserves"
+    assert ops[-1]["details"] == {"begin_sponsor": new_sponsor}
+    keys = [set(o["details"]) for o in ops if o["type_string"] == "revoke_sponsorship"]
+    assert {"signer_account_id", "signer_key"} in keys
+    assert {"trustline_account_id", "trustline_asset"} in keys
+    assert {"data_account_id", "data_name"} in keys
+    assert {"claimable_balance_id", "claimable_balance_id_strkey"} in keys
+    assert {"offer_id"} in keys and {"account_id"} in keys
+    assert {"trustline_account_id", "trustline_liquidity_pool_id", "trustline_liquidity_pool_id_strkey"} in keys
+
+
+def test_corpus_claimable_balances(stellar_data):
+    ledger, t, expected = _corpus_tx(stellar_data, "classic-ops/create-claimable-balances.json")
+    ops = _ops(ledger, t)
+    created = _effects(expected, "claimableBalanceCreated")
+    for op, eff in zip(ops, created):
+        d = op["details"]
+        assert d["amount"] == int(eff["amount"]) / 1e7
+        assert d["sponsor"] == eff["sponsor"]
+        epoch = eff["claimants"][0]["predicate"]["absBefore"]
+        # the predicate holds a millisecond value, so Go prints an expanded (5-digit) year
+        assert d["claimants"][0]["predicate"]["abs_before_epoch"] == epoch
+        assert d["claimants"][0]["predicate"]["abs_before"].startswith("+54928-11-10T20:36:2")
+    assert ops[0]["details"]["asset"] == "native"
+    assert ops[1]["details"]["asset"].startswith("USD:G")
+
+
+def test_corpus_soroban_invoke_with_sac_mint(stellar_data):
+    ledger, t, expected = _corpus_tx(stellar_data, "soroban/sac-token-mint-to-contract-address.json")
+    row = transaction_row(ledger, t)
+    assert row["resource_fee"] > 0 and row["soroban_resources_instructions"] > 0
+    assert row["non_refundable_resource_fee_charged"] + row["refundable_resource_fee_charged"] > 0
+    (op,) = _ops(ledger, t)
+    d = op["details"]
+    (invoked, *_) = _effects(expected, "contractInvoked")
+    (minted,) = _effects(expected, "assetMinted")
+    assert d["type"] == "invoke_contract" and d["function"] == "HostFunctionTypeHostFunctionTypeInvokeContract"
+    assert d["contract_id"] == invoked["contract"]
+    assert d["parameters_decoded"][1] == {"type": "Sym", "value": invoked["function"]}
+    assert [p["value"] for p in d["parameters_decoded"][2:]] == invoked["args"]
+    assert d["parameters_json_decoded"][1] == {"symbol": invoked["function"]}
+    assert len(d["ledger_key_hash"]) == len(t.tx.ext.soroban_data.resources.footprint.read_only) + len(
+        t.tx.ext.soroban_data.resources.footprint.read_write
+    )
+    (change,) = d["asset_balance_changes"]
+    code, issuer, _ = minted["asset"].split("-")
+    assert change == {
+        "type": "mint",
+        "to": _effects(expected, "accountCredited")[0]["source"],
+        "amount": amount_string(int(minted["amount"])),
+        "asset_type": "credit_alphanum4",
+        "asset_code": code,
+        "asset_issuer": issuer,
+    }
+
+
+def test_corpus_soroban_create_contract_v2_and_ttl_ops(stellar_data):
+    ledger, t, expected = _corpus_tx(stellar_data, "soroban/contract-deployed-with-constructor.json")
+    (op,) = _ops(ledger, t)
+    d = op["details"]
+    created = _effects(expected, "contractCreated")
+    assert d["type"] == "create_contract_v2" and d["from"] == "address"
+    assert d["contract_id"] == created[0]["contract"]
+    assert d["address"] == created[0]["source"]
+    assert d["parameters_decoded"] == [{"type": "Str", "value": "World!"}]
+    assert d["parameters_json_decoded"] == [{"string": "World!"}]
+    assert d["parameters_json"] == created[1]["constructorArgs"]
+
+    ledger, t, _ = _corpus_tx(stellar_data, "soroban/extend-ttl-no-effect.json")
+    (op,) = _ops(ledger, t)
+    assert op["type_string"] == "extend_footprint_ttl"
+    assert op["operation_trace_code"] == "ExtendFootprintTtlResultCodeExtendFootprintTtlSuccess"
+    assert op["details"]["extend_to"] == t.operations[0].body.extend_footprint_ttl_op.extend_to.uint32
+    assert op["details"]["contract_code_hash"] is None
+
+    ledger, t, _ = _corpus_tx(stellar_data, "soroban/restore-footprint-no-effect.json")
+    (op,) = _ops(ledger, t)
+    assert op["type_string"] == "restore_footprint" and op["details"]["type"] == "restore_footprint"
+
+
+def test_corpus_soroban_fee_breakdown(stellar_data):
+    ledger, t, expected = _corpus_tx(stellar_data, "contract-metrics/fee-details.json")
+    row = transaction_row(ledger, t)
+    (metrics,) = _effects(expected, "contractMetrics")
+    assert row["non_refundable_resource_fee_charged"] == metrics["fee"]["nonrefundable"]
+    assert row["refundable_resource_fee_charged"] == metrics["fee"]["refundable"]
+    assert row["rent_fee_charged"] == metrics["fee"]["rent"]
+    assert row["inclusion_fee_bid"] == row["max_fee"] - row["resource_fee"]
