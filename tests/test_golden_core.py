@@ -10,7 +10,6 @@ import json
 from datetime import datetime
 
 import pyarrow as pa
-import pytest
 from stellar_sdk import Keypair, StrKey, xdr
 
 from cdp_ray.lake.formats import split_ledgers

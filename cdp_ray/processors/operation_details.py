@@ -5,7 +5,7 @@
 ``source_amount``/``destination_min`` as 7-place strings, ``asset_id`` FarmHash ids, ``price_r``),
 results-dependent values only for successful transactions, and the ``sponsor`` of entries the
 operation created. Soroban values follow Go's ``ScVal.String()`` (``parameters_decoded``) and
-rs-stellar-xdr's JSON (``parameters_json_decoded``).
+rs-stellar-xdr's JSON (``parameters_json_decoded``, via :func:`cdp_ray.processors.scval.scval_to_json`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from cdp_ray.processors.common import (
     sponsoring_id,
     stroops_to_real,
 )
+from cdp_ray.processors.scval import scval_to_json
 from cdp_ray.xdr import Transaction
 
 OT = xdr.OperationType
@@ -429,70 +430,6 @@ def _go_time_string(epoch: int) -> str:
     return f"{y:04d}-{mo:02d}-{d:02d} {h:02d}:{mi:02d}:{s:02d} +0000 UTC"
 
 
-def scval_json(v: xdr.SCVal):
-    """An ``SCVal`` as rs-stellar-xdr's JSON (stellar-etl's ``parameters_json_decoded``, via xdrjson).
-
-    64-bit and wider integers are decimal strings, bytes and hashes hex, addresses strkeys.
-    """
-    t = v.type
-    if t == _SCV.SCV_BOOL:
-        return {"bool": bool(v.b)}
-    if t == _SCV.SCV_VOID:
-        return "void"
-    if t == _SCV.SCV_ERROR:
-        e = v.error
-        kind = e.type.name[len("SCE_"):].lower()
-        if e.type == xdr.SCErrorType.SCE_CONTRACT:
-            return {"error": {kind: e.contract_code.uint32}}
-        return {"error": {kind: e.code.name[len("SCEC_"):].lower()}}
-    if t == _SCV.SCV_U32:
-        return {"u32": v.u32.uint32}
-    if t == _SCV.SCV_I32:
-        return {"i32": v.i32.int32}
-    if t == _SCV.SCV_U64:
-        return {"u64": str(v.u64.uint64)}
-    if t == _SCV.SCV_I64:
-        return {"i64": str(v.i64.int64)}
-    if t == _SCV.SCV_TIMEPOINT:
-        return {"timepoint": str(v.timepoint.time_point.uint64)}
-    if t == _SCV.SCV_DURATION:
-        return {"duration": str(v.duration.duration.uint64)}
-    if t == _SCV.SCV_U128:
-        return {"u128": str(_u128(v.u128))}
-    if t == _SCV.SCV_I128:
-        return {"i128": str(_i128(v.i128))}
-    if t == _SCV.SCV_U256:
-        return {"u256": str(_u256(v.u256))}
-    if t == _SCV.SCV_I256:
-        return {"i256": str(_i256(v.i256))}
-    if t == _SCV.SCV_BYTES:
-        return {"bytes": v.bytes.sc_bytes.hex()}
-    if t == _SCV.SCV_STRING:
-        return {"string": _text(v.str.sc_string)}
-    if t == _SCV.SCV_SYMBOL:
-        return {"symbol": _text(v.sym.sc_symbol)}
-    if t == _SCV.SCV_VEC:
-        return {"vec": None if v.vec is None else [scval_json(x) for x in v.vec.sc_vec]}
-    if t == _SCV.SCV_MAP:
-        return {"map": None if v.map is None else _map_json(v.map)}
-    if t == _SCV.SCV_ADDRESS:
-        return {"address": sc_address(v.address)}
-    if t == _SCV.SCV_CONTRACT_INSTANCE:
-        ex = v.instance.executable
-        exe = "stellar_asset" if ex.type == xdr.ContractExecutableType.CONTRACT_EXECUTABLE_STELLAR_ASSET else {"wasm": ex.wasm_hash.hash.hex()}
-        storage = v.instance.storage
-        return {"contract_instance": {"executable": exe, "storage": None if storage is None else _map_json(storage)}}
-    if t == _SCV.SCV_LEDGER_KEY_CONTRACT_INSTANCE:
-        return "ledger_key_contract_instance"
-    if t == _SCV.SCV_LEDGER_KEY_NONCE:
-        return {"ledger_key_nonce": {"nonce": str(v.nonce_key.nonce.int64)}}
-    return {t.name[len("SCV_"):].lower(): None}
-
-
-def _map_json(m: xdr.SCMap) -> list:
-    return [{"key": scval_json(e.key), "val": scval_json(e.val)} for e in m.sc_map]
-
-
 def _parameters(args: list[xdr.SCVal]) -> tuple[list, list, list, list]:
     params, decoded, as_b64, as_json = [], [], [], []
     for a in args:
@@ -501,7 +438,7 @@ def _parameters(args: list[xdr.SCVal]) -> tuple[list, list, list, list]:
         params.append({"type": arm, "value": raw})
         decoded.append({"type": arm, "value": scval_string(a)})
         as_b64.append(raw)
-        as_json.append(scval_json(a))
+        as_json.append(scval_to_json(a))
     return params, decoded, as_b64, as_json
 
 
