@@ -13,6 +13,7 @@ import base64
 import pyarrow as pa
 from stellar_sdk import xdr
 
+from cdp_ray.networks import network_id
 from cdp_ray.processors.base import NoConfig, col, processor
 from cdp_ray.processors.common import (
     TIMESTAMP,
@@ -25,6 +26,7 @@ from cdp_ray.processors.common import (
     toid,
 )
 from cdp_ray.xdr import Ledger, Transaction
+from cdp_ray.xdr.ledger import envelope_hash
 
 TRANSACTIONS_SCHEMA = pa.schema(
     [
@@ -263,10 +265,21 @@ def transaction_row(ledger: Ledger, t: Transaction) -> dict:
     if t.is_fee_bump:
         fb = env.fee_bump
         row["fee_account"], row["fee_account_muxed"] = muxed_account(fb.tx.fee_source)
-        row["inner_transaction_hash"] = t.result.result.result.inner_result_pair.transaction_hash.hash.hex()
+        row["inner_transaction_hash"] = _inner_hash(t, ledger.network_passphrase)
         row["new_max_fee"] = fb.tx.fee.int64
         row["tx_signers"] = _signers(fb.signatures)
     return row
+
+
+def _inner_hash(t: Transaction, network_passphrase: str | None) -> str | None:
+    """Hex hash of a fee bump's inner transaction: from its result pair, else hashed from the envelope."""
+    pair = t.result.result.result.inner_result_pair
+    if pair is not None:
+        return pair.transaction_hash.hash.hex()
+    if network_passphrase is None:
+        return None
+    inner = xdr.TransactionEnvelope(type=xdr.EnvelopeType.ENVELOPE_TYPE_TX, v1=t.inner_envelope)
+    return envelope_hash(inner, network_id(network_passphrase)).hex()
 
 
 def _v0_source(tx: xdr.TransactionV0) -> xdr.MuxedAccount:
