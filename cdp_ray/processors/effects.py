@@ -156,11 +156,13 @@ def _asset_sort_key(asset: xdr.Asset) -> tuple:
     return asset.type.value, code, issuer
 
 
-def _claim_body(claim: xdr.ClaimAtom):
+def claim_body(claim: xdr.ClaimAtom):
+    """The ``ClaimOfferAtomV0`` / ``ClaimOfferAtom`` / ``ClaimLiquidityAtom`` inside a ``ClaimAtom``."""
     return claim.v0 or claim.order_book or claim.liquidity_pool
 
 
-def _claim_seller(claim: xdr.ClaimAtom) -> str:
+def claim_seller(claim: xdr.ClaimAtom) -> str:
+    """``G...`` owner of the claimed order-book offer."""
     if claim.type == xdr.ClaimAtomType.CLAIM_ATOM_TYPE_V0:
         return account_id(xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, claim.v0.seller_ed25519))
     return account_id(claim.order_book.seller_id)
@@ -216,7 +218,8 @@ def _signer_summary(account: xdr.AccountEntry) -> dict[str, int]:
     return out
 
 
-def _tx_source(t: Transaction) -> xdr.MuxedAccount:
+def transaction_source(t: Transaction) -> xdr.MuxedAccount:
+    """Source account of the (inner) transaction as a ``MuxedAccount`` (v0 envelopes included)."""
     tx = t.tx
     if hasattr(tx, "source_account"):
         return tx.source_account
@@ -300,7 +303,7 @@ class _OperationEffects:
 
     def __init__(self, t: Transaction, index: int, op: xdr.Operation, op_id: int, protocol: int, network: str | None):
         self.t, self.index, self.op, self.op_id, self.network = t, index, op, op_id, network
-        self.source = op.source_account if op.source_account is not None else _tx_source(t)
+        self.source = op.source_account if op.source_account is not None else transaction_source(t)
         results = t.operation_results
         self.result = results[index].tr if index < len(results) else None
         self.changes = sorted_operation_changes(t, index, protocol)
@@ -636,7 +639,7 @@ class _OperationEffects:
 
     def _trades(self, claims, path_payment: bool = False) -> None:
         for claim in claims:
-            c = _claim_body(claim)
+            c = claim_body(claim)
             sold, bought = c.amount_sold.int64, c.amount_bought.int64
             if sold == 0 and bought == 0:
                 continue
@@ -654,7 +657,7 @@ class _OperationEffects:
                     },
                 )
                 continue
-            seller = _claim_seller(claim)
+            seller = claim_seller(claim)
             buyer, buyer_muxed = muxed_account(self.source)
             offer_id = c.offer_id.int64
             bd = {"offer_id": offer_id, "seller": seller, "bought_amount": amount_string(sold), "sold_amount": amount_string(bought)}
@@ -824,10 +827,10 @@ def _send_amount(success) -> int:
     the first claim's asset, or the last payment's amount when nothing crossed."""
     if not success.offers:
         return success.last.amount.int64
-    first = _claim_body(success.offers[0]).asset_bought.to_xdr_bytes()
+    first = claim_body(success.offers[0]).asset_bought.to_xdr_bytes()
     total = 0
     for claim in success.offers:
-        c = _claim_body(claim)
+        c = claim_body(claim)
         if c.asset_bought.to_xdr_bytes() != first:
             break
         total += c.amount_bought.int64
