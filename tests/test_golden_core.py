@@ -94,6 +94,17 @@ def test_transactions_match_one_ledger_golden(stellar_data):
     assert all(len(s) == 108 for s in first["tx_signers"])  # 64-byte signatures as G-strkeys
 
 
+def test_transactions_without_xdr_columns(stellar_data):
+    ledger = _ledger(stellar_data, "FE29B950--30820015.reconstructed.xdr")
+    proc = get_processor("transactions")
+    full = proc.process([ledger])
+    lean = proc.process([ledger], {"include_xdr": False})
+    xdr_cols = ["tx_envelope", "tx_result", "tx_meta", "tx_fee_meta"]
+    for c in xdr_cols:
+        assert lean.column(c).null_count == lean.num_rows == 59
+    assert lean.drop(xdr_cols).equals(full.drop(xdr_cols))
+
+
 def test_operations_match_one_ledger_golden(stellar_data):
     ledger = _ledger(stellar_data, "FE29B950--30820015.reconstructed.xdr")
     table = get_processor("operations").process([ledger])

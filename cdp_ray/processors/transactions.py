@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import xdr
 
 from cdp_ray.networks import network_id
-from cdp_ray.processors.base import NoConfig, col, processor
+from cdp_ray.processors.base import col, processor
 from cdp_ray.processors.common import (
     TIMESTAMP,
     account_id,
@@ -193,8 +194,8 @@ def _signers(signatures) -> list[str]:
     return [strkey("G", s.signature.signature) for s in signatures or ()]
 
 
-def transaction_row(ledger: Ledger, t: Transaction) -> dict:
-    """One stellar-etl ``TransactionOutput`` row."""
+def transaction_row(ledger: Ledger, t: Transaction, *, include_xdr: bool = True) -> dict:
+    """One stellar-etl ``TransactionOutput`` row (the four base64 XDR columns null without ``include_xdr``)."""
     env = t.envelope
     tx = t.tx
     account, account_muxed = muxed_account(
@@ -226,10 +227,10 @@ def transaction_row(ledger: Ledger, t: Transaction) -> dict:
         "max_fee": fee,
         "fee_charged": fee_charged,
         "operation_count": len(tx.operations),
-        "tx_envelope": b64(env),
-        "tx_result": b64(t.result.result),
-        "tx_meta": b64(t.meta),
-        "tx_fee_meta": b64(t.fee_changes),
+        "tx_envelope": b64(env) if include_xdr else None,
+        "tx_result": b64(t.result.result) if include_xdr else None,
+        "tx_meta": b64(t.meta) if include_xdr else None,
+        "tx_fee_meta": b64(t.fee_changes) if include_xdr else None,
         "created_at": ledger.closed_at,
         "memo_type": go_enum_string(tx.memo.type),
         "memo": _memo(tx.memo),
@@ -286,13 +287,26 @@ def _v0_source(tx: xdr.TransactionV0) -> xdr.MuxedAccount:
     return xdr.MuxedAccount(type=xdr.CryptoKeyType.KEY_TYPE_ED25519, ed25519=tx.source_account_ed25519)
 
 
+class TransactionsConfig(BaseModel):
+    """Options of the ``transactions`` processor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include_xdr: bool = Field(
+        True,
+        description="Fill tx_envelope, tx_result, tx_meta and tx_fee_meta (base64 XDR). Re-encoding the meta is "
+        "most of this processor's time and of the table's size; false leaves the four columns null.",
+    )
+
+
 @processor(
     "transactions",
     schema=TRANSACTIONS_SCHEMA,
     primary_key=("id",),
     description="One row per applied transaction: source, fees, memo, preconditions, Soroban resources and "
     "base64 envelope/result/meta XDR (stellar-etl history_transactions).",
+    config=TransactionsConfig,
     tags=("core",),
 )
-def transactions(batch: list[Ledger], config: NoConfig) -> list[dict]:
-    return [transaction_row(ledger, t) for ledger in batch for t in ledger.transactions]
+def transactions(batch: list[Ledger], config: TransactionsConfig) -> list[dict]:
+    return [transaction_row(ledger, t, include_xdr=config.include_xdr) for ledger in batch for t in ledger.transactions]
