@@ -229,16 +229,39 @@ def _operation_row(ctx: _Ctx, tx: Transaction, op_index: int, ev: xdr.ContractEv
     )
 
 
-def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None = None) -> list[dict]:
-    """All token transfer rows of one ledger, in the Go processor's order."""
-    config = config or TokenTransfersConfig()
+def _context(ledger: Ledger) -> _Ctx:
     passphrase = getattr(ledger, "network_passphrase", None)
     if not passphrase:
         raise CdpRayError(
             f"ledger {ledger.sequence}: network passphrase unknown",
             hint="decode ledgers with cdp_ray.xdr.decode_ledger(data, network_passphrase)",
         )
-    ctx = _Ctx(ledger, passphrase)
+    return _Ctx(ledger, passphrase)
+
+
+def _op_rows(ctx: _Ctx, tx: Transaction) -> list[dict]:
+    rows = []
+    if tx.successful:
+        for i, op_meta in enumerate(tx.meta.v4.operations, start=1):
+            for ev in op_meta.events or []:
+                row = _operation_row(ctx, tx, i, ev)
+                if row is not None:
+                    rows.append(row)
+    return rows
+
+
+def operation_token_transfers(ledger: Ledger, tx: Transaction) -> list[dict]:
+    """Rows of one meta-v4 transaction's operation events only (no fee events, no ``event_index``).
+
+    Useful for transactions whose transaction-level events were stripped, as RPC responses do.
+    """
+    return _op_rows(_context(ledger), tx)
+
+
+def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None = None) -> list[dict]:
+    """All token transfer rows of one ledger, in the Go processor's order."""
+    config = config or TokenTransfersConfig()
+    ctx = _context(ledger)
     p23 = ledger.protocol_version >= 23
     fees: list[dict] = []
     ops: list[dict] = []
@@ -253,12 +276,7 @@ def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None =
             )
         tx_fees = _fee_rows(ctx, tx)
         fees.append(tx_fees[0])
-        if tx.successful:
-            for i, op_meta in enumerate(tx.meta.v4.operations, start=1):
-                for ev in op_meta.events or []:
-                    row = _operation_row(ctx, tx, i, ev)
-                    if row is not None:
-                        ops.append(row)
+        ops.extend(_op_rows(ctx, tx))
         if len(tx_fees) == 2:
             (refunds if p23 else ops).append(tx_fees[1])
     rows = fees + ops + refunds
