@@ -3,7 +3,9 @@
 Failed transactions' operations are included (with their result codes), as stellar-etl does.
 ``details`` is a JSON object string with stellar-etl's details map (see
 :mod:`cdp_ray.processors.operation_details`); query it with ``json_extract``/``->>`` or
-``pl.col("details").str.json_decode()``.
+``pl.col("details").str.json_decode()``. Keys are sorted and text is UTF-8 as Go's encoder writes
+it; values parse to the same JSON as stellar-etl's, though float spelling can differ
+(``1e-07`` here, ``1e-7`` in Go). stellar-etl's ``details_json`` duplicate is not repeated.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
                 "source_account_muxed": muxed,
                 "type": op.body.type.value,
                 "type_string": OPERATION_TYPE_NAMES[op.body.type],
-                "details": json.dumps(details, sort_keys=True, separators=(",", ":")),
+                "details": json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
                 "closed_at": ledger.closed_at,
                 "operation_result_code": result_code,
                 "operation_trace_code": trace_code,
