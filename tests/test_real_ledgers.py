@@ -104,6 +104,13 @@ def test_file_yields_inventory_counts(stellar_data, inventory, rel):
         assert ops.num_rows == inv["ops"]
         assert sum(txs.column("operation_count").to_pylist()) == inv["ops"]
 
+        for r in txs.to_pylist():
+            # Soroban fee accounting: charged = inclusion fee charged + resource fee - refund (stellar-etl
+            # reads the fee account by its M-address, so a muxed fee account reads zero balances)
+            if r["resource_fee"] and r["account_muxed"] is None and r["fee_account_muxed"] is None:
+                assert r["fee_charged"] == r["inclusion_fee_charged"] + r["resource_fee"] - r["resource_fee_refund"]
+                assert r["inclusion_fee_bid"] == (r["new_max_fee"] or r["max_fee"]) - r["resource_fee"]
+
         tx_ids = txs.column("id").to_pylist()
         assert tx_ids == sorted(set(tx_ids))
         assert set(txs.column("transaction_hash").to_pylist()) == {t.hash.hex() for t in ledger.transactions}
