@@ -48,3 +48,16 @@ def ray_cluster():
         )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """DSN of the test PostgreSQL (``$CDP_RAY_TEST_POSTGRES_DSN``, default 127.0.0.1:5432/test); skips when unreachable."""
+    import psycopg
+
+    dsn = os.environ.get("CDP_RAY_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {dsn}: {exc}")
+    return dsn

@@ -2,23 +2,27 @@
 
 A pipeline's range is cut into aligned chunks of ``ledgers_per_task`` ledgers. Each chunk is read,
 decoded once, run through every processor and written to every sink by one Ray worker; the sinks
-commit a chunk atomically, so a chunk is either fully written or not at all.
+commit a chunk atomically together with its checkpoint record, so a chunk is either fully written
+and recorded or not at all. ``resume`` skips the chunks every sink recorded; a chunk retried after a
+worker died, or rerun, replaces its rows instead of duplicating them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Literal
 
 import pyarrow as pa
 
-from cdp_ray.errors import CdpRayError
+from cdp_ray.errors import CdpRayError, CorruptLedgerFileError, LedgerIntegrityError
 from cdp_ray.lake import LedgerLake
+from cdp_ray.pipeline.checkpoint import Checkpoint
 from cdp_ray.pipeline.config import PipelineConfig
 from cdp_ray.pipeline.datasource import plan_chunks
 from cdp_ray.processors.base import Processor, get_processor
-from cdp_ray.sinks.base import make_sink
+from cdp_ray.sinks.base import DeadLetter, RunContext, make_sink
 from cdp_ray.xdr import Ledger, decode_ledger
 
 
@@ -36,52 +40,84 @@ def run_processors(ledgers: list[Ledger], steps: Iterable[tuple[Processor, dict]
     return {p.name: (p, p.process(ledgers, cfg)) for p, cfg in steps}
 
 
-@dataclass
-class ChunkResult:
-    start: int
-    end: int
-    ledgers: int
-    xdr_bytes: int
-    rows: dict[str, int]
-    bytes_written: dict[str, int]
-    seconds: float
+QUARANTINABLE = (CorruptLedgerFileError, LedgerIntegrityError)
+
+
+def _empty_tables(steps: Iterable[tuple[Processor, dict]]) -> dict[str, int]:
+    return {p.name: 0 for p, _ in steps}
 
 
 class ChunkWorker:
-    """Processes chunks on a Ray worker: read, decode, process, write. One per actor."""
+    """Processes chunks: read, decode, process, write every sink. One per Ray actor (or in-process).
 
-    def __init__(self, pipeline_json: str):
+    A chunk whose ledger file is corrupt or fails verification is quarantined when the pipeline's
+    ``on_error`` is ``quarantine``: a dead-letter record goes to every sink and nothing of the chunk is
+    written. Other errors propagate and fail the run. Retrying a chunk (after a worker died) is safe:
+    each sink commit of a range is atomic and replaces the range's rows.
+    """
+
+    def __init__(self, pipeline_json: str, run_json: str | None = None):
         self.cfg = PipelineConfig.model_validate_json(pipeline_json)
         self.lake = self.cfg.source.open()
         self.steps = [(get_processor(s.name), s.config) for s in self.cfg.processors]
         self.sinks = [make_sink(s) for s in self.cfg.sinks]
+        self.run = _run_context_from_json(run_json) if run_json else None
 
-    def process(self, start: int, end: int) -> ChunkResult:
+    def process(self, start: int, end: int) -> dict:
         t0 = time.perf_counter()
         src = self.cfg.source
-        ledgers, nbytes = decode_range(self.lake, start, end, src.network_passphrase, verify=src.verify)
+        try:
+            ledgers, nbytes = decode_range(self.lake, start, end, src.network_passphrase, verify=src.verify)
+        except QUARANTINABLE as exc:
+            if self.cfg.options.on_error != "quarantine":
+                raise
+            letter = DeadLetter(
+                self.cfg.name, start, end, getattr(exc, "sequence", None), getattr(exc, "key", None),
+                type(exc).__name__, exc.message,
+            )
+            for s in self.sinks:
+                s.record_dead_letter(letter)
+            return _row(start, end, "quarantined", 0, 0, _empty_tables(self.steps), 0, time.perf_counter() - t0, letter)
         tables = run_processors(ledgers, self.steps)
-        written: dict[str, int] = {}
+        written = 0
         for s in self.sinks:
-            for name, n in s.write_range(start, end, tables).items():
-                written[name] = written.get(name, 0) + n
-        return ChunkResult(
-            start, end, len(ledgers), nbytes, {n: t.num_rows for n, (_, t) in tables.items()}, written,
-            time.perf_counter() - t0,
-        )
+            written += sum(s.write_range(start, end, tables, self.run).values())
+        rows = {n: t.num_rows for n, (_, t) in tables.items()}
+        return _row(start, end, "committed", len(ledgers), nbytes, rows, written, time.perf_counter() - t0)
 
     def __call__(self, batch: dict) -> dict:
         results = [self.process(int(s), int(e)) for s, e in zip(batch["start"], batch["end"])]
-        return {
-            "start": [r.start for r in results],
-            "end": [r.end for r in results],
-            "ledgers": [r.ledgers for r in results],
-            "xdr_bytes": [r.xdr_bytes for r in results],
-            "rows": [sum(r.rows.values()) for r in results],
-            "rows_by_table": [r.rows for r in results],
-            "bytes_written": [sum(r.bytes_written.values()) for r in results],
-            "seconds": [r.seconds for r in results],
-        }
+        return {k: [r[k] for r in results] for k in results[0]}
+
+
+def _row(
+    start: int, end: int, status: str, ledgers: int, xdr_bytes: int, rows: dict[str, int], written: int,
+    seconds: float, letter: DeadLetter | None = None,
+) -> dict:
+    return {
+        "start": start,
+        "end": end,
+        "status": status,
+        "ledgers": ledgers,
+        "xdr_bytes": xdr_bytes,
+        "rows": sum(rows.values()),
+        "rows_by_table": rows,
+        "bytes_written": written,
+        "seconds": seconds,
+        "error": letter.error if letter else None,
+        "error_message": letter.message if letter else None,
+        "error_ledger": letter.ledger if letter else None,
+        "error_key": letter.key if letter else None,
+    }
+
+
+def _run_context_json(ctx: RunContext) -> str:
+    return json.dumps({"pipeline": ctx.pipeline, "config_hash": ctx.config_hash, "dead_letter_ranges": sorted(ctx.dead_letter_ranges)})
+
+
+def _run_context_from_json(doc: str) -> RunContext:
+    d = json.loads(doc)
+    return RunContext(d["pipeline"], d["config_hash"], frozenset(tuple(r) for r in d["dead_letter_ranges"]))
 
 
 @dataclass
@@ -95,9 +131,22 @@ class RunSummary:
     rows_by_table: dict[str, int] = field(default_factory=dict)
     bytes_written: int = 0
     wall_seconds: float = 0.0
+    config_hash: str = ""
+    skipped_chunks: int = 0
+    discarded_stale: int = 0
+    quarantined: list[DeadLetter] = field(default_factory=list)
 
     def add(self, row: dict) -> None:
         self.chunks += 1
+        if row.get("status") == "quarantined":
+            self.quarantined.append(
+                DeadLetter(
+                    self.pipeline, int(row["start"]), int(row["end"]),
+                    None if row.get("error_ledger") is None else int(row["error_ledger"]),
+                    row.get("error_key"), row["error"], row["error_message"],
+                )
+            )
+            return
         self.ledgers += int(row["ledgers"])
         self.xdr_bytes += int(row["xdr_bytes"])
         self.bytes_written += int(row["bytes_written"])
@@ -106,32 +155,56 @@ class RunSummary:
                 self.rows_by_table[k] = self.rows_by_table.get(k, 0) + int(v)
 
 
+def plan_run(cfg: PipelineConfig, *, resume: bool = False, force: bool = False) -> tuple[list[tuple[int, int]], RunContext, RunSummary]:
+    """On the driver: prepare the sinks, check the checkpoint, and list the chunks still to run.
+
+    Raises :class:`CheckpointMismatchError` when the sinks hold ranges of this pipeline written with
+    another config and ``force`` is off.
+    """
+    src = cfg.source
+    chunks = plan_chunks(src.start, src.end, cfg.options.ledgers_per_task)
+    processors = [get_processor(s.name) for s in cfg.processors]
+    sinks = [make_sink(s) for s in cfg.sinks]
+    try:
+        for s in sinks:
+            s.prepare(processors)
+        ckpt = Checkpoint.load(cfg, sinks)
+        discarded = ckpt.check(force=force, start=src.start, end=src.end)
+        done = ckpt.done() if resume else set()
+        ctx = RunContext(cfg.name, ckpt.hash, ckpt.dead_letter_ranges())
+    finally:
+        for s in sinks:
+            s.close()
+    todo = [c for c in chunks if c not in done]
+    summary = RunSummary(cfg.name, config_hash=ctx.config_hash, skipped_chunks=len(chunks) - len(todo), discarded_stale=discarded)
+    return todo, ctx, summary
+
+
 def run_pipeline(
     cfg: PipelineConfig,
     *,
     on_chunk: Callable[[dict], None] | None = None,
+    resume: bool = False,
+    force: bool = False,
+    engine: Literal["ray", "local"] = "ray",
 ) -> RunSummary:
-    """Run ``cfg`` on the current Ray cluster (started locally if none is connected)."""
-    import ray
+    """Run ``cfg``: on the current Ray cluster (started locally if none is connected), or in-process.
 
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, log_to_driver=False)
-    src = cfg.source
-    chunks = plan_chunks(src.start, src.end, cfg.options.ledgers_per_task)
-    workers = cfg.options.workers or max(1, int(ray.available_resources().get("CPU", 1)))
-    workers = min(workers, len(chunks))
-    summary = RunSummary(cfg.name)
+    With ``resume``, ranges every sink already committed with the same config are skipped. A
+    changed config against an existing checkpoint is refused unless ``force``. Ray actors that die
+    mid-range are restarted and their chunk retried (``max_restarts``/``max_task_retries``).
+    """
     t0 = time.perf_counter()
-    ds = ray.data.from_items([{"start": s, "end": e} for s, e in chunks], override_num_blocks=len(chunks))
-    ds = ds.map_batches(
-        ChunkWorker,
-        fn_constructor_kwargs={"pipeline_json": cfg.model_dump_json()},
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
-        num_cpus=1,
-    )
+    chunks, ctx, summary = plan_run(cfg, resume=resume, force=force)
+    args = {"pipeline_json": cfg.model_dump_json(), "run_json": _run_context_json(ctx)}
+    if not chunks:
+        rows: Iterable[dict] = []
+    elif engine == "local":
+        rows = _run_local(chunks, args)
+    else:
+        rows = _run_ray(cfg, chunks, args)
     try:
-        for row in ds.iter_rows():
+        for row in rows:
             summary.add(row)
             if on_chunk:
                 on_chunk(row)
@@ -142,6 +215,36 @@ def run_pipeline(
         raise cause from None
     summary.wall_seconds = time.perf_counter() - t0
     return summary
+
+
+def _run_local(chunks: list[tuple[int, int]], args: dict) -> Iterator[dict]:
+    worker = ChunkWorker(**args)
+    try:
+        for s, e in chunks:
+            yield worker.process(s, e)
+    finally:
+        for sink in worker.sinks:
+            sink.close()
+
+
+def _run_ray(cfg: PipelineConfig, chunks: list[tuple[int, int]], args: dict) -> Iterator[dict]:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(ignore_reinit_error=True, log_to_driver=False)
+    workers = cfg.options.workers or max(1, int(ray.available_resources().get("CPU", 1)))
+    workers = min(workers, len(chunks))
+    ds = ray.data.from_items([{"start": s, "end": e} for s, e in chunks], override_num_blocks=len(chunks))
+    ds = ds.map_batches(
+        ChunkWorker,
+        fn_constructor_kwargs=args,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+        num_cpus=1,
+        max_restarts=-1,
+        max_task_retries=-1,
+    )
+    yield from ds.iter_rows()
 
 
 def _user_error(exc: BaseException) -> CdpRayError | None:

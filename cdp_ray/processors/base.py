@@ -48,6 +48,14 @@ class Processor:
     primary_key: tuple[str, ...]
     config_model: type[BaseModel] = NoConfig
     tags: tuple[str, ...] = field(default_factory=tuple)
+    ledger_column: str | None = None
+
+    @property
+    def sequence_column(self) -> str | None:
+        """The column holding each row's ledger sequence: declared, else ``ledger_sequence`` or ``sequence``."""
+        if self.ledger_column:
+            return self.ledger_column
+        return next((c for c in ("ledger_sequence", "sequence") if c in self.schema.names), None)
 
     def parse_config(self, config: dict | BaseModel | None) -> BaseModel:
         """Validate ``config`` against the processor's model."""
@@ -77,17 +85,24 @@ def processor(
     primary_key: Iterable[str],
     config: type[BaseModel] = NoConfig,
     tags: Iterable[str] = (),
+    ledger_column: str | None = None,
 ) -> Callable[[ProcessorFn], ProcessorFn]:
-    """Register ``fn`` as processor ``name`` with its declared output ``schema``."""
+    """Register ``fn`` as processor ``name`` with its declared output ``schema``.
+
+    ``ledger_column`` names the column holding each row's ledger sequence (sinks replace a ledger
+    range's rows by it); by default ``ledger_sequence``, or ``sequence`` when that is the column.
+    """
     pk = tuple(primary_key)
     missing = [c for c in pk if c not in schema.names]
     if missing:
         raise ValueError(f"processor {name}: primary key columns {missing} are not in its schema")
+    if ledger_column is not None and ledger_column not in schema.names:
+        raise ValueError(f"processor {name}: ledger_column {ledger_column!r} is not in its schema")
 
     def register(fn: ProcessorFn) -> ProcessorFn:
         if name in REGISTRY:
             raise ValueError(f"processor {name!r} is registered twice")
-        REGISTRY[name] = Processor(name, schema, fn, description, pk, config, tuple(tags))
+        REGISTRY[name] = Processor(name, schema, fn, description, pk, config, tuple(tags), ledger_column)
         return fn
 
     return register

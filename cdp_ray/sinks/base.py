@@ -1,39 +1,193 @@
 """The sink extension point.
 
 A sink writes the tables of one ledger range at a time, atomically: after ``write_range`` returns,
-the range's rows are all visible, replacing any rows an earlier run wrote for the same range.
+the range's rows are all visible, replacing any rows an earlier run wrote for the same range. When
+given a :class:`RunContext`, the sink records the range as committed (a :class:`RangeRecord`) in the
+same commit as its rows, so the checkpoint never claims a range the data does not hold. Every sink
+also keeps the dead-letter records of ranges that were quarantined.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from abc import ABC, abstractmethod
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from cdp_ray.errors import UnknownComponentError
 from cdp_ray.processors.base import Processor
+
+T = TypeVar("T")
 
 
 class SinkConfig(BaseModel):
     """Base of every sink's configuration; ``type`` selects the sink."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     type: str
+    retries: int = Field(3, ge=0, description="retries of a range commit after a transient storage error")
+    retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles on each retry (with jitter)")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Options that change what the sink writes (part of the checkpoint's config hash)."""
+        return {}
+
+    def describe(self) -> str:
+        """Where the sink writes, without secrets."""
+        return self.type
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a sink needs to record a committed range: pipeline name and config hash."""
+
+    pipeline: str
+    config_hash: str
+    dead_letter_ranges: frozenset[tuple[int, int]] = frozenset()
+
+
+@dataclass(frozen=True)
+class RangeRecord:
+    """A committed ledger range of a pipeline, as recorded by one sink."""
+
+    pipeline: str
+    start: int
+    end: int
+    config_hash: str
+    rows: dict[str, int] = field(default_factory=dict)
+    committed_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["committed_at"] = self.committed_at.isoformat() if self.committed_at else None
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "RangeRecord":
+        at = doc.get("committed_at")
+        return cls(
+            doc["pipeline"], int(doc["start"]), int(doc["end"]), doc["config_hash"],
+            {k: int(v) for k, v in (doc.get("rows") or {}).items()},
+            datetime.fromisoformat(at) if at else None,
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A ledger range that was quarantined: which file and ledger failed, and why."""
+
+    pipeline: str
+    start: int
+    end: int
+    ledger: int | None
+    key: str | None
+    error: str
+    message: str
+    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["at"] = self.at.isoformat()
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "DeadLetter":
+        return cls(
+            doc["pipeline"], int(doc["start"]), int(doc["end"]),
+            None if doc.get("ledger") is None else int(doc["ledger"]), doc.get("key"),
+            doc["error"], doc["message"], datetime.fromisoformat(doc["at"]),
+        )
+
+
+def with_retries(
+    what: str,
+    fn: Callable[[], T],
+    *,
+    retries: int,
+    backoff_s: float,
+    transient: tuple[type[BaseException], ...],
+    permanent: tuple[type[BaseException], ...] = (),
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Call ``fn``; on a ``transient`` error wait (exponential backoff, jitter) and call it again.
+
+    The last error is re-raised after ``retries`` retries; ``permanent`` errors are never retried.
+    """
+    delay = backoff_s
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except permanent:
+            raise
+        except transient as exc:
+            if attempt == retries:
+                raise
+            if on_retry:
+                on_retry(exc)
+            time.sleep(delay * (0.5 + random.random()))
+            delay *= 2
+    raise AssertionError(what)
 
 
 class Sink(ABC):
-    """Writes per-range tables. Instances live on Ray workers, one per worker."""
+    """Writes per-range tables and keeps the checkpoint of the ranges it committed.
+
+    Instances live on Ray workers, one per worker, and on the driver for planning and checkpoints.
+    """
 
     config: SinkConfig
 
     def __init__(self, config: SinkConfig):
         self.config = config
 
+    def prepare(self, processors: list[Processor]) -> None:
+        """Once per run, on the driver, before any range: create or check the destination."""
+
     @abstractmethod
-    def write_range(self, start: int, end: int, tables: dict[str, tuple[Processor, pa.Table]]) -> dict[str, int]:
-        """Write every table of ``[start, end]`` atomically; return bytes written per table."""
+    def write_range(
+        self,
+        start: int,
+        end: int,
+        tables: dict[str, tuple[Processor, pa.Table]],
+        run: RunContext | None = None,
+    ) -> dict[str, int]:
+        """Write every table of ``[start, end]`` atomically; return bytes written per table.
+
+        With ``run``, record the range as committed in the same commit and drop its dead letter.
+        """
+
+    @abstractmethod
+    def committed(self, pipeline: str) -> list[RangeRecord]:
+        """The ranges ``pipeline`` committed to this sink, by start ledger."""
+
+    @abstractmethod
+    def pipelines(self) -> list[str]:
+        """Pipelines with a checkpoint or dead letters in this sink."""
+
+    @abstractmethod
+    def discard(self, pipeline: str, records: list[RangeRecord]) -> None:
+        """Delete ranges written by an earlier run (rows and checkpoint records)."""
+
+    @abstractmethod
+    def forget(self, pipeline: str, records: list[RangeRecord] | None = None) -> int:
+        """Delete checkpoint records (all of ``pipeline``'s when ``records`` is None), keeping the rows."""
+
+    @abstractmethod
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        """Store the dead-letter record of a quarantined range (replacing one for the same range)."""
+
+    @abstractmethod
+    def dead_letters(self, pipeline: str) -> list[DeadLetter]:
+        """The open dead-letter records of ``pipeline``."""
+
+    @abstractmethod
+    def forget_dead_letters(self, pipeline: str) -> int:
+        """Delete ``pipeline``'s dead-letter records."""
 
     def close(self) -> None:
         """Release connections."""

@@ -1,0 +1,426 @@
+"""PostgreSQL sink: tables from the processors' schemas, bulk loaded with ``COPY``.
+
+Each ledger range is one transaction: for every table the range's rows are deleted (by the
+processor's ledger column) and the new rows copied in, then the range is recorded in
+``{schema}.cdp_ray_ranges``. A replayed range therefore replaces its rows, and the checkpoint
+commits or rolls back together with them. Quarantined ranges go to ``{schema}.cdp_ray_dead_letters``.
+
+Rows travel as CSV produced by Arrow's C++ writer (lists become array literals, binary ``\\x`` hex),
+which keeps the per-row Python cost out of the load path.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, model_validator
+
+from cdp_ray.errors import SinkError
+from cdp_ray.processors.base import Processor
+from cdp_ray.sinks.base import DeadLetter, RangeRecord, RunContext, Sink, SinkConfig, sink, with_retries
+from cdp_ray.sinks.ddl import create_table_sql, ident, pg_type, qualified, schema_differences
+
+DSN_ENV = "CDP_RAY_POSTGRES_DSN"
+RANGES_TABLE = "cdp_ray_ranges"
+DEAD_LETTERS_TABLE = "cdp_ray_dead_letters"
+
+
+class PostgresSinkConfig(SinkConfig):
+    """Load tables into PostgreSQL with COPY, one transaction per ledger range."""
+
+    type: Literal["postgres"] = "postgres"
+    dsn: str | None = Field(
+        None,
+        description=f"libpq URI or key=value string; default ${DSN_ENV}, else the PG* environment variables. "
+        "A `schema` query parameter in the URI sets `schema`",
+    )
+    db_schema: str = Field("public", alias="schema", description="database schema of the tables")
+    create_tables: bool = Field(True, description="create missing tables (and the schema) from the processors' schemas")
+    batch_rows: int = Field(50_000, ge=1, description="rows per COPY batch sent to the server")
+    connect_timeout_s: int = Field(10, ge=1, description="connection timeout in seconds")
+
+    @model_validator(mode="after")
+    def _schema_from_uri(self) -> "PostgresSinkConfig":
+        if self.dsn and "://" in self.dsn:
+            parsed = urlparse(self.dsn)
+            params = parse_qsl(parsed.query)
+            schema = [v for k, v in params if k == "schema"]
+            if schema:
+                self.db_schema = schema[-1]
+                rest = urlencode([(k, v) for k, v in params if k != "schema"])
+                self.dsn = urlunparse(parsed._replace(query=rest))
+        return self
+
+    def resolved_dsn(self) -> str:
+        return self.dsn or os.environ.get(DSN_ENV, "")
+
+    def target(self) -> str:
+        """``host:port/dbname`` (never the password), from the DSN or the libpq environment."""
+        try:
+            info = conninfo_to_dict(self.resolved_dsn())
+        except psycopg.ProgrammingError:
+            info = {}
+        host = info.get("host") or os.environ.get("PGHOST") or "localhost"
+        port = info.get("port") or os.environ.get("PGPORT") or "5432"
+        db = info.get("dbname") or os.environ.get("PGDATABASE") or info.get("user") or os.environ.get("PGUSER") or "(default)"
+        return f"{host}:{port}/{db}"
+
+    def describe(self) -> str:
+        return f"postgresql://{self.target()} schema {self.db_schema}"
+
+
+def _connect_error(cfg: PostgresSinkConfig, exc: psycopg.Error) -> SinkError | None:
+    """A clear :class:`SinkError` for a connection failure that retrying cannot fix, else ``None``."""
+    msg = str(exc).strip()
+    target = cfg.target()
+    reason = msg.rsplit("FATAL:", 1)[-1].strip() if "FATAL:" in msg else msg.splitlines()[0]
+    if "password authentication failed" in msg or re.search(r'role ".*" does not exist', msg) or "no password supplied" in msg:
+        return SinkError(
+            f"PostgreSQL at {target} rejected the credentials: {reason}",
+            hint=f"check the user and password in the dsn (or ${DSN_ENV}, PGUSER, PGPASSWORD)",
+        )
+    if re.search(r'database ".*" does not exist', msg):
+        return SinkError(f"PostgreSQL at {target}: {reason}", hint="create it (createdb NAME) or fix the database name in the dsn")
+    if "invalid dsn" in msg.lower() or "invalid connection option" in msg or "missing \"=\"" in msg:
+        return SinkError(f"invalid PostgreSQL dsn: {reason}", hint="write postgresql://user:pass@host:5432/db or host=... dbname=...")
+    return None
+
+
+def _unreachable(cfg: PostgresSinkConfig, exc: BaseException) -> SinkError:
+    return SinkError(
+        f"cannot reach PostgreSQL at {cfg.target()}: {str(exc).strip().splitlines()[0]}",
+        hint=f"is the server running and accepting TCP connections on {cfg.target().split('/')[0]}? "
+        f"check host and port in the dsn (or ${DSN_ENV}, PGHOST, PGPORT)",
+    )
+
+
+def _no_nul(arr: pa.Array) -> pa.Array:
+    """PostgreSQL text cannot hold NUL: replace it with U+FFFD (as Horizon does)."""
+    return pc.replace_substring(arr, "\x00", "\ufffd")
+
+
+def _array_literal(arr: pa.Array) -> pa.Array:
+    """list<T> -> PostgreSQL array literal text (``{"a","b",NULL}``), vectorized."""
+    values = pc.list_flatten(arr)
+    if pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type) or pa.types.is_fixed_size_binary(values.type):
+        values = pa.array([None if v is None else "\\x" + v.hex() for v in values.to_pylist()], pa.string())
+    elif pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    text = _no_nul(values.cast(pa.string()))
+    text = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
+    quoted = pc.fill_null(pc.binary_join_element_wise('"', text, '"', ""), "NULL")
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).cast(pa.int32())
+    offsets = pa.concat_arrays([pa.array([0], pa.int32()), pc.cumulative_sum(lengths)])
+    rebuilt = pa.ListArray.from_arrays(offsets, quoted, mask=arr.is_null())
+    return pc.binary_join_element_wise("{", pc.binary_join(rebuilt, ","), "}", "")
+
+
+def copy_ready(table: pa.Table) -> pa.Table:
+    """Columns that Arrow's CSV writer renders as PostgreSQL's CSV COPY input expects."""
+    cols = []
+    for f, col in zip(table.schema, table.columns):
+        arr = col.combine_chunks()
+        t = f.type
+        if pa.types.is_dictionary(t):
+            arr, t = arr.cast(t.value_type), t.value_type
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            arr = _no_nul(arr)
+        elif pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+            arr = pa.array([None if v is None else "\\x" + v.hex() for v in arr.to_pylist()], pa.string())
+        elif pg_type(t) == "jsonb":
+            arr = pa.array([None if v is None else json.dumps(v, default=str) for v in arr.to_pylist()], pa.string())
+        elif pa.types.is_list(t) or pa.types.is_large_list(t):
+            arr = _array_literal(arr)
+        cols.append(arr)
+    return pa.table(cols, names=table.column_names)
+
+
+def csv_batches(table: pa.Table, batch_rows: int):
+    """CSV bytes of ``table`` in slices of ``batch_rows`` rows."""
+    ready = copy_ready(table)
+    opts = pacsv.WriteOptions(include_header=False)
+    for off in range(0, ready.num_rows, batch_rows):
+        buf = io.BytesIO()
+        pacsv.write_csv(ready.slice(off, batch_rows), buf, opts)
+        yield buf.getvalue()
+
+
+@sink("postgres", PostgresSinkConfig)
+class PostgresSink(Sink):
+    config: PostgresSinkConfig
+
+    def __init__(self, config: PostgresSinkConfig):
+        super().__init__(config)
+        self._conn: psycopg.Connection | None = None
+        self.schema = config.db_schema
+        self._tables: list[tuple[str, str]] = []
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_conn"] = None
+        return state
+
+    def _open(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(
+                self.config.resolved_dsn(), connect_timeout=self.config.connect_timeout_s, application_name="cdp-ray"
+            )
+        except psycopg.ProgrammingError as exc:
+            raise SinkError(f"invalid PostgreSQL dsn: {exc}", hint="write postgresql://user:pass@host:5432/db") from exc
+        except psycopg.OperationalError as exc:
+            clear = _connect_error(self.config, exc)
+            if clear is not None:
+                raise clear from exc
+            raise
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = with_retries(
+                "connect", self._open, retries=self.config.retries, backoff_s=self.config.retry_backoff_s,
+                transient=(psycopg.OperationalError,), permanent=(SinkError,),
+            )
+        return self._conn
+
+    def _reset(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _run(self, what: str, fn, *, table: str | None = None):
+        """``fn(conn)`` in a transaction, retried on connection loss, serialization failures and deadlocks."""
+
+        def attempt():
+            conn = self.conn
+            try:
+                with conn.transaction():
+                    return fn(conn)
+            except psycopg.OperationalError:
+                self._reset()
+                raise
+
+        try:
+            return with_retries(
+                what, attempt, retries=self.config.retries, backoff_s=self.config.retry_backoff_s,
+                transient=(psycopg.OperationalError,), permanent=(SinkError,),
+            )
+        except psycopg.OperationalError as exc:
+            if self._conn is None and _connect_error(self.config, exc) is None and "connection" in str(exc).lower():
+                raise _unreachable(self.config, exc) from exc
+            raise SinkError(f"PostgreSQL at {self.config.target()}: {what} failed: {exc}") from exc
+        except psycopg.Error as exc:
+            where = f" table {qualified(self.schema, table)}" if table else ""
+            raise SinkError(
+                f"PostgreSQL at {self.config.target()}: {what}{where} failed: {str(exc).strip()}",
+                hint="check that the table matches the processor's schema (`cdp-ray` creates it when create_tables is on)",
+            ) from exc
+
+    def _columns(self, conn: psycopg.Connection, table: str) -> list[tuple[str, str, bool, bool]] | None:
+        rows = conn.execute(
+            """
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef
+            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """,
+            (self.schema, table),
+        ).fetchall()
+        return rows or None
+
+    def _meta_ddl(self) -> list[str]:
+        ranges, letters = qualified(self.schema, RANGES_TABLE), qualified(self.schema, DEAD_LETTERS_TABLE)
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {ranges} (
+  pipeline text NOT NULL, start_ledger bigint NOT NULL, end_ledger bigint NOT NULL,
+  config_hash text NOT NULL, rows jsonb NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (pipeline, start_ledger, end_ledger))""",
+            f"""CREATE TABLE IF NOT EXISTS {letters} (
+  pipeline text NOT NULL, start_ledger bigint NOT NULL, end_ledger bigint NOT NULL,
+  ledger bigint, file_key text, error text NOT NULL, message text NOT NULL, at timestamptz NOT NULL,
+  PRIMARY KEY (pipeline, start_ledger, end_ledger))""",
+        ]
+
+    def prepare(self, processors: list[Processor]) -> None:
+        for p in processors:
+            if p.sequence_column is None:
+                raise SinkError(
+                    f"table {p.name!r} has no ledger column, so a replayed range cannot replace its rows",
+                    hint="declare ledger_column= in the processor (a column holding each row's ledger sequence)",
+                )
+
+        def setup(conn: psycopg.Connection) -> None:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdp_ray_ddl'))")
+            if self.config.create_tables:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema)}")
+            for stmt in self._meta_ddl():
+                conn.execute(stmt)
+            for p in processors:
+                cols = self._columns(conn, p.name)
+                if cols is None:
+                    if not self.config.create_tables:
+                        raise SinkError(
+                            f"table {qualified(self.schema, p.name)} does not exist in {self.config.target()}",
+                            hint="set create_tables: true, or create it with the DDL from cdp_ray.sinks.ddl.render_ddl",
+                        )
+                    for stmt in create_table_sql(p, self.schema):
+                        conn.execute(stmt)
+                    continue
+                problems = schema_differences(p, cols)
+                if problems:
+                    raise SinkError(
+                        f"table {qualified(self.schema, p.name)} in {self.config.target()} disagrees with processor "
+                        f"{p.name!r}: " + "; ".join(problems),
+                        hint="migrate or drop the table (it is recreated from the processor's schema), or write to another schema",
+                    )
+
+        self._run("preparing tables", setup)
+        self._tables = [(p.name, p.sequence_column) for p in processors]
+
+    def write_range(
+        self, start: int, end: int, tables: dict[str, tuple[Processor, pa.Table]], run: RunContext | None = None
+    ) -> dict[str, int]:
+        written: dict[str, int] = {}
+        current: list[str | None] = [None]
+
+        def load(conn: psycopg.Connection) -> None:
+            with conn.cursor() as cur:
+                for name, (proc, table) in tables.items():
+                    current[0] = name
+                    qname = qualified(self.schema, name)
+                    seq = proc.sequence_column
+                    cur.execute(f"DELETE FROM {qname} WHERE {ident(seq)} BETWEEN %s AND %s", (start, end))
+                    table = table.cast(proc.schema)
+                    cols = ", ".join(ident(c) for c in table.column_names)
+                    n = 0
+                    if table.num_rows:
+                        with cur.copy(f"COPY {qname} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+                            for chunk in csv_batches(table, self.config.batch_rows):
+                                copy.write(chunk)
+                                n += len(chunk)
+                    written[name] = n
+                current[0] = None
+                if run is not None:
+                    rows = {n: t.num_rows for n, (_, t) in tables.items()}
+                    ranges = qualified(self.schema, RANGES_TABLE)
+                    cur.execute(
+                        f"DELETE FROM {ranges} WHERE pipeline = %s AND start_ledger <= %s AND end_ledger >= %s",
+                        (run.pipeline, end, start),
+                    )
+                    cur.execute(
+                        f"INSERT INTO {ranges} (pipeline, start_ledger, end_ledger, config_hash, rows) VALUES (%s, %s, %s, %s, %s)",
+                        (run.pipeline, start, end, run.config_hash, json.dumps(rows)),
+                    )
+                    cur.execute(
+                        f"DELETE FROM {qualified(self.schema, DEAD_LETTERS_TABLE)} WHERE pipeline = %s AND start_ledger = %s AND end_ledger = %s",
+                        (run.pipeline, start, end),
+                    )
+
+        try:
+            self._run(f"loading ledgers {start}-{end}", load)
+        except SinkError as exc:
+            if current[0] is not None and "table" not in exc.message:
+                raise SinkError(f"{exc.message} (table {qualified(self.schema, current[0])})", hint=exc.hint) from exc
+            raise
+        return written
+
+    def _meta_exists(self, conn: psycopg.Connection, table: str) -> bool:
+        return conn.execute("SELECT to_regclass(%s)", (qualified(self.schema, table),)).fetchone()[0] is not None
+
+    def committed(self, pipeline: str) -> list[RangeRecord]:
+        def query(conn):
+            if not self._meta_exists(conn, RANGES_TABLE):
+                return []
+            return conn.execute(
+                f"SELECT pipeline, start_ledger, end_ledger, config_hash, rows, committed_at FROM "
+                f"{qualified(self.schema, RANGES_TABLE)} WHERE pipeline = %s ORDER BY start_ledger",
+                (pipeline,),
+            ).fetchall()
+
+        return [RangeRecord(p, int(s), int(e), h, {k: int(v) for k, v in rows.items()}, at) for p, s, e, h, rows, at in self._run("reading the checkpoint", query)]
+
+    def pipelines(self) -> list[str]:
+        def query(conn):
+            names: set[str] = set()
+            for t in (RANGES_TABLE, DEAD_LETTERS_TABLE):
+                if self._meta_exists(conn, t):
+                    names.update(r[0] for r in conn.execute(f"SELECT DISTINCT pipeline FROM {qualified(self.schema, t)}"))
+            return sorted(names)
+
+        return self._run("listing checkpoints", query)
+
+    def discard(self, pipeline: str, records: list[RangeRecord]) -> None:
+        """Delete the rows of ``records``' ranges from the tables of the last :meth:`prepare`, and the records."""
+
+        def drop(conn):
+            for r in records:
+                for table, seq in self._tables:
+                    conn.execute(f"DELETE FROM {qualified(self.schema, table)} WHERE {ident(seq)} BETWEEN %s AND %s", (r.start, r.end))
+                conn.execute(
+                    f"DELETE FROM {qualified(self.schema, RANGES_TABLE)} WHERE pipeline = %s AND start_ledger = %s AND end_ledger = %s",
+                    (pipeline, r.start, r.end),
+                )
+
+        self._run("discarding stale ranges", drop)
+
+    def forget(self, pipeline: str, records: list[RangeRecord] | None = None) -> int:
+        def drop(conn):
+            if not self._meta_exists(conn, RANGES_TABLE):
+                return 0
+            ranges = qualified(self.schema, RANGES_TABLE)
+            if records is None:
+                return conn.execute(f"DELETE FROM {ranges} WHERE pipeline = %s", (pipeline,)).rowcount
+            n = 0
+            for r in records:
+                n += conn.execute(
+                    f"DELETE FROM {ranges} WHERE pipeline = %s AND start_ledger = %s AND end_ledger = %s", (pipeline, r.start, r.end)
+                ).rowcount
+            return n
+
+        return self._run("deleting checkpoint records", drop)
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        def insert(conn):
+            conn.execute(
+                f"INSERT INTO {qualified(self.schema, DEAD_LETTERS_TABLE)} "
+                "(pipeline, start_ledger, end_ledger, ledger, file_key, error, message, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (pipeline, start_ledger, end_ledger) DO UPDATE SET ledger = EXCLUDED.ledger, "
+                "file_key = EXCLUDED.file_key, error = EXCLUDED.error, message = EXCLUDED.message, at = EXCLUDED.at",
+                (letter.pipeline, letter.start, letter.end, letter.ledger, letter.key, letter.error, letter.message, letter.at),
+            )
+
+        self._run("recording a dead letter", insert)
+
+    def dead_letters(self, pipeline: str) -> list[DeadLetter]:
+        def query(conn):
+            if not self._meta_exists(conn, DEAD_LETTERS_TABLE):
+                return []
+            return conn.execute(
+                f"SELECT pipeline, start_ledger, end_ledger, ledger, file_key, error, message, at FROM "
+                f"{qualified(self.schema, DEAD_LETTERS_TABLE)} WHERE pipeline = %s ORDER BY start_ledger",
+                (pipeline,),
+            ).fetchall()
+
+        return [DeadLetter(p, int(s), int(e), None if l is None else int(l), k, err, msg, at) for p, s, e, l, k, err, msg, at in self._run("reading dead letters", query)]
+
+    def forget_dead_letters(self, pipeline: str) -> int:
+        def drop(conn):
+            if not self._meta_exists(conn, DEAD_LETTERS_TABLE):
+                return 0
+            return conn.execute(f"DELETE FROM {qualified(self.schema, DEAD_LETTERS_TABLE)} WHERE pipeline = %s", (pipeline,)).rowcount
+
+        return self._run("deleting dead letters", drop)
+
+    def close(self) -> None:
+        self._reset()
