@@ -151,13 +151,15 @@ def test_amounts_and_prices_follow_go():
 
 def test_asset_id_is_farmhash_fingerprint():
     # values from stellar-etl's operations golden
-    assert asset_id("USD", "GDUKMGUGDZQK6YHYA5Z6AY2G4XDSZPSZ3SW5UN3ARVMO6QSRDWP5YLEX", "credit_alphanum4") == -3581730783529410773
+    usd = ("USD", "GDUKMGUGDZQK6YHYA5Z6AY2G4XDSZPSZ3SW5UN3ARVMO6QSRDWP5YLEX", "credit_alphanum4")
+    assert asset_id(*usd) == -3581730783529410773
     assert asset_id("", "", "native") == -5706705804583548011
 
 
 def test_go_names_and_strkeys():
     assert go_enum_string(xdr.OperationResultCode.opINNER) == "OperationResultCodeOpInner"
-    assert go_enum_string(xdr.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS) == "TransactionResultCodeTxFeeBumpInnerSuccess"
+    fee_bump_ok = xdr.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS
+    assert go_enum_string(fee_bump_ok) == "TransactionResultCodeTxFeeBumpInnerSuccess"
     assert go_enum_string(xdr.MemoType.MEMO_TEXT) == "MemoTypeMemoText"
     assert go_name("ExtendFootprintTTLResultCode") == "ExtendFootprintTtlResultCode"
     kp = Keypair.from_raw_ed25519_seed(bytes(range(32)))

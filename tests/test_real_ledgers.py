@@ -266,9 +266,8 @@ def test_corpus_fee_bump(stellar_data):
     assert row["new_max_fee"] == int(fee["bid"]) and row["fee_charged"] == int(fee["charged"])
     assert row["max_fee"] == t.tx.fee.uint32 < row["new_max_fee"]
     assert row["transaction_result_code"] == "TransactionResultCodeTxFeeBumpInnerSuccess"
-    inner = envelope_hash(
-        xdr.TransactionEnvelope(type=xdr.EnvelopeType.ENVELOPE_TYPE_TX, v1=t.inner_envelope), network_id(PASSPHRASES["testnet"])
-    )
+    inner_env = xdr.TransactionEnvelope(type=xdr.EnvelopeType.ENVELOPE_TYPE_TX, v1=t.inner_envelope)
+    inner = envelope_hash(inner_env, network_id(PASSPHRASES["testnet"]))
     assert row["inner_transaction_hash"] == inner.hex()
     assert row["tx_signers"] == [strkey("G", s.signature.signature) for s in t.envelope.fee_bump.signatures]
 

@@ -11,8 +11,8 @@ rs-stellar-xdr's JSON (``parameters_json_decoded``, via :func:`cdp_ray.processor
 from __future__ import annotations
 
 import base64
-import hashlib
 import functools
+import hashlib
 
 from stellar_sdk import Asset as SdkAsset
 from stellar_sdk import xdr
@@ -52,7 +52,10 @@ _LCT = xdr.LedgerEntryChangeType
 # --- operation changes (ingest's GetOperationChanges) ---------------------------------------------------
 
 
-def operation_changes(t: Transaction, index: int, protocol: int) -> list[tuple[xdr.LedgerEntry | None, xdr.LedgerEntry | None]]:
+EntryPair = tuple[xdr.LedgerEntry | None, xdr.LedgerEntry | None]
+
+
+def operation_changes(t: Transaction, index: int, protocol: int) -> list[EntryPair]:
     """``(pre, post)`` pairs of the ledger entries operation ``index`` (0-based) changed, in meta order.
 
     Empty for failed transactions (their meta has no operations) and, as in Go's ingest package, for
@@ -412,7 +415,8 @@ def scval_string(v: xdr.SCVal) -> str:
         return sc_address(v.address)
     if t == _SCV.SCV_CONTRACT_INSTANCE:
         ex = v.instance.executable
-        out = "(StellarAssetContract)" if ex.type == xdr.ContractExecutableType.CONTRACT_EXECUTABLE_STELLAR_ASSET else ex.wasm_hash.hash.hex()
+        sac = ex.type == xdr.ContractExecutableType.CONTRACT_EXECUTABLE_STELLAR_ASSET
+        out = "(StellarAssetContract)" if sac else ex.wasm_hash.hash.hex()
         storage = v.instance.storage
         if storage is not None and storage.sc_map:
             out += ": [" + " ".join(f"{{{scval_string(e.key)} {scval_string(e.val)}}}" for e in storage.sc_map) + "]"
@@ -552,7 +556,8 @@ def operation_details(
         add_asset(d, o.dest_asset)
         add_asset(d, o.send_asset, "source")
         if ok:
-            d["source_amount"] = stroops_to_real(_send_amount(_op_result_tr(t, index).path_payment_strict_receive_result))
+            res = _op_result_tr(t, index).path_payment_strict_receive_result
+            d["source_amount"] = stroops_to_real(_send_amount(res))
         d["path"] = _path(o.path)
     elif ty == OT.PATH_PAYMENT_STRICT_SEND:
         o = body.path_payment_strict_send_op

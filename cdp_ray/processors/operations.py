@@ -22,15 +22,15 @@ from cdp_ray.xdr import Ledger, Transaction
 
 OPERATIONS_SCHEMA = pa.schema(
     [
-        col("id", pa.int64(), "TOID of the operation (ledger << 32 | tx index << 12 | op index, 1-based)", nullable=False),
+        col("id", pa.int64(), "TOID: ledger << 32 | tx index << 12 | op index (1-based)", nullable=False),
         col("transaction_id", pa.int64(), "TOID of the transaction", nullable=False),
-        col("source_account", pa.string(), "operation source (the transaction's when unset), G... strkey", nullable=False),
+        col("source_account", pa.string(), "operation source (else the transaction's), G... strkey", nullable=False),
         col("source_account_muxed", pa.string(), "M... address when the source account is muxed"),
         col("type", pa.int32(), "XDR OperationType number", nullable=False),
         col("type_string", pa.string(), "operation type in snake case, e.g. manage_sell_offer", nullable=False),
         col("details", pa.string(), "JSON object: stellar-etl's operation details map"),
         col("closed_at", TIMESTAMP, "ledger close time (UTC)", nullable=False),
-        col("operation_result_code", pa.string(), "Go name of the OperationResultCode; empty when the tx has no op results"),
+        col("operation_result_code", pa.string(), "Go name of the OperationResultCode; empty without op results"),
         col("operation_trace_code", pa.string(), "Go name of the operation-specific result code; empty when absent"),
         col("ledger_sequence", pa.uint32(), "ledger sequence number", nullable=False),
     ]

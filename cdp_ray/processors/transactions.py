@@ -31,7 +31,7 @@ from cdp_ray.xdr.ledger import envelope_hash
 
 TRANSACTIONS_SCHEMA = pa.schema(
     [
-        col("transaction_hash", pa.string(), "hex transaction hash (the fee bump's hash for fee bumps)", nullable=False),
+        col("transaction_hash", pa.string(), "hex transaction hash (the outer hash for fee bumps)", nullable=False),
         col("ledger_sequence", pa.uint32(), "ledger sequence number", nullable=False),
         col("account", pa.string(), "source account of the (inner) transaction, G... strkey", nullable=False),
         col("account_muxed", pa.string(), "M... address when the source account is muxed"),
@@ -64,7 +64,11 @@ TRANSACTIONS_SCHEMA = pa.schema(
         col("soroban_resources_read_bytes", pa.uint32(), "Soroban: declared disk read bytes (legacy name)"),
         col("soroban_resources_disk_read_bytes", pa.uint32(), "Soroban: declared disk read bytes"),
         col("soroban_resources_write_bytes", pa.uint32(), "Soroban: declared write bytes"),
-        col("soroban_resources_archived_entries", pa.list_(pa.uint32()), "Soroban: footprint indexes of archived entries to restore"),
+        col(
+            "soroban_resources_archived_entries",
+            pa.list_(pa.uint32()),
+            "Soroban: footprint indexes of archived entries to restore",
+        ),
         col("transaction_result_code", pa.string(), "Go name of the outer result code"),
         col("inclusion_fee_bid", pa.int64(), "Soroban: fee bid minus resource fee"),
         col("inclusion_fee_charged", pa.int64(), "Soroban: initial fee charged minus resource fee"),
@@ -72,7 +76,7 @@ TRANSACTIONS_SCHEMA = pa.schema(
         col("non_refundable_resource_fee_charged", pa.int64(), "Soroban: non-refundable resource fee charged"),
         col("refundable_resource_fee_charged", pa.int64(), "Soroban: refundable resource fee charged"),
         col("rent_fee_charged", pa.int64(), "Soroban: rent fee charged"),
-        col("tx_signers", pa.list_(pa.string()), "signatures strkey-encoded as stellar-etl does (outer ones for fee bumps)"),
+        col("tx_signers", pa.list_(pa.string()), "signatures as G-strkeys like stellar-etl (outer for fee bumps)"),
     ]
 )
 
