@@ -168,3 +168,25 @@ def test_go_names_and_strkeys():
     assert strkey("C", raw) == StrKey.encode_contract(raw)
     key = xdr.SignerKey(type=xdr.SignerKeyType.SIGNER_KEY_TYPE_HASH_X, hash_x=xdr.Uint256(raw))
     assert signer_key_address(key) == StrKey.encode_sha256_hash(raw)
+
+
+def test_scval_string_follows_go():
+    """``parameters_decoded`` values: Go's ``xdr.ScVal.String()``."""
+    from cdp_ray.processors.operation_details import scval_string
+
+    T = xdr.SCValType
+    u32 = xdr.SCVal(type=T.SCV_U32, u32=xdr.Uint32(5))
+    sym = xdr.SCVal(type=T.SCV_SYMBOL, sym=xdr.SCSymbol(b"amount"))
+    i128 = xdr.SCVal(type=T.SCV_I128, i128=xdr.Int128Parts(hi=xdr.Int64(-1), lo=xdr.Uint64(2**64 - 10)))
+    assert scval_string(i128) == "-10"
+    assert scval_string(xdr.SCVal(type=T.SCV_VEC, vec=xdr.SCVec([u32, sym]))) == "[5 amount]"
+    entry = xdr.SCMapEntry(key=sym, val=i128)
+    assert scval_string(xdr.SCVal(type=T.SCV_MAP, map=xdr.SCMap([entry]))) == "[{amount -10}]"
+    assert scval_string(xdr.SCVal(type=T.SCV_VOID)) == "(void)"
+    assert scval_string(xdr.SCVal(type=T.SCV_BYTES, bytes=xdr.SCBytes(b"\x01\xab"))) == "01ab"
+    tp = xdr.SCVal(type=T.SCV_TIMEPOINT, timepoint=xdr.TimePoint(xdr.Uint64(1700000000)))
+    assert scval_string(tp) == "2023-11-14 22:13:20 +0000 UTC"
+    err = xdr.SCVal(type=T.SCV_ERROR, error=xdr.SCError(type=xdr.SCErrorType.SCE_CONTRACT, contract_code=xdr.Uint32(7)))
+    assert scval_string(err) == "ScErrorTypeSceContract(7)"
+    nonce = xdr.SCVal(type=T.SCV_LEDGER_KEY_NONCE, nonce_key=xdr.SCNonceKey(xdr.Int64(31)))
+    assert scval_string(nonce) == "{1F}"

@@ -424,7 +424,8 @@ def scval_string(v: xdr.SCVal) -> str:
     if t == _SCV.SCV_LEDGER_KEY_CONTRACT_INSTANCE:
         return "(LedgerKeyContractInstance)"
     if t == _SCV.SCV_LEDGER_KEY_NONCE:
-        return f"{v.nonce_key.nonce.int64 & 0xFFFFFFFFFFFFFFFF:X}"
+        n = v.nonce_key.nonce.int64  # Go formats the ScNonceKey struct with %X: "{1F}", "{-1F}"
+        return f"{{{'-' if n < 0 else ''}{abs(n):X}}}"
     return "unknown"
 
 
