@@ -1,0 +1,364 @@
+"""Plan/apply: what a pipeline change will do, whether it may, what it costs, then doing it.
+
+``create`` turns a desired pipeline (and optionally the current one) into a :class:`Plan`: the diff
+with the impact of each change, safety checks, the policy verdict, the cost and time estimate, and
+whether an approver must sign off. Plans persist in the store with an audit trail. ``apply``
+re-checks the policies and hands the exact planned pipeline to an executor.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Literal
+
+import fsspec
+from pydantic import BaseModel, Field, ValidationError
+
+from cdp_ray.control import telemetry
+from cdp_ray.control.estimate import Estimate, estimate
+from cdp_ray.control.policies import PolicyContext, Rule, Verdict, evaluate, now_utc
+from cdp_ray.control.settings import ControlSettings
+from cdp_ray.control.store import Store, now_iso
+from cdp_ray.control.toolcards import ToolCard
+from cdp_ray.errors import CdpRayError, ConfigError
+from cdp_ray.pipeline.config import PipelineConfig, parse_pipeline
+from cdp_ray.pipeline.datasource import plan_chunks
+
+PlanStatus = Literal["ready", "pending_approval", "approved", "blocked", "rejected", "applied", "expired"]
+
+
+class PlanConflict(CdpRayError):
+    """The plan is not in a state that allows the action (not approved, expired, blocked, ...)."""
+
+    hint = "create a new plan with POST /plans, or approve this one first"
+
+
+class PlanNotFound(CdpRayError):
+    """No plan has this id."""
+
+    hint = "list plans with GET /plans"
+
+
+class PlanRequest(BaseModel):
+    """A desired pipeline (document or one-line form) and, optionally, the one running now."""
+
+    desired: dict[str, Any] | str = Field(description="PipelineConfig document, or `SOURCE | processor | SINK`")
+    current: dict[str, Any] | str | None = Field(None, description="the pipeline as it is now, to diff against")
+    comment: str = ""
+
+
+class Change(BaseModel):
+    path: str = Field(description="dotted path of what changes")
+    op: Literal["create", "add", "remove", "modify"]
+    before: Any = None
+    after: Any = None
+    impact: str = Field(description="what the change does to data and runs")
+    reprocess_ledgers: int = Field(0, description="ledgers this change makes the run (re)process")
+
+
+class Check(BaseModel):
+    name: str
+    status: Literal["pass", "warn", "fail"]
+    detail: str
+
+
+class Approval(BaseModel):
+    by: str
+    at: str
+    decision: Literal["approve", "reject"]
+    comment: str = ""
+
+
+class Plan(BaseModel):
+    """A reviewed, priced, policy-checked intention to run a pipeline."""
+
+    id: str
+    created_at: str
+    expires_at: str
+    created_by: str
+    status: PlanStatus
+    comment: str = ""
+    desired: dict[str, Any]
+    current: dict[str, Any] | None = None
+    changes: list[Change]
+    checks: list[Check]
+    policy: Verdict
+    estimate: Estimate
+    approval_required: bool
+    approvals: list[Approval] = Field(default_factory=list)
+    pipeline_id: str | None = None
+    applied_at: str | None = None
+    applied_by: str | None = None
+
+    def effective_status(self, now: datetime | None = None) -> PlanStatus:
+        if self.status in ("ready", "pending_approval", "approved"):
+            if (now or now_utc()) >= datetime.fromisoformat(self.expires_at):
+                return "expired"
+        return self.status
+
+    def public(self) -> dict[str, Any]:
+        return {**self.model_dump(mode="json"), "status": self.effective_status()}
+
+
+def parse_desired(doc: dict[str, Any] | str, what: str = "desired") -> PipelineConfig:
+    """A pipeline from an API document or the one-line form (file paths are not read over the API)."""
+    if isinstance(doc, str):
+        if "|" not in doc:
+            raise ConfigError(f"{what}: give a pipeline document or the one-line form `SOURCE | processor | SINK`")
+        return parse_pipeline(doc)
+    try:
+        return PipelineConfig.model_validate(doc)
+    except ValidationError as exc:
+        lines = [f"{what}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid pipeline:\n  " + "\n  ".join(lines)) from exc
+
+
+# ---- diff ------------------------------------------------------------------------------------
+
+
+def _ranges_minus(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[int, int]]:
+    """Parts of range ``a`` not covered by ``b``."""
+    out = []
+    if a[0] < b[0]:
+        out.append((a[0], min(a[1], b[0] - 1)))
+    if a[1] > b[1]:
+        out.append((max(a[0], b[1] + 1), a[1]))
+    return [r for r in out if r[0] <= r[1]]
+
+
+def diff(current: PipelineConfig | None, desired: PipelineConfig) -> list[Change]:
+    """Changes from ``current`` to ``desired``, each with its impact."""
+    n = desired.source.end - desired.source.start + 1
+    tables = [s.name for s in desired.processors]
+    if current is None:
+        sinks = ", ".join(getattr(s, "uri", None) or s.type for s in desired.sinks) or "no sink"
+        return [Change(path="pipeline", op="create", after=desired.name,
+                       impact=f"process ledgers {desired.source.start}-{desired.source.end} ({n}) into "
+                       f"{', '.join(tables)} -> {sinks}", reprocess_ledgers=n)]
+    changes: list[Change] = []
+    cs, ds = current.source, desired.source
+    if (cs.uri, cs.network) != (ds.uri, ds.network):
+        changes.append(Change(path="source", op="modify", before={"uri": cs.uri, "network": cs.network},
+                              after={"uri": ds.uri, "network": ds.network},
+                              impact="different source: every table is recomputed for the whole range",
+                              reprocess_ledgers=n))
+    cur_r, des_r = (cs.start, cs.end), (ds.start, ds.end)
+    if cur_r != des_r:
+        added = _ranges_minus(des_r, cur_r)
+        dropped = _ranges_minus(cur_r, des_r)
+        parts = [f"process {e - s + 1} new ledgers {s}-{e}" for s, e in added]
+        parts += [f"stop covering {e - s + 1} ledgers {s}-{e} (their existing output is kept)" for s, e in dropped]
+        changes.append(Change(path="source.range", op="modify", before=list(cur_r), after=list(des_r),
+                              impact="; ".join(parts) or "range unchanged",
+                              reprocess_ledgers=sum(e - s + 1 for s, e in added)))
+    before = {s.name: s.config for s in current.processors}
+    after = {s.name: s.config for s in desired.processors}
+    for name in after.keys() - before.keys():
+        changes.append(Change(path=f"processors.{name}", op="add", after=after[name],
+                              impact=f"new table {name}: backfilled over all {n} ledgers", reprocess_ledgers=n))
+    for name in before.keys() - after.keys():
+        changes.append(Change(path=f"processors.{name}", op="remove", before=before[name],
+                              impact=f"table {name} is no longer produced; its existing output is kept"))
+    for name in before.keys() & after.keys():
+        if before[name] != after[name]:
+            changes.append(Change(path=f"processors.{name}.config", op="modify", before=before[name],
+                                  after=after[name], impact=f"table {name} is recomputed over all {n} ledgers",
+                                  reprocess_ledgers=n))
+    cur_sinks = {s.model_dump_json(): s for s in current.sinks}
+    des_sinks = {s.model_dump_json(): s for s in desired.sinks}
+    for key in des_sinks.keys() - cur_sinks.keys():
+        s = des_sinks[key]
+        changes.append(Change(path=f"sinks.{s.type}", op="add", after=s.model_dump(mode="json"),
+                              impact=f"new output {getattr(s, 'uri', s.type)}: receives every table for all {n} ledgers",
+                              reprocess_ledgers=n))
+    for key in cur_sinks.keys() - des_sinks.keys():
+        s = cur_sinks[key]
+        changes.append(Change(path=f"sinks.{s.type}", op="remove", before=s.model_dump(mode="json"),
+                              impact=f"output {getattr(s, 'uri', s.type)} stops receiving data; existing data is kept"))
+    if current.options != desired.options:
+        changes.append(Change(path="options", op="modify", before=current.options.model_dump(),
+                              after=desired.options.model_dump(), impact="execution only: output is unchanged"
+                              if current.options.ledgers_per_task == desired.options.ledgers_per_task
+                              else "output files are re-cut into new ranges (old range files remain beside them)"))
+    if current.name != desired.name:
+        changes.append(Change(path="name", op="modify", before=current.name, after=desired.name,
+                              impact="stats and checkpoints are tracked under the new name"))
+    return changes
+
+
+# ---- safety checks ---------------------------------------------------------------------------
+
+
+def safety_checks(cfg: PipelineConfig) -> list[Check]:
+    """Checks that need no policy: the source is there, outputs are sane."""
+    checks = [Check(name="config", status="pass", detail="pipeline validates; every component is registered")]
+    src = cfg.source
+    try:
+        lake = src.open()
+        if lake.layout == "lake":
+            missing = [seq for seq in (src.start, src.end)
+                       if not lake.fs.exists(f"{lake.root}/{lake.schema.key_for(seq)}")]
+            checks.append(Check(name="source", status="fail" if missing else "pass",
+                                detail=f"ledgers {missing} are not in the lake {src.uri}" if missing
+                                else f"first and last ledger objects exist in {src.uri}"))
+        else:
+            checks.append(Check(name="source", status="pass" if lake.fs.exists(lake.root) else "fail",
+                                detail=f"{src.uri} ({lake.layout} layout)"))
+    except CdpRayError as exc:
+        checks.append(Check(name="source", status="fail", detail=exc.message))
+    except Exception as exc:  # storage clients raise their own types for unreachable endpoints
+        checks.append(Check(name="source", status="fail", detail=f"cannot open {src.uri}: {exc}"))
+    src_root = src.uri.rstrip("/")
+    chunks = plan_chunks(src.start, src.end, cfg.options.ledgers_per_task)
+    for s in cfg.sinks:
+        uri = getattr(s, "uri", None)
+        if uri is None:
+            continue
+        if uri.rstrip("/").startswith(src_root + "/") or uri.rstrip("/") == src_root:
+            checks.append(Check(name=f"sink.{s.type}", status="fail", detail=f"output {uri} is inside the source lake"))
+            continue
+        if s.type == "parquet":
+            checks.append(_replaced_files(uri, [p.name for p in cfg.processors], chunks, getattr(s, "storage_options", {})))
+    if not cfg.sinks:
+        checks.append(Check(name="sinks", status="warn", detail="no sink: the run computes tables and discards them"))
+    return checks
+
+
+def _replaced_files(uri: str, tables: list[str], chunks: list[tuple[int, int]], options: dict) -> Check:
+    from cdp_ray.sinks.parquet import range_file
+
+    try:
+        fs, root = fsspec.core.url_to_fs(uri, **options)
+        if not fs.exists(root):
+            return Check(name="sink.parquet", status="pass", detail=f"{uri} is new")
+        existing = set(fs.find(root))
+    except Exception as exc:  # an unreachable bucket is reported, not fatal to planning
+        return Check(name="sink.parquet", status="warn", detail=f"cannot list {uri}: {exc}")
+    root = root.rstrip("/")
+    hit = sum(1 for t in tables for s, e in chunks if f"{root}/{range_file(t, s, e)}" in existing)
+    if hit:
+        return Check(name="sink.parquet", status="warn",
+                     detail=f"{hit} existing range files under {uri} will be replaced (same ranges, atomic rename)")
+    return Check(name="sink.parquet", status="pass", detail=f"no existing range files under {uri} overlap")
+
+
+# ---- the service -----------------------------------------------------------------------------
+
+
+class PlanService:
+    """Creates, approves, rejects and applies plans; every step is audited."""
+
+    def __init__(self, store: Store, settings: ControlSettings, cards: dict[str, ToolCard], rules: list[Rule],
+                 submit: Callable[[Plan, PipelineConfig, str], dict[str, Any]],
+                 notify: Callable[[Plan], None] | None = None):
+        self.store, self.settings, self.cards, self.rules = store, settings, cards, rules
+        self.submit, self.notify = submit, notify
+
+    def _verdict(self, cfg: PipelineConfig, est: Estimate, phase: str, principal: str, subject: str) -> Verdict:
+        with telemetry.span("policy.evaluate", phase=phase, plan_id=subject, rules=len(self.rules)):
+            ctx = PolicyContext(pipeline=cfg, estimate=est, phase=phase, principal=principal, now=now_utc(),
+                                applies_since=lambda t: self.store.count_events("plan.apply", t.isoformat()))
+            verdict = evaluate(self.rules, ctx)
+        self.store.audit(principal, "policy.evaluate", subject, "allowed" if verdict.allowed else "blocked",
+                         verdict.model_dump(mode="json"))
+        return verdict
+
+    def estimate(self, cfg: PipelineConfig) -> Estimate:
+        with telemetry.span("plan.estimate", pipeline=cfg.name):
+            return estimate(cfg, self.cards, self.settings.rates, default_workers=self.settings.default_workers)
+
+    def create(self, req: PlanRequest, principal: str) -> Plan:
+        plan_id = "plan-" + secrets.token_hex(6)
+        with telemetry.span("plan.create", plan_id=plan_id, principal=principal) as sp:
+            desired = parse_desired(req.desired)
+            current = parse_desired(req.current, "current") if req.current is not None else None
+            sp.set_attribute("pipeline", desired.name)
+            sp.set_attribute("ledgers", desired.source.end - desired.source.start + 1)
+            changes = diff(current, desired)
+            with telemetry.span("plan.checks", plan_id=plan_id):
+                checks = safety_checks(desired)
+            est = self.estimate(desired)
+            verdict = self._verdict(desired, est, "plan", principal, plan_id)
+            failed = any(c.status == "fail" for c in checks)
+            status: PlanStatus = ("blocked" if failed or not verdict.allowed
+                                  else "pending_approval" if verdict.approval_required else "ready")
+            created = datetime.now(timezone.utc)
+            plan = Plan(
+                id=plan_id, created_at=created.isoformat(timespec="microseconds"),
+                expires_at=(created + timedelta(seconds=self.settings.plan_ttl_seconds)).isoformat(timespec="microseconds"),
+                created_by=principal, status=status, comment=req.comment,
+                desired=desired.model_dump(mode="json"), current=current.model_dump(mode="json") if current else None,
+                changes=changes, checks=checks, policy=verdict, estimate=est,
+                approval_required=verdict.approval_required,
+            )
+            sp.set_attribute("status", status)
+            self.store.save_plan(plan.model_dump(mode="json"))
+            self.store.audit(principal, "plan.create", plan_id, status,
+                             {"pipeline": desired.name, "ledgers": est.ledgers, "dollars": est.dollars.total})
+        if status == "pending_approval" and self.notify:
+            self.notify(plan)
+        return plan
+
+    def get(self, plan_id: str) -> Plan:
+        doc = self.store.get_plan(plan_id)
+        if doc is None:
+            raise PlanNotFound(f"no plan {plan_id!r}")
+        return Plan.model_validate(doc)
+
+    def list(self) -> list[Plan]:
+        return [Plan.model_validate(d) for d in self.store.list_plans()]
+
+    def decide(self, plan_id: str, principal: str, decision: Literal["approve", "reject"], comment: str = "") -> Plan:
+        plan = self.get(plan_id)
+        status = plan.effective_status()
+        action = f"plan.{decision}"
+        problem = None
+        if status not in ("pending_approval", "ready", "approved"):
+            problem = f"plan {plan_id} is {status}; only a pending plan can be {decision}d"
+        elif decision == "approve" and self.settings.distinct_approver and principal == plan.created_by:
+            problem = f"{principal!r} created plan {plan_id} and may not approve it"
+        if problem:
+            self.store.audit(principal, action, plan_id, "refused", {"reason": problem})
+            raise PlanConflict(problem)
+        plan.approvals.append(Approval(by=principal, at=now_iso(), decision=decision, comment=comment))
+        plan.status = "approved" if decision == "approve" else "rejected"
+        self.store.save_plan(plan.model_dump(mode="json"))
+        self.store.audit(principal, action, plan_id, "ok", {"comment": comment})
+        return plan
+
+    def apply(self, plan_id: str, principal: str) -> dict[str, Any]:
+        """Submit the planned pipeline: refused unless ready/approved, unexpired and allowed now."""
+        with telemetry.span("plan.apply", plan_id=plan_id, principal=principal) as sp:
+            plan = self.get(plan_id)
+            status = plan.effective_status()
+
+            def refuse(reason: str, **detail: Any) -> PlanConflict:
+                self.store.audit(principal, "plan.apply", plan_id, "refused", {"reason": reason, **detail})
+                sp.set_attribute("refused", reason)
+                return PlanConflict(reason)
+
+            if status == "pending_approval":
+                raise refuse(f"plan {plan_id} needs approval: {'; '.join(r.message or r.policy for r in plan.policy.results if r.outcome == 'approval')}")
+            if status == "applied":
+                raise refuse(f"plan {plan_id} was already applied as pipeline {plan.pipeline_id}")
+            if status not in ("ready", "approved"):
+                raise refuse(f"plan {plan_id} is {status} and cannot be applied")
+            cfg = PipelineConfig.model_validate(plan.desired)
+            verdict = self._verdict(cfg, plan.estimate, "apply", principal, plan_id)
+            if not verdict.allowed:
+                raise refuse(f"policy refuses the apply now: {'; '.join(verdict.blocking)}", verdict=verdict.model_dump())
+            pipeline_id = "pl-" + secrets.token_hex(6)
+            sp.set_attribute("pipeline_id", pipeline_id)
+            plan.status, plan.pipeline_id = "applied", pipeline_id
+            plan.applied_at, plan.applied_by = now_iso(), principal
+            self.store.save_plan(plan.model_dump(mode="json"))
+            try:
+                submitted = self.submit(plan, cfg, pipeline_id)
+            except Exception as exc:
+                plan.status, plan.pipeline_id, plan.applied_at, plan.applied_by = status, None, None, None
+                self.store.save_plan(plan.model_dump(mode="json"))
+                self.store.audit(principal, "plan.apply", plan_id, "error", {"error": str(exc)})
+                raise
+            self.store.audit(principal, "plan.apply", plan_id, "ok", {"pipeline_id": pipeline_id, **submitted})
+            return {"plan_id": plan_id, "pipeline_id": pipeline_id, **submitted}

@@ -1,0 +1,91 @@
+"""Control-plane settings: a YAML file, ``CDP_RAY_CONTROL_*`` environment variables, or code."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cdp_ray.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TOOLCARDS = REPO_ROOT / "toolcards"
+DEFAULT_POLICIES = REPO_ROOT / "policies"
+
+Scope = Literal["read", "plan", "apply", "approve"]
+ALL_SCOPES: tuple[str, ...] = ("read", "plan", "apply", "approve")
+
+
+class TokenSpec(BaseModel):
+    """A bearer token and the scopes it grants. Give ``sha256`` (hex of the token) to keep the
+    token itself out of the configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="principal name recorded in the audit trail")
+    token: str | None = Field(None, description="the token in clear")
+    sha256: str | None = Field(None, description="hex sha256 of the token")
+    scopes: list[Scope] = Field(description="granted scopes: read, plan, apply, approve")
+
+
+class CostRates(BaseModel):
+    """Prices the cost estimate uses. Defaults are on-demand cloud list prices (USD)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cpu_hour: float = Field(0.048, ge=0, description="one vCPU for one hour")
+    read_gb: float = Field(0.0, ge=0, description="per GB read from the lake (egress; 0 inside the region)")
+    write_gb: float = Field(0.0, ge=0, description="per GB written to sinks")
+    requests_per_1000: float = Field(0.0004, ge=0, description="per 1000 object reads (S3 GET)")
+
+
+class ControlSettings(BaseModel):
+    """Everything the control plane needs to start."""
+
+    model_config = ConfigDict(extra="forbid")
+    database: str = Field(
+        "cdp-ray-control.sqlite3",
+        description="SQLite file path (or :memory:), or a postgresql:// DSN",
+    )
+    toolcards_dir: Path = Field(DEFAULT_TOOLCARDS, description="directory of generated tool cards")
+    policies_dir: Path | None = Field(DEFAULT_POLICIES, description="directory of policy YAML files; none: no policies")
+    tokens: list[TokenSpec] = Field(default_factory=list, description="bearer tokens; empty: auth disabled")
+    rates: CostRates = Field(default_factory=CostRates)
+    plan_ttl_seconds: int = Field(3600, ge=1, description="a plan expires this long after creation")
+    default_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="workers assumed when a pipeline sets none"
+    )
+    distinct_approver: bool = Field(False, description="the plan's author may not approve it")
+    ray_address: str | None = Field(
+        None, description="Ray dashboard address (http://host:8265): apply submits Ray jobs; none: runs in-process"
+    )
+    public_url: str | None = Field(None, description="URL at which Ray jobs reach this control plane")
+    webhook_url: str | None = Field(None, description="POSTed a JSON notice when a plan needs approval")
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key of incoming approval webhooks")
+    max_concurrent_runs: int = Field(2, ge=1, description="in-process pipeline runs at a time")
+    heartbeat_timeout_seconds: float = Field(120, gt=0, description="a running pipeline silent this long is `stale`")
+    tracing: Literal["none", "console", "otlp"] = Field("none", description="OpenTelemetry span exporter")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "ControlSettings":
+        """Settings from a YAML file (``$CDP_RAY_CONTROL_CONFIG`` when no path), then environment
+        overrides ``CDP_RAY_CONTROL_<FIELD>`` (JSON for lists and objects)."""
+        doc: dict = {}
+        path = path or os.environ.get("CDP_RAY_CONTROL_CONFIG")
+        if path:
+            try:
+                doc = yaml.safe_load(Path(path).read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"cannot read control-plane settings {str(path)!r}: {exc}") from exc
+        for name, field in cls.model_fields.items():
+            raw = os.environ.get(f"CDP_RAY_CONTROL_{name.upper()}")
+            if raw is None:
+                continue
+            complex_ = name in ("tokens", "rates")
+            doc[name] = json.loads(raw) if complex_ else raw
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid control-plane settings: {exc}") from exc
