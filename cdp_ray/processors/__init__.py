@@ -7,6 +7,7 @@ from cdp_ray.processors import operations  # noqa: F401
 from cdp_ray.processors import effects  # noqa: F401
 from cdp_ray.processors import assets  # noqa: F401
 from cdp_ray.processors import trades  # noqa: F401
+from cdp_ray.processors import entries  # noqa: F401
 from cdp_ray.processors import token_transfers  # noqa: F401
 from cdp_ray.processors import contract_events  # noqa: F401
 from cdp_ray.processors import contract_invocations  # noqa: F401
