@@ -46,6 +46,7 @@ def test_manage_buy_offer_fully_filled(stellar_data):
         "history_operation_id": 132379585076572161,
         "order": 0,
         "ledger_closed_at": ledger.closed_at,
+        "ledger_sequence": 30822024,
         "selling_account_address": "GAPJHJSYZCQBHXKOSD2PGO6P5DOJTXLJML6B2X5LO3LOSXKSWKGM6UEO",
         "selling_asset_code": gvg[0],
         "selling_asset_issuer": gvg[1],

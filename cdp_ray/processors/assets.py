@@ -64,10 +64,10 @@ def ledger_assets(ledger: Ledger, seen: set[int] | None = None) -> list[dict]:
 @processor(
     "assets",
     schema=ASSETS_SCHEMA,
-    primary_key=("asset_id",),
+    primary_key=("ledger_sequence", "asset_id"),
     description="Distinct assets used by payment and manage-sell-offer operations (stellar-etl history_assets): "
     "code, issuer, type and stellar-etl's FarmHash asset_id. Each asset appears once per processed chunk, at the "
-    "first ledger that used it; upsert on asset_id to deduplicate across chunks.",
+    "first ledger that used it; keep the earliest row per asset_id to deduplicate across chunks.",
     tags=("core", "assets"),
 )
 def assets(batch: list[Ledger], config: NoConfig) -> list[dict]:
