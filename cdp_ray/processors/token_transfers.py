@@ -12,12 +12,19 @@ Order within a ledger is the Go processor's: every transaction's fee charge firs
 events transaction by transaction, with fee refunds right after their transaction's operation events
 before protocol 23 and all together at the end from protocol 23 on. ``event_index`` is that position.
 
-Meta v0-v3 hold no unified events; like stellar-etl the processor refuses them (``on_legacy_meta:
-error``) unless told to skip their transactions.
+Meta v0-v3 hold no unified events. With ``source: auto`` (the default) their events are *derived* the
+way the Go processor does without unified events: fees from the result and the fee account's balance
+changes, movements from each operation's type, result and ledger entry changes (payments, path
+payments and offers by their claimed atoms, claimable balances, clawbacks, liquidity pool deposits and
+withdrawals, CAP-38 trustline revocations, inflation), Soroban events from ``sorobanMeta.events`` with
+the meta v3 topic layout, and before protocol 8 an XLM mint/burn that reconciles the source account's
+balance. ``source: events`` reproduces stellar-etl exactly and refuses older meta; ``source: derived``
+derives for every transaction, meta v4 included (a cross-check of the two).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import pyarrow as pa
@@ -26,7 +33,16 @@ from stellar_sdk import StrKey, xdr
 
 from cdp_ray.errors import CdpRayError
 from cdp_ray.processors.base import col, processor
-from cdp_ray.processors.common import TIMESTAMP, asset_parts, contract_strkey, strkey, toid
+from cdp_ray.processors.common import (
+    TIMESTAMP,
+    account_id,
+    asset_parts,
+    claimable_balance_id_strkey,
+    contract_strkey,
+    pool_id_strkey,
+    strkey,
+    toid,
+)
 from cdp_ray.processors.scval import (
     native_sac_strkey,
     parse_sep11_asset,
@@ -67,9 +83,10 @@ class TokenTransfersConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    on_legacy_meta: Literal["error", "skip"] = Field(
-        "error",
-        description="transactions with meta v0-v3 carry no unified events: fail (stellar-etl) or skip them",
+    source: Literal["auto", "events", "derived"] = Field(
+        "auto",
+        description="events: read CAP-67 events of meta v4 and refuse older meta (stellar-etl); derived: "
+        "derive events from operations, results and ledger changes; auto: events for meta v4, else derived",
     )
 
 
@@ -77,8 +94,8 @@ class LegacyMetaError(CdpRayError):
     """A transaction's meta predates CAP-67 unified events."""
 
     hint = (
-        "read these ledgers from a data lake that re-encodes history as meta v4 (e.g. the AWS public "
-        "blockchain lake), or set `on_legacy_meta: skip` to leave their transactions out"
+        "use `source: auto` to derive their events from operations and ledger changes, or read a data lake "
+        "that re-encodes history as meta v4 (e.g. the AWS public blockchain lake)"
     )
 
 
@@ -267,16 +284,19 @@ def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None =
     ops: list[dict] = []
     refunds: list[dict] = []
     for tx in ledger.transactions:
-        if tx.meta.v != 4:
-            if config.on_legacy_meta == "skip":
-                continue
+        derive = config.source == "derived" or (config.source == "auto" and tx.meta.v != 4)
+        if derive:
+            deriver = _Deriver(ctx, tx)
+            tx_fees, tx_ops = deriver.fees(), deriver.operations()
+        elif tx.meta.v != 4:
             raise LegacyMetaError(
                 f"ledger {ledger.sequence} tx {tx.hash.hex()}: transaction meta v{tx.meta.v} has no CAP-67 "
-                "unified events (token_transfers needs meta v4, as stellar-etl does)"
+                "unified events (source: events needs meta v4, as stellar-etl does)"
             )
-        tx_fees = _fee_rows(ctx, tx)
+        else:
+            tx_fees, tx_ops = _fee_rows(ctx, tx), _op_rows(ctx, tx)
         fees.append(tx_fees[0])
-        ops.extend(_op_rows(ctx, tx))
+        ops.extend(tx_ops)
         if len(tx_fees) == 2:
             (refunds if p23 else ops).append(tx_fees[1])
     rows = fees + ops + refunds
@@ -289,10 +309,377 @@ def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None =
     "token_transfers",
     schema=TOKEN_TRANSFERS_SCHEMA,
     primary_key=("ledger_sequence", "event_index"),
-    description="CAP-67 / SEP-41 token movements (transfer, mint, burn, clawback, fee) from unified events "
-    "of meta v4, classic and Soroban alike (stellar-etl token_transfers).",
+    description="CAP-67 / SEP-41 token movements (transfer, mint, burn, clawback, fee), classic and Soroban "
+    "alike: unified events of meta v4 (stellar-etl token_transfers), derived from operations for older meta.",
     config=TokenTransfersConfig,
     tags=("core", "soroban", "events"),
 )
 def token_transfers(batch: list[Ledger], config: TokenTransfersConfig) -> list[dict]:
     return [row for ledger in batch for row in ledger_token_transfers(ledger, config)]
+
+
+# --- derived events: meta v1-v3 (the Go processor without unified events) -----------------------------
+
+_OT = xdr.OperationType
+_CT = xdr.LedgerEntryChangeType
+_LT = xdr.LedgerEntryType
+_SEP41_V3_TOPICS = {"transfer": 4, "mint": 4, "clawback": 4, "burn": 3}
+
+
+class DerivationError(CdpRayError):
+    """An operation's result or ledger changes do not support the events it must have produced."""
+
+    hint = "the ledger's meta looks inconsistent; check its source, or read a data lake that carries meta v4"
+
+
+def _account(m: xdr.MuxedAccount) -> tuple[str, int | None]:
+    """``(G..., muxed id or None)`` of a ``MuxedAccount``."""
+    if m.type == xdr.CryptoKeyType.KEY_TYPE_MUXED_ED25519:
+        return strkey("G", m.med25519.ed25519.uint256), m.med25519.id.uint64
+    return strkey("G", m.ed25519.uint256), None
+
+
+def _tx_source(tx: Transaction) -> tuple[str, int | None]:
+    """Source of the (inner) transaction."""
+    body = tx.tx
+    if isinstance(body, xdr.TransactionV0):
+        return strkey("G", body.source_account_ed25519.uint256), None
+    return _account(body.source_account)
+
+
+def _op_source(tx: Transaction, op: xdr.Operation) -> tuple[str, int | None]:
+    return _account(op.source_account) if op.source_account is not None else _tx_source(tx)
+
+
+def _fee_account(tx: Transaction) -> str:
+    """G... that paid the fee: the fee-bump source, else the transaction source."""
+    return _account(tx.envelope.fee_bump.tx.fee_source)[0] if tx.is_fee_bump else _tx_source(tx)[0]
+
+
+def _changes(entry_changes) -> list[tuple]:
+    """``(entry type, pre, post, change type)`` per change, Go's ``GetChangesFromLedgerEntryChanges``."""
+    out = []
+    prev = None
+    for c in entry_changes or []:
+        t = c.type
+        if t == _CT.LEDGER_ENTRY_CREATED:
+            out.append((c.created.data.type, None, c.created.data, t))
+        elif t == _CT.LEDGER_ENTRY_UPDATED:
+            out.append((c.updated.data.type, prev.data if prev is not None else None, c.updated.data, t))
+        elif t == _CT.LEDGER_ENTRY_REMOVED:
+            out.append((prev.data.type, prev.data, None, t))
+        prev = c.state if t == _CT.LEDGER_ENTRY_STATE else c.restored if t == _CT.LEDGER_ENTRY_RESTORED else None
+    return out
+
+
+def _op_changes(tx: Transaction, op_index0: int) -> list[tuple]:
+    metas = tx.operation_meta()
+    if op_index0 >= len(metas):
+        return []
+    return _changes(metas[op_index0].changes.ledger_entry_changes)
+
+
+def _account_balances(entry_changes, account: str) -> tuple[int, int]:
+    """(start, end) XLM balance of ``account`` in a change list; the last STATE / UPDATED win, as in Go."""
+    start = end = 0
+    for c in entry_changes or []:
+        if c.type == _CT.LEDGER_ENTRY_STATE and c.state.data.type == _LT.ACCOUNT:
+            if account_id(c.state.data.account.account_id) == account:
+                start = c.state.data.account.balance.int64
+        elif c.type == _CT.LEDGER_ENTRY_UPDATED and c.updated.data.type == _LT.ACCOUNT:
+            if account_id(c.updated.data.account.account_id) == account:
+                end = c.updated.data.account.balance.int64
+    return start, end
+
+
+def _is_soroban_tx(tx: Transaction) -> bool:
+    ext = getattr(tx.tx, "ext", None)
+    return ext is not None and ext.v == 1
+
+
+class _Deriver:
+    """Token transfer events of one transaction from its operations, results and ledger changes."""
+
+    def __init__(self, ctx: _Ctx, tx: Transaction):
+        self.ctx, self.tx = ctx, tx
+
+    def sac(self, asset: xdr.Asset) -> str:
+        return contract_strkey(sac_contract_id(asset, self.ctx.passphrase))
+
+    def memo_muxed_id(self) -> int | None:
+        m = self.tx.tx.memo
+        if m.type == xdr.MemoType.MEMO_NONE:
+            return None
+        return m.id.uint64 if m.type == xdr.MemoType.MEMO_ID else 0
+
+    def event(self, op, topic, asset, amount, frm=None, to=None, muxed_id=None) -> dict:
+        return self.ctx.row(self.tx, op, topic, frm=frm, to=to, amount=amount, asset=asset,
+                            contract_id=self.sac(asset), muxed_id=muxed_id)
+
+    def move(self, op: int, asset: xdr.Asset, frm: str, to: str, amount: int, *,
+             to_muxed: int | None = None, mux: bool = False) -> dict:
+        """Go's ``mintOrBurnOrTransferEvent``: a transfer, or a mint / burn when the issuer is a party."""
+        issuer = None if asset.type == xdr.AssetType.ASSET_TYPE_NATIVE else asset_parts(asset)[2]
+        from_issuer = issuer is not None and frm == issuer
+        to_issuer = issuer is not None and to == issuer
+        muxed_id = None
+        if mux and to.startswith("G"):
+            muxed_id = to_muxed if to_muxed is not None else self.memo_muxed_id()
+        if from_issuer and not to_issuer:
+            return self.event(op, "mint", asset, amount, to=to, muxed_id=muxed_id)
+        if to_issuer and not from_issuer:
+            return self.event(op, "burn", asset, amount, frm=frm)
+        return self.event(op, "transfer", asset, amount, frm=frm, to=to, muxed_id=muxed_id)
+
+    def fees(self) -> list[dict]:
+        tx, native = self.tx, self.ctx.native
+        payer = _fee_account(tx)
+        if not _is_soroban_tx(tx):
+            return [self.event(None, "fee", native, tx.result.result.fee_charged.int64, frm=payer)]
+        start, end = _account_balances(tx.fee_changes.ledger_entry_changes, payer)
+        rows = [self.event(None, "fee", native, start - end, frm=payer)]
+        m = tx.meta
+        after = list((m.v3 if m.v == 3 else m.v4).tx_changes_after.ledger_entry_changes) if m.v in (3, 4) else []
+        if tx.post_apply_fee_changes is not None:
+            after += list(tx.post_apply_fee_changes.ledger_entry_changes)
+        start, end = _account_balances(after, payer)
+        if end - start > 0:
+            rows.append(self.event(None, "fee", native, -(end - start), frm=payer))
+        return rows
+
+    def claim_atoms(self, op: int, source: str, atoms) -> list[dict]:
+        rows = []
+        for atom in atoms:
+            if atom.type == xdr.ClaimAtomType.CLAIM_ATOM_TYPE_LIQUIDITY_POOL:
+                a = atom.liquidity_pool
+                seller = pool_id_strkey(a.liquidity_pool_id)
+            elif atom.type == xdr.ClaimAtomType.CLAIM_ATOM_TYPE_ORDER_BOOK:
+                a = atom.order_book
+                seller = account_id(a.seller_id)
+            else:
+                a = atom.v0
+                seller = strkey("G", a.seller_ed25519.uint256)
+            # core's CAP-67 order: what the taker pays the seller, then what the seller pays the taker
+            rows.append(self.move(op, a.asset_bought, source, seller, a.amount_bought.int64))
+            rows.append(self.move(op, a.asset_sold, seller, source, a.amount_sold.int64))
+        return rows
+
+    def removed_claimable_balance(self, op0: int) -> xdr.ClaimableBalanceEntry:
+        found = [pre.claimable_balance for t, pre, _, ct in _op_changes(self.tx, op0)
+                 if t == _LT.CLAIMABLE_BALANCE and ct == _CT.LEDGER_ENTRY_REMOVED]
+        if len(found) != 1:
+            raise DerivationError(f"tx {self.tx.hash.hex()} op {op0 + 1}: {len(found)} removed claimable balances, expected 1")
+        return found[0]
+
+    def pool_deltas(self, op0: int) -> list[tuple]:
+        """``(pool id, asset A, asset B, |ΔA|, |ΔB|)`` of every liquidity pool the operation changed."""
+        out = []
+        for t, pre, post, _ in _op_changes(self.tx, op0):
+            if t != _LT.LIQUIDITY_POOL:
+                continue
+            pa_ = pre.liquidity_pool.body.constant_product if pre is not None else None
+            po = post.liquidity_pool.body.constant_product if post is not None else None
+            entry = (post or pre).liquidity_pool
+            cp = (po or pa_)
+            da = (po.reserve_a.int64 if po else 0) - (pa_.reserve_a.int64 if pa_ else 0)
+            db = (po.reserve_b.int64 if po else 0) - (pa_.reserve_b.int64 if pa_ else 0)
+            out.append((entry.liquidity_pool_id, cp.params.asset_a, cp.params.asset_b, abs(da), abs(db)))
+        return out
+
+    def single_pool(self, op0: int) -> tuple:
+        deltas = self.pool_deltas(op0)
+        if len(deltas) != 1:
+            raise DerivationError(f"tx {self.tx.hash.hex()} op {op0 + 1}: {len(deltas)} liquidity pools changed, expected 1")
+        return deltas[0]
+
+    def revoked_trustline_events(self, op: int, op0: int) -> list[dict]:
+        """CAP-38: revoking a trustline turns the trustor's pool shares into claimable balances."""
+        pools = self.pool_deltas(op0)
+        if not pools:
+            return []
+        created = {
+            post.claimable_balance.balance_id.v0.hash: post.claimable_balance
+            for t, _, post, ct in _op_changes(self.tx, op0)
+            if t == _LT.CLAIMABLE_BALANCE and ct == _CT.LEDGER_ENTRY_CREATED
+        }
+        if not created:
+            return []
+        source = xdr.AccountID(
+            xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, xdr.Uint256(StrKey.decode_ed25519_public_key(_tx_source(self.tx)[0])))
+        )
+        seq = self.tx.tx.seq_num
+        rows = []
+        for pool_id, asset_a, asset_b, delta_a, delta_b in pools:
+            mine = []
+            for asset in (asset_a, asset_b):
+                pre = xdr.HashIDPreimage(
+                    xdr.EnvelopeType.ENVELOPE_TYPE_POOL_REVOKE_OP_ID,
+                    revoke_id=xdr.HashIDPreimageRevokeID(source, seq, xdr.Uint32(op0), pool_id, asset),
+                )
+                cb = created.get(hashlib.sha256(pre.to_xdr_bytes()).digest())
+                if cb is not None:
+                    mine.append(cb)
+            lp = pool_id_strkey(pool_id)
+            if len(mine) == 1:
+                cb = mine[0]
+                burned, burned_amount = (asset_b, delta_b) if cb.asset == asset_a else (asset_a, delta_a)
+                rows.append(self.move(op, cb.asset, lp, claimable_balance_id_strkey(cb.balance_id), cb.amount.int64))
+                rows.append(self.event(op, "burn", burned, burned_amount, frm=lp))
+            else:
+                for cb in mine:
+                    rows.append(self.move(op, cb.asset, lp, claimable_balance_id_strkey(cb.balance_id), cb.amount.int64))
+        return rows
+
+    def contract_events(self, op: int, op0: int) -> list[dict]:
+        m = self.tx.meta
+        if m.v == 4:
+            events = m.v4.operations[op0].events if op0 < len(m.v4.operations) else []
+            return [r for ev in events if (r := _operation_row(self.ctx, self.tx, op, ev)) is not None]
+        if m.v != 3 or m.v3.soroban_meta is None or op0 != 0:
+            return []
+        return [r for ev in m.v3.soroban_meta.events if (r := self.v3_event(op, ev)) is not None]
+
+    def v3_event(self, op: int, ev: xdr.ContractEvent) -> dict | None:
+        """A SEP-41 event of meta v3 (admin topics present; SAC mint/burn still reported as transfers)."""
+        if ev.type != xdr.ContractEventType.CONTRACT or ev.contract_id is None or ev.body.v != 0:
+            return None
+        topics = ev.body.v0.topics
+        fn = scval_symbol(topics[0]) if len(topics) >= 2 else None
+        amount = scval_i128(ev.body.v0.data)
+        if fn not in _SEP41_V3_TOPICS or amount is None:
+            return None
+        addrs = [scval_address(t) for t in topics[1:3]]
+        if fn == "burn":
+            if addrs[0] is None:
+                return None
+            frm, to = addrs[0], None
+        elif len(topics) < 3 or None in addrs:
+            return None
+        elif fn == "transfer":
+            frm, to = addrs
+        elif fn == "mint":
+            frm, to = None, addrs[1]
+        else:
+            frm, to = addrs[1], None
+        cid = contract_strkey(ev.contract_id)
+        asset = None
+        if len(topics) == _SEP41_V3_TOPICS[fn]:
+            name = scval_string(topics[-1])
+            candidate = parse_sep11_asset(name) if name else None
+            if candidate is not None and sac_contract_id(candidate, self.ctx.passphrase) == ev.contract_id.contract_id.hash:
+                asset = candidate
+        if asset is not None and fn == "transfer":
+            return self.move(op, asset, _base(frm), _base(to), amount)
+        return self.ctx.row(self.tx, op, fn, frm=frm, to=to, amount=amount, asset=asset, contract_id=cid)
+
+    def operation(self, op0: int, op: xdr.Operation, result) -> list[dict]:
+        n = op0 + 1
+        t = op.body.type
+        src, src_mux = _op_source(self.tx, op)
+        tr = result.tr
+        native = self.ctx.native
+        if t == _OT.CREATE_ACCOUNT:
+            b = op.body.create_account_op
+            return [self.move(n, native, src, account_id(b.destination), b.starting_balance.int64, mux=True)]
+        if t == _OT.ACCOUNT_MERGE:
+            bal = tr.account_merge_result.source_account_balance
+            if bal is None:
+                return []
+            to, to_mux = _account(op.body.destination)
+            return [self.move(n, native, src, to, bal.int64, to_muxed=to_mux, mux=True)]
+        if t == _OT.PAYMENT:
+            b = op.body.payment_op
+            to, to_mux = _account(b.destination)
+            return [self.move(n, b.asset, src, to, b.amount.int64, to_muxed=to_mux, mux=True)]
+        if t == _OT.CREATE_CLAIMABLE_BALANCE:
+            b = op.body.create_claimable_balance_op
+            cb = claimable_balance_id_strkey(tr.create_claimable_balance_result.balance_id)
+            return [self.move(n, b.asset, src, cb, b.amount.int64)]
+        if t == _OT.CLAIM_CLAIMABLE_BALANCE:
+            cb = self.removed_claimable_balance(op0)
+            cb_id = claimable_balance_id_strkey(op.body.claim_claimable_balance_op.balance_id)
+            return [self.move(n, cb.asset, cb_id, src, cb.amount.int64, to_muxed=src_mux, mux=True)]
+        if t == _OT.CLAWBACK:
+            b = op.body.clawback_op
+            return [self.event(n, "clawback", b.asset, b.amount.int64, frm=_account(b.from_)[0])]
+        if t == _OT.CLAWBACK_CLAIMABLE_BALANCE:
+            cb = self.removed_claimable_balance(op0)
+            cb_id = claimable_balance_id_strkey(op.body.clawback_claimable_balance_op.balance_id)
+            return [self.event(n, "clawback", cb.asset, cb.amount.int64, frm=cb_id)]
+        if t in (_OT.ALLOW_TRUST, _OT.SET_TRUST_LINE_FLAGS):
+            return self.revoked_trustline_events(n, op0)
+        if t == _OT.LIQUIDITY_POOL_DEPOSIT:
+            pool_id, a, b, da, db = self.single_pool(op0)
+            if da <= 0 or db <= 0:
+                raise DerivationError(f"tx {self.tx.hash.hex()} op {n}: liquidity pool deposit of a non-positive amount")
+            lp = pool_id_strkey(pool_id)
+            return [self.move(n, a, src, lp, da), self.move(n, b, src, lp, db)]
+        if t == _OT.LIQUIDITY_POOL_WITHDRAW:
+            pool_id, a, b, da, db = self.single_pool(op0)
+            lp = pool_id_strkey(pool_id)
+            return [self.move(n, a, lp, src, da, to_muxed=src_mux, mux=True),
+                    self.move(n, b, lp, src, db, to_muxed=src_mux, mux=True)]
+        if t == _OT.MANAGE_BUY_OFFER:
+            return self.claim_atoms(n, src, tr.manage_buy_offer_result.success.offers_claimed)
+        if t == _OT.MANAGE_SELL_OFFER:
+            return self.claim_atoms(n, src, tr.manage_sell_offer_result.success.offers_claimed)
+        if t == _OT.CREATE_PASSIVE_SELL_OFFER:
+            return self.claim_atoms(n, src, tr.create_passive_sell_offer_result.success.offers_claimed)
+        if t in (_OT.PATH_PAYMENT_STRICT_SEND, _OT.PATH_PAYMENT_STRICT_RECEIVE):
+            send = t == _OT.PATH_PAYMENT_STRICT_SEND
+            b = op.body.path_payment_strict_send_op if send else op.body.path_payment_strict_receive_op
+            res = (tr.path_payment_strict_send_result if send else tr.path_payment_strict_receive_result).success
+            to, to_mux = _account(b.destination)
+            amount = res.last.amount.int64 if send else b.dest_amount.int64
+            return self.claim_atoms(n, src, res.offers) + [
+                self.move(n, b.dest_asset, src, to, amount, to_muxed=to_mux, mux=True)
+            ]
+        if t == _OT.INFLATION:
+            return [self.event(n, "mint", native, p.amount.int64, to=account_id(p.destination))
+                    for p in tr.inflation_result.payouts or []]
+        if t == _OT.INVOKE_HOST_FUNCTION:
+            return self.contract_events(n, op0)
+        return []
+
+    def reconcile_xlm(self, op0: int, op: xdr.Operation, rows: list[dict]) -> list[dict]:
+        """Before protocol 8, fix the source's XLM delta with a mint or burn (CAP-67, retroactive events)."""
+        src = _op_source(self.tx, op)[0]
+        changed = 0
+        for t, pre, post, _ in _op_changes(self.tx, op0):
+            if t == _LT.ACCOUNT and account_id((post or pre).account.account_id) == src:
+                changed += (post.account.balance.int64 if post else 0) - (pre.account.balance.int64 if pre else 0)
+        evented = 0
+        for r in rows:
+            if r["asset"] != "native":
+                continue
+            amount = int(r["amount_raw"])
+            if r["from"] == src:
+                evented -= amount
+            if r["to"] == src:
+                evented += amount
+        diff = changed - evented
+        if diff > 0:
+            return [self.event(op0 + 1, "mint", self.ctx.native, diff, to=src)] + rows
+        if diff < 0:
+            return rows + [self.event(op0 + 1, "burn", self.ctx.native, -diff, frm=src)]
+        return rows
+
+    def operations(self) -> list[dict]:
+        tx = self.tx
+        if not tx.successful:
+            return []
+        results = tx.operation_results
+        rows: list[dict] = []
+        for op0, op in enumerate(tx.operations):
+            op_rows = self.operation(op0, op, results[op0])
+            if self.ctx.ledger.protocol_version < 8:
+                op_rows = self.reconcile_xlm(op0, op, op_rows)
+            rows.extend(op_rows)
+        return rows
+
+
+def _base(address: str) -> str:
+    """G... of an M... address (other strkeys unchanged)."""
+    if address.startswith("M"):
+        return strkey("G", StrKey.decode_med25519_public_key(address)[:32])
+    return address
