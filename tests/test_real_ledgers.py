@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 from stellar_sdk import xdr
 
-from cdp_ray.errors import NetworkMismatchError
+from cdp_ray.errors import CdpRayError, NetworkMismatchError
 from cdp_ray.lake.formats import split_ledgers
 from cdp_ray.networks import network_id
 from cdp_ray.processors import get_processor
@@ -355,6 +355,12 @@ def test_corpus_soroban_invoke_with_sac_mint(stellar_data):
         "asset_code": code,
         "asset_issuer": issuer,
     }
+    # SAC events are recognised by their contract id, which depends on the network
+    ledger.network_passphrase = PASSPHRASES["pubnet"]
+    assert json.loads(operation_rows(ledger, t)[0]["details"])["asset_balance_changes"] == []
+    ledger.network_passphrase = None
+    with pytest.raises(CdpRayError, match="network passphrase"):
+        operation_rows(ledger, t)
 
 
 def test_corpus_soroban_create_contract_v2_and_ttl_ops(stellar_data):

@@ -17,6 +17,7 @@ import hashlib
 from stellar_sdk import Asset as SdkAsset
 from stellar_sdk import xdr
 
+from cdp_ray.errors import CdpRayError
 from cdp_ray.processors.common import (
     NATIVE_ASSET_ID,
     account_id,
@@ -487,8 +488,13 @@ def sac_balance_changes(t: Transaction, network_passphrase: str | None) -> list[
         ev = de.event
         if not de.in_successful_contract_call or ev.type != xdr.ContractEventType.CONTRACT:
             continue
-        if ev.contract_id is None or ev.body.v != 0 or network_passphrase is None:
+        if ev.contract_id is None or ev.body.v != 0:
             continue
+        if not network_passphrase:
+            raise CdpRayError(
+                "cannot recognise Stellar Asset Contract events without the network passphrase",
+                hint="decode ledgers with cdp_ray.xdr.decode_ledger(data, network_passphrase)",
+            )
         topics, value = ev.body.v0.topics, ev.body.v0.data
         if len(topics) <= 2 or topics[0].type != _SCV.SCV_SYMBOL:
             continue
