@@ -21,7 +21,7 @@ from stellar_sdk import xdr
 
 from cdp_ray.processors import get_processor
 from cdp_ray.processors.common import account_id, asset_parts, claimable_balance_id_strkey, pool_id_strkey
-from cdp_ray.processors.token_transfers import LegacyMetaError, _op_changes
+from cdp_ray.processors.token_transfers import LegacyMetaError, operation_changes
 from cdp_ray.xdr import decode_ledger
 
 PUBNET = "Public Global Stellar Network ; September 2015"
@@ -140,7 +140,7 @@ def _assert_operations_balance(ledger) -> int:
             continue
         for i, _ in enumerate(tx.operations):
             op_id = (ledger.sequence << 32) | (tx.index << 12) | (i + 1)
-            assert _event_deltas(by_op.get(op_id, [])) == _change_deltas(_op_changes(tx, i)), (tx.hash.hex(), i + 1)
+            assert _event_deltas(by_op.get(op_id, [])) == _change_deltas(operation_changes(tx, i)), (tx.hash.hex(), i + 1)
             checked += 1
     fees = [r for r in rows if r["event_topic"] == "fee"]
     assert Counter(r["transaction_hash"] for r in fees if int(r["amount_raw"]) >= 0) == Counter(

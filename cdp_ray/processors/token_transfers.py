@@ -318,7 +318,7 @@ def token_transfers(batch: list[Ledger], config: TokenTransfersConfig) -> list[d
     return [row for ledger in batch for row in ledger_token_transfers(ledger, config)]
 
 
-# --- derived events: meta v1-v3 (the Go processor without unified events) -----------------------------
+# --- derived events: meta v0-v3 (the Go processor without unified events) -----------------------------
 
 _OT = xdr.OperationType
 _CT = xdr.LedgerEntryChangeType
@@ -372,7 +372,8 @@ def _changes(entry_changes) -> list[tuple]:
     return out
 
 
-def _op_changes(tx: Transaction, op_index0: int) -> list[tuple]:
+def operation_changes(tx: Transaction, op_index0: int) -> list[tuple]:
+    """``(entry type, pre, post, change type)`` of the 0-based ``op_index0``-th operation's ledger changes."""
     metas = tx.operation_meta()
     if op_index0 >= len(metas):
         return []
@@ -465,7 +466,7 @@ class _Deriver:
         return rows
 
     def removed_claimable_balance(self, op0: int) -> xdr.ClaimableBalanceEntry:
-        found = [pre.claimable_balance for t, pre, _, ct in _op_changes(self.tx, op0)
+        found = [pre.claimable_balance for t, pre, _, ct in operation_changes(self.tx, op0)
                  if t == _LT.CLAIMABLE_BALANCE and ct == _CT.LEDGER_ENTRY_REMOVED]
         if len(found) != 1:
             raise DerivationError(f"tx {self.tx.hash.hex()} op {op0 + 1}: {len(found)} removed claimable balances, expected 1")
@@ -474,7 +475,7 @@ class _Deriver:
     def pool_deltas(self, op0: int) -> list[tuple]:
         """``(pool id, asset A, asset B, |ΔA|, |ΔB|)`` of every liquidity pool the operation changed."""
         out = []
-        for t, pre, post, _ in _op_changes(self.tx, op0):
+        for t, pre, post, _ in operation_changes(self.tx, op0):
             if t != _LT.LIQUIDITY_POOL:
                 continue
             pa_ = pre.liquidity_pool.body.constant_product if pre is not None else None
@@ -499,7 +500,7 @@ class _Deriver:
             return []
         created = {
             post.claimable_balance.balance_id.v0.hash: post.claimable_balance
-            for t, _, post, ct in _op_changes(self.tx, op0)
+            for t, _, post, ct in operation_changes(self.tx, op0)
             if t == _LT.CLAIMABLE_BALANCE and ct == _CT.LEDGER_ENTRY_CREATED
         }
         if not created:
@@ -645,7 +646,7 @@ class _Deriver:
         """Before protocol 8, fix the source's XLM delta with a mint or burn (CAP-67, retroactive events)."""
         src = _op_source(self.tx, op)[0]
         changed = 0
-        for t, pre, post, _ in _op_changes(self.tx, op0):
+        for t, pre, post, _ in operation_changes(self.tx, op0):
             if t == _LT.ACCOUNT and account_id((post or pre).account.account_id) == src:
                 changed += (post.account.balance.int64 if post else 0) - (pre.account.balance.int64 if pre else 0)
         evented = 0
