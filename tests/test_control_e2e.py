@@ -197,3 +197,25 @@ def test_external_pipeline_reports_over_http(tmp_path: Path, monkeypatch) -> Non
         with pytest.raises(ControlPlaneError, match="HTTP 401"):
             ControlClient(srv.url, token="wrong").heartbeat("job-2", "running", {})
         assert "report_token_sha256" not in client.status("job-2")
+
+
+def test_ray_job_entrypoint_runs_and_reports(tmp_path: Path, monkeypatch, ray_cluster) -> None:
+    """`python -m cdp_ray.control.client` (what apply submits as a Ray job) runs the pipeline and reports."""
+    from cdp_ray.control import client as job
+
+    doc = _desired(tmp_path / "out", monkeypatch)
+    doc["processors"] = [{"name": "ledgers", "config": {}}]
+    doc["source"]["end"] = doc["source"]["start"] + 1
+    cfg = PipelineConfig.model_validate(doc)
+    with BackgroundServer(_settings(tmp_path)) as srv:
+        ControlClient(srv.url, token=TOKENS["alice"]).register(cfg, pipeline_id="job-run", job_id="raysubmit_1")
+        monkeypatch.setenv("CDP_RAY_CONTROL_URL", srv.url)
+        monkeypatch.setenv("CDP_RAY_PIPELINE_ID", "job-run")
+        monkeypatch.setenv("CDP_RAY_REPORT_TOKEN", TOKENS["alice"])
+        monkeypatch.setenv("CDP_RAY_PIPELINE_JSON", cfg.model_dump_json())
+        assert job.main() == 0
+        status = ControlClient(srv.url, token=TOKENS["carol"]).status("job-run")
+    assert status["state"] == "succeeded" and status["executor"] == "ray-job" and status["job_id"] == "raysubmit_1"
+    assert status["stats"]["ledgers"] == 2 and status["stats"]["rows_by_table"] == {"ledgers": 2}
+    assert status["summary"]["ledgers"] == 2
+    assert pq.read_table(tmp_path / "out" / "ledgers").num_rows == 2

@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter, BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter
 
 from cdp_ray.errors import ConfigError
 
@@ -47,8 +47,11 @@ def configure(exporter: str | SpanExporter = "none") -> TracerProvider:
     return _provider
 
 
+_tracer = _provider.get_tracer("cdp_ray.control")
+
+
 def tracer() -> trace.Tracer:
-    return _provider.get_tracer("cdp_ray.control")
+    return _tracer
 
 
 def span(name: str, **attributes: Any):

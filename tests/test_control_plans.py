@@ -1,0 +1,317 @@
+"""Plans, policies, estimates, the store and auth, without running pipelines."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from cdp_ray.control import ControlSettings, create_app
+from cdp_ray.control.auth import sign
+from cdp_ray.control.estimate import estimate
+from cdp_ray.control.plans import diff
+from cdp_ray.control.policies import PolicyContext, evaluate, load_policies
+from cdp_ray.control.settings import DEFAULT_POLICIES, DEFAULT_TOOLCARDS, CostRates, TokenSpec
+from cdp_ray.control.stats import RunStats, quantile
+from cdp_ray.control.store import Store
+from cdp_ray.control.toolcards import load_cards
+from cdp_ray.errors import ConfigError
+from cdp_ray.pipeline.config import PipelineConfig
+from cdp_ray.sample import SAMPLE_LAKE
+
+START, END = 63092982, 63092991
+
+
+def pipeline(out: Path, start: int = START, end: int = END, processors=("ledgers",), **options) -> dict:
+    return {"name": "t", "source": {"uri": str(SAMPLE_LAKE), "start": start, "end": end},
+            "processors": list(processors), "sinks": [{"type": "parquet", "uri": str(out)}],
+            "options": {"ledgers_per_task": 4, **options}}
+
+
+class RecordingExecutor:
+    """Stands in for the Ray executor: records what apply submits."""
+
+    kind = "recording"
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, str]] = []
+
+    def submit(self, plan, cfg, pipeline_id):
+        self.submitted.append((plan.id, pipeline_id))
+        return {"executor": self.kind}
+
+    def shutdown(self) -> None:
+        pass
+
+
+def make_client(tmp_path: Path, rules: list[dict] | None = None, **settings) -> tuple[TestClient, RecordingExecutor]:
+    pol = tmp_path / "pol"
+    pol.mkdir(exist_ok=True)
+    (pol / "p.yaml").write_text(yaml.safe_dump({"policies": rules or []}))
+    s = ControlSettings(database=str(tmp_path / "db.sqlite3"), policies_dir=pol, default_workers=2, **settings)
+    ex = RecordingExecutor()
+    return TestClient(create_app(s, executor=ex)), ex
+
+
+def ctx(cfg: dict, phase="plan", applies=0, now=None) -> PolicyContext:
+    p = PipelineConfig.model_validate(cfg)
+    est = estimate(p, load_cards(DEFAULT_TOOLCARDS), CostRates(), default_workers=2)
+    return PolicyContext(pipeline=p, estimate=est, phase=phase, principal="u",
+                         now=now or datetime(2026, 11, 23, 12, tzinfo=timezone.utc), applies_since=lambda t: applies)
+
+
+# ---- policies --------------------------------------------------------------------------------
+
+
+def _rules(tmp_path: Path, rules: list[dict]):
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"policies": rules}))
+    return load_policies(tmp_path)
+
+
+def test_default_policies_load_and_allow_the_sample(tmp_path: Path) -> None:
+    rules = load_policies(DEFAULT_POLICIES)
+    assert {r.rule for r in rules} == {"max_ledgers", "resources", "max_cost", "approval_required", "rate_limit",
+                                       "time_window"}
+    v = evaluate(rules, ctx(pipeline(tmp_path)))
+    assert v.allowed and not v.approval_required and v.blocking == []
+
+
+def test_rules_block_warn_and_audit(tmp_path: Path) -> None:
+    rules = _rules(tmp_path, [
+        {"name": "range", "rule": "max_ledgers", "limit": 5, "mode": "block"},
+        {"name": "workers", "rule": "resources", "max_workers": 1, "mode": "warn"},
+        {"name": "cost", "rule": "max_cost", "max_cpu_hours": 0, "mode": "audit"},
+        {"name": "pg", "rule": "approval_required", "sink_types": ["postgres"]},
+    ])
+    v = evaluate(rules, ctx(pipeline(tmp_path, workers=2)))
+    assert not v.allowed and not v.approval_required
+    assert v.blocking == ["range: range of 10 ledgers exceeds the limit of 5"]
+    assert v.warnings == ["workers: 2 workers exceed the limit of 1"]
+    assert [(r.policy, r.outcome) for r in v.results] == [("range", "fail"), ("workers", "fail"), ("cost", "fail"),
+                                                          ("pg", "pass")]
+
+
+def test_approval_conditions(tmp_path: Path) -> None:
+    rules = _rules(tmp_path, [{"name": "big", "rule": "approval_required", "min_ledgers": 10}])
+    assert evaluate(rules, ctx(pipeline(tmp_path))).approval_required
+    assert not evaluate(rules, ctx(pipeline(tmp_path, end=START + 8))).approval_required
+
+
+def test_time_window_and_rate_limit_block_only_at_apply(tmp_path: Path) -> None:
+    rules = _rules(tmp_path, [
+        {"name": "hours", "rule": "time_window", "start_hour": 8, "end_hour": 18, "weekdays": [0, 1, 2, 3, 4]},
+        {"name": "rate", "rule": "rate_limit", "max_applies": 2, "per_seconds": 3600},
+    ])
+    night = datetime(2026, 11, 23, 22, tzinfo=timezone.utc)  # a Monday
+    at_plan = evaluate(rules, ctx(pipeline(tmp_path), phase="plan", applies=2, now=night))
+    assert at_plan.allowed and len(at_plan.warnings) == 2 and all("(enforced at apply)" in w for w in at_plan.warnings)
+    at_apply = evaluate(rules, ctx(pipeline(tmp_path), phase="apply", applies=2, now=night))
+    assert at_apply.blocking == [
+        "hours: Mon 22:00 UTC is outside the apply window 08:00-18:00 UTC on weekdays [0, 1, 2, 3, 4]",
+        "rate: 2 applies in the last 3600s reach the limit of 2"]
+    noon = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
+    assert evaluate(rules, ctx(pipeline(tmp_path), phase="apply", applies=1, now=noon)).allowed
+
+
+def test_bad_policy_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("policies:\n  - {name: a, rule: max_ledgers}\n")
+    with pytest.raises(ConfigError, match="x.yaml"):
+        load_policies(tmp_path)
+
+
+# ---- estimates and diffs ---------------------------------------------------------------------
+
+
+def test_estimate_scales_with_the_range(tmp_path: Path) -> None:
+    cards = load_cards(DEFAULT_TOOLCARDS)
+    one = estimate(PipelineConfig.model_validate(pipeline(tmp_path, processors=("ledgers", "transactions"))),
+                   cards, CostRates(cpu_hour=1.0), default_workers=2)
+    src, txs = cards["source.lake"].cost, cards["processor.transactions"].cost
+    assert one.rows == {"ledgers": 10, "transactions": round(txs["rows_per_ledger"] * 10)}
+    assert one.read_bytes == round(src["compressed_bytes_per_ledger"] * 10) and one.objects == 10
+    assert one.chunks == 3 and one.workers == 2
+    assert one.dollars.compute == pytest.approx(one.cpu_seconds / 3600, abs=1e-6)
+    big = estimate(PipelineConfig.model_validate(pipeline(tmp_path, end=START + 9999, processors=("ledgers", "transactions"))),
+                   cards, CostRates(cpu_hour=1.0), default_workers=8)
+    assert big.rows["transactions"] == round(txs["rows_per_ledger"] * 10000)
+    assert big.cpu_seconds == pytest.approx(one.cpu_seconds * 1000, rel=1e-3)
+    assert big.workers == 8 and big.wall_seconds < big.cpu_seconds / 7
+    unknown = estimate(PipelineConfig.model_validate(pipeline(tmp_path)), {}, CostRates())
+    assert unknown.basis["source.lake"] == "default planning figure"
+
+
+def test_diff_reports_impact(tmp_path: Path) -> None:
+    cur = PipelineConfig.model_validate(pipeline(tmp_path / "a", end=START + 4))
+    des = PipelineConfig.model_validate(pipeline(tmp_path / "b", start=START + 2, processors=("ledgers", "transactions")))
+    changes = {c.path: c for c in diff(cur, des)}
+    assert changes["source.range"].impact == ("process 5 new ledgers 63092987-63092991; stop covering 2 ledgers "
+                                              "63092982-63092983 (their existing output is kept)")
+    assert changes["source.range"].reprocess_ledgers == 5
+    assert changes["processors.transactions"].op == "add" and changes["processors.transactions"].reprocess_ledgers == 8
+    sinks = sorted((c.op, c.after or c.before) for c in diff(cur, des) if c.path == "sinks.parquet")
+    assert [(op, doc["uri"]) for op, doc in sinks] == [("add", str(tmp_path / "b")), ("remove", str(tmp_path / "a"))]
+    assert diff(cur, cur) == []
+
+
+# ---- API: plans, approval, expiry, auth ------------------------------------------------------
+
+
+def test_plan_ready_apply_and_output_overwrite_warning(tmp_path: Path) -> None:
+    client, ex = make_client(tmp_path)
+    out = tmp_path / "out"
+    (out / "ledgers").mkdir(parents=True)
+    (out / "ledgers" / "0063092984-0063092987.parquet").write_bytes(b"x")
+    plan = client.post("/plans", json={"desired": pipeline(out)}).json()
+    assert plan["status"] == "ready"
+    sink = next(c for c in plan["checks"] if c["name"] == "sink.parquet")
+    assert sink["status"] == "warn" and "1 existing range files" in sink["detail"]
+    r = client.post(f"/plans/{plan['id']}/apply")
+    assert r.status_code == 202 and ex.submitted == [(plan["id"], r.json()["pipeline_id"])]
+    assert client.get(f"/plans/{plan['id']}").json()["status"] == "applied"
+
+
+def test_missing_ledgers_and_output_inside_the_lake_block_the_plan(tmp_path: Path) -> None:
+    client, _ = make_client(tmp_path)
+    plan = client.post("/plans", json={"desired": pipeline(tmp_path / "o", end=END + 5)}).json()
+    assert plan["status"] == "blocked"
+    assert next(c for c in plan["checks"] if c["name"] == "source")["detail"].startswith(f"ledgers [{END + 5}] are not")
+    inside = client.post("/plans", json={"desired": pipeline(SAMPLE_LAKE / "out")}).json()
+    assert inside["status"] == "blocked"
+    r = client.post("/plans", json={"desired": {"source": {"uri": "x", "start": 1, "end": 2}, "processors": ["nope"]}})
+    assert r.status_code == 422 and "unknown processor 'nope'" in r.json()["detail"]["message"]
+
+
+def test_expired_plans_cannot_be_approved_or_applied(tmp_path: Path) -> None:
+    client, ex = make_client(tmp_path)
+    plan = client.post("/plans", json={"desired": pipeline(tmp_path / "o")}).json()
+    store = client.app.state.store
+    doc = store.get_plan(plan["id"])
+    doc["expires_at"] = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    store.save_plan(doc)
+    assert client.get(f"/plans/{plan['id']}").json()["status"] == "expired"
+    r = client.post(f"/plans/{plan['id']}/apply")
+    assert r.status_code == 409 and "expired" in r.json()["detail"]["message"]
+    assert client.post(f"/plans/{plan['id']}/approve").status_code == 409 and ex.submitted == []
+
+
+def test_policy_failing_at_apply_time_refuses_the_apply(tmp_path: Path) -> None:
+    client, ex = make_client(tmp_path, [{"name": "rate", "rule": "rate_limit", "max_applies": 1, "per_seconds": 3600}])
+    first = client.post("/plans", json={"desired": pipeline(tmp_path / "o")}).json()
+    second = client.post("/plans", json={"desired": pipeline(tmp_path / "o")}).json()
+    assert client.post(f"/plans/{first['id']}/apply").status_code == 202
+    r = client.post(f"/plans/{second['id']}/apply")
+    assert r.status_code == 409 and "rate: 1 applies in the last 3600s" in r.json()["detail"]["message"]
+    assert len(ex.submitted) == 1
+    assert client.get(f"/plans/{second['id']}").json()["status"] == "ready"
+
+
+def test_scopes(tmp_path: Path) -> None:
+    tokens = [TokenSpec(name="reader", token="r", scopes=["read"]),
+              TokenSpec(name="planner", token="p", scopes=["read", "plan"]),
+              TokenSpec(name="ops", sha256=__import__("hashlib").sha256(b"o").hexdigest(), scopes=["apply", "approve"])]
+    client, ex = make_client(tmp_path, [{"name": "all", "rule": "approval_required"}], tokens=tokens,
+                             distinct_approver=True)
+    h = lambda t: {"Authorization": f"Bearer {t}"}  # noqa: E731
+    assert client.get("/tools").status_code == 401
+    assert client.get("/tools", headers=h("bogus")).status_code == 401
+    assert client.get("/tools", headers=h("r")).status_code == 200
+    assert client.post("/plans", headers=h("r"), json={"desired": pipeline(tmp_path)}).status_code == 403
+    plan = client.post("/plans", headers=h("p"), json={"desired": pipeline(tmp_path)}).json()
+    assert plan["created_by"] == "planner" and plan["status"] == "pending_approval"
+    assert client.post(f"/plans/{plan['id']}/approve", headers=h("p")).status_code == 403
+    assert client.post(f"/plans/{plan['id']}/approve", headers=h("o")).json()["status"] == "approved"
+    assert client.post(f"/plans/{plan['id']}/apply", headers=h("p")).status_code == 403
+    assert client.post(f"/plans/{plan['id']}/apply", headers=h("o")).status_code == 202
+    assert client.get("/health").json()["auth"] is True
+
+
+def test_distinct_approver(tmp_path: Path) -> None:
+    tokens = [TokenSpec(name="solo", token="s", scopes=["read", "plan", "apply", "approve"])]
+    client, _ = make_client(tmp_path, [{"name": "all", "rule": "approval_required"}], tokens=tokens,
+                            distinct_approver=True)
+    plan = client.post("/plans", headers={"Authorization": "Bearer s"}, json={"desired": pipeline(tmp_path)}).json()
+    r = client.post(f"/plans/{plan['id']}/approve", headers={"Authorization": "Bearer s"})
+    assert r.status_code == 409 and "may not approve" in r.json()["detail"]["message"]
+
+
+def test_signed_approval_webhook(tmp_path: Path) -> None:
+    client, _ = make_client(tmp_path, [{"name": "all", "rule": "approval_required"}], webhook_secret="k")
+    plan = client.post("/plans", json={"desired": pipeline(tmp_path)}).json()
+    body = json.dumps({"plan_id": plan["id"], "decision": "approve", "by": "dana"}).encode()
+    assert client.post("/webhooks/approval", content=body, headers={"X-CDP-Signature": sign("wrong", body)}).status_code == 401
+    r = client.post("/webhooks/approval", content=body, headers={"X-CDP-Signature": sign("k", body)})
+    assert r.status_code == 200 and r.json()["status"] == "approved"
+    assert r.json()["approvals"][0]["by"] == "webhook:dana"
+
+
+def test_estimate_endpoint_and_preview(tmp_path: Path) -> None:
+    client, _ = make_client(tmp_path)
+    est = client.post("/estimate", json={"desired": pipeline(tmp_path)}).json()
+    assert est["ledgers"] == 10 and est["rows"] == {"ledgers": 10}
+    r = client.post("/tools/processor.ledgers/preview",
+                    json={"source": {"uri": str(SAMPLE_LAKE), "start": START, "end": START + 1}, "limit": 1})
+    doc = r.json()
+    assert doc["num_rows"] == 2 and [row["sequence"] for row in doc["rows"]] == [START]
+    too_many = client.post("/tools/processor.ledgers/preview",
+                           json={"source": {"uri": str(SAMPLE_LAKE), "start": START, "end": START + 10}})
+    assert too_many.status_code == 422
+    assert client.post("/tools/sink.parquet/preview", json={"source": {}}).status_code == 400
+
+
+# ---- stats and store -------------------------------------------------------------------------
+
+
+def test_run_stats_and_prometheus(tmp_path: Path) -> None:
+    cfg = PipelineConfig.model_validate(pipeline(tmp_path, processors=("ledgers", "transactions")))
+    rs = RunStats(cfg)
+    for i, secs in enumerate([0.1, 0.2, 0.9]):
+        rs.add_chunk({"start": START + i, "end": START + i, "ledgers": 1, "xdr_bytes": 100, "bytes_written": 7,
+                      "rows_by_table": {"ledgers": 1, "transactions": 5}, "seconds": secs})
+    snap = rs.snapshot()
+    assert snap["ledgers"] == 3 and snap["rows"] == 18 and snap["progress"] == 0.3 and snap["last_ledger"] == START + 2
+    lake = snap["components"]["source.lake"]
+    assert lake == {**lake, "bytes": 300, "lag_ledgers": 7, "latency_p50_ms": 200.0, "latency_p99_ms": 900.0}
+    assert quantile([5, 1, 3], 0.5) == 3 and quantile([], 0.5) is None
+    client, _ = make_client(tmp_path)
+    hub = client.app.state.hub
+    hub.register({"id": "p1", "name": "t", "pipeline": cfg.model_dump(mode="json")})
+    from cdp_ray.control.stats import Heartbeat
+
+    hub.heartbeat("p1", Heartbeat(state="running", stats=snap))
+    text = client.get("/metrics").text
+    assert 'cdp_ray_component_rows_total{pipeline="p1",name="t",component="processor.transactions"} 15' in text
+    assert 'cdp_ray_chunk_latency_p99_seconds{pipeline="p1",name="t",component="source.lake"} 0.9' in text
+    assert "# TYPE cdp_ray_component_lag_ledgers gauge" in text
+
+
+def _postgres_dsn() -> str:
+    dsn = os.environ.get("CDP_RAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        psycopg.connect(dsn, connect_timeout=2).close()
+    except psycopg.Error:
+        pytest.skip("PostgreSQL not reachable")
+    return dsn
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_store_round_trip(tmp_path: Path, backend: str) -> None:
+    dsn = str(tmp_path / "s.sqlite3") if backend == "sqlite" else _postgres_dsn()
+    store = Store(dsn)
+    pid = f"plan-test-{os.getpid()}-{tmp_path.name}"
+    store.save_plan({"id": pid, "created_at": "2026-01-01T00:00:00+00:00", "status": "ready", "x": [1]})
+    store.save_plan({"id": pid, "created_at": "2026-01-01T00:00:00+00:00", "status": "applied", "x": [2]})
+    store.audit("u", "plan.apply", pid, "ok", {"k": "v"})
+    store.close()
+    again = Store(dsn)
+    assert again.get_plan(pid) == {"id": pid, "created_at": "2026-01-01T00:00:00+00:00", "status": "applied", "x": [2]}
+    log = again.audit_log(subject=pid)
+    assert [(e["actor"], e["action"], e["outcome"], e["detail"]) for e in log] == [("u", "plan.apply", "ok", {"k": "v"})]
+    assert again.count_events("plan.apply", "2000-01-01") >= 1
+    assert again.kind == backend
+    again.close()
