@@ -315,3 +315,33 @@ def test_store_round_trip(tmp_path: Path, backend: str) -> None:
     assert again.count_events("plan.apply", "2000-01-01") >= 1
     assert again.kind == backend
     again.close()
+
+
+def test_probe_scales_the_estimate_to_another_era(tmp_path: Path, stellar_data: Path) -> None:
+    """2020 ledgers carry a quarter of the sample's volume: the probe brings the estimate within 2x."""
+    from cdp_ray.control.estimate import probe_volume
+    from cdp_ray.lake.formats import split_ledgers
+    from cdp_ray.lake.schema import LakeSchema
+    from cdp_ray.lake.writer import write_lake
+
+    start, end = 30822015, 30822025
+    raws = []
+    for seq in range(start, end + 1):
+        (path,) = (stellar_data / "stellar-etl-golden" / "reconstructed").glob(f"*--{seq}.reconstructed.xdr")
+        raws += split_ledgers(path.read_bytes(), str(path), "auto")
+    write_lake(raws, str(tmp_path / "lake"), LakeSchema(), network_passphrase="Public Global Stellar Network ; September 2015")
+    inv = [json.loads(line) for line in (stellar_data / "inventory.jsonl").read_text().splitlines()]
+    inv = {r["seq"]: r for r in inv if start <= r["seq"] <= end}
+    txs, xdr = sum(r["txs"] for r in inv.values()), sum(r["xdr_bytes"] for r in inv.values())
+    cfg = PipelineConfig.model_validate({"source": {"uri": str(tmp_path / "lake"), "start": start, "end": end},
+                                         "processors": ["ledgers", "transactions"]})
+    cards = load_cards(DEFAULT_TOOLCARDS)
+    probe = probe_volume(cfg, cards)
+    assert probe is not None and probe.objects == 3 and 0.1 < probe.scale < 0.5
+    scaled = estimate(cfg, cards, CostRates(), probe=probe)
+    assert scaled.rows["ledgers"] == 11  # one row per ledger whatever the volume
+    assert 0.5 <= scaled.rows["transactions"] / txs <= 2.0
+    assert 0.5 <= scaled.xdr_bytes / xdr <= 2.0
+    assert "3 objects of the range probed" in scaled.basis["volume"]
+    unscaled = estimate(cfg, cards, CostRates())
+    assert unscaled.rows["transactions"] / txs > 2.0

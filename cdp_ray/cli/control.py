@@ -108,6 +108,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Estimate a pipeline's cost and time locally from the tool cards (no server needed)."""
         from cdp_ray.control.estimate import estimate as run_estimate
+        from cdp_ray.control.estimate import probe_volume
         from cdp_ray.control.settings import ControlSettings
         from cdp_ray.control.toolcards import current_cards
         from cdp_ray.pipeline.config import PipelineConfig
@@ -115,8 +116,9 @@ def register(app: typer.Typer) -> None:
         try:
             settings = ControlSettings.load()
             cfg = PipelineConfig.model_validate(_pipeline_doc(spec))
-            est = run_estimate(cfg, current_cards(settings.toolcards_dir), settings.rates,
-                               default_workers=settings.default_workers)
+            cards = current_cards(settings.toolcards_dir)
+            est = run_estimate(cfg, cards, settings.rates, default_workers=settings.default_workers,
+                               probe=probe_volume(cfg, cards, settings.probe_objects))
         except CdpRayError as exc:
             _fail(exc, as_json)
         if as_json:
@@ -127,6 +129,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  {t}: ~{n} rows, ~{est.output_bytes[t] / 1e6:.2f} MB")
         typer.echo(f"  read {est.read_bytes / 1e6:.1f} MB ({est.objects} objects), {est.cpu_hours:.4f} CPU-hours, "
                    f"~{est.wall_seconds:.0f}s wall, ~{est.memory_bytes_per_worker / 2**30:.2f} GiB per worker")
+        if "volume" in est.basis:
+            typer.echo(f"  volume: {est.basis['volume']}")
         typer.echo(f"  ${est.dollars.total:.4f} (compute ${est.dollars.compute:.4f}, read ${est.dollars.read:.4f}, "
                    f"write ${est.dollars.write:.4f}, requests ${est.dollars.requests:.4f})")
 

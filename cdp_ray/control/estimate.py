@@ -3,8 +3,12 @@
 The tool cards carry per-ledger figures measured on the bundled sample lake: compressed and XDR
 bytes, decode CPU, and for each processor rows, Parquet bytes and CPU. An estimate multiplies them
 by the range's ledger count and prices CPU-hours, bytes and object reads with :class:`CostRates`.
-Per-ledger volume grows with network activity, so ranges far from the sample's era (2026, ~265
-transactions per ledger) are estimated less accurately; ``basis`` names what each figure rests on.
+
+Per-ledger volume follows network activity (the sample, from 2026, has ~265 transactions per
+ledger; 2020 ledgers have ~60). :func:`probe_volume` reads the sizes of a few lake objects spread
+over the range (no downloads) and the estimate scales every volume-driven figure by their ratio to
+the sample's object size; tables keyed by ledger sequence alone stay at one row per ledger.
+``basis`` names what each figure rests on.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ class Estimate(BaseModel):
     memory_bytes_per_worker: int
     memory_bytes: int
     dollars: Dollars
-    basis: dict[str, str] = Field(description="card id -> `measured on ...` or `default planning figure`")
+    basis: dict[str, str] = Field(description="card id -> `measured on ...` or `default planning figure`; "
+                                  "`volume`: the probe's scaling")
 
 
 def _figures(cards: dict[str, ToolCard], cid: str, default: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -67,14 +72,49 @@ def _figures(cards: dict[str, ToolCard], cid: str, default: dict[str, Any]) -> t
     return default, "default planning figure"
 
 
-def estimate(cfg: PipelineConfig, cards: dict[str, ToolCard], rates: CostRates, *, default_workers: int = 1) -> Estimate:
-    """Estimate a run of ``cfg`` over its whole source range."""
+class VolumeProbe(BaseModel):
+    """Object sizes sampled over a range, relative to the sample lake."""
+
+    objects: int
+    compressed_bytes_per_ledger: float
+    scale: float
+
+
+def probe_volume(cfg: PipelineConfig, cards: dict[str, ToolCard], max_objects: int = 3) -> VolumeProbe | None:
+    """Sizes of up to ``max_objects`` lake objects evenly spread over the range, or ``None`` when the
+    source is not a SEP-54 lake or the source card has no measurement to compare with."""
+    card = cards.get("source.lake")
+    baseline = (card.cost or {}).get("compressed_bytes_per_ledger") if card else None
+    src = cfg.source
+    lake = src.open()
+    if not baseline or lake.layout != "lake" or max_objects < 1:
+        return None
+    n = src.end - src.start + 1
+    k = min(max_objects, n)
+    seqs = sorted({src.start + (i * (n - 1)) // max(1, k - 1) for i in range(k)})
+    keys = {lake.schema.key_for(q) for q in seqs}
+    sizes = [lake.fs.size(f"{lake.root}/{key}") for key in sorted(keys)]
+    per_ledger = sum(sizes) / (len(sizes) * lake.schema.ledgers_per_file)
+    return VolumeProbe(objects=len(sizes), compressed_bytes_per_ledger=round(per_ledger, 1),
+                       scale=round(per_ledger / baseline, 4))
+
+
+def estimate(cfg: PipelineConfig, cards: dict[str, ToolCard], rates: CostRates, *, default_workers: int = 1,
+             probe: VolumeProbe | None = None) -> Estimate:
+    """Estimate a run of ``cfg`` over its whole source range, scaled by ``probe`` when given."""
     n = cfg.source.end - cfg.source.start + 1
     per_task = cfg.options.ledgers_per_task
     chunks = len(range(cfg.source.start // per_task, cfg.source.end // per_task + 1))
     workers = max(1, min(cfg.options.workers or default_workers, chunks))
     basis: dict[str, str] = {}
     src, basis["source.lake"] = _figures(cards, "source.lake", DEFAULT_SOURCE)
+    vol = probe.scale if probe else 1.0
+    if probe:
+        basis["volume"] = (f"x{probe.scale} of the sample: {probe.objects} objects of the range probed, "
+                           f"{probe.compressed_bytes_per_ledger:.0f} compressed bytes per ledger")
+        src = {**src, "compressed_bytes_per_ledger": probe.compressed_bytes_per_ledger,
+               "xdr_bytes_per_ledger": src["xdr_bytes_per_ledger"] * vol,
+               "cpu_seconds_per_ledger": src["cpu_seconds_per_ledger"] * vol}
     sinks = max(1, len(cfg.sinks))
     rows: dict[str, int] = {}
     out_bytes: dict[str, int] = {}
@@ -82,6 +122,10 @@ def estimate(cfg: PipelineConfig, cards: dict[str, ToolCard], rates: CostRates, 
     arrow_per_ledger = 0.0
     for step in cfg.processors:
         fig, basis[f"processor.{step.name}"] = _figures(cards, f"processor.{step.name}", DEFAULT_PROCESSOR)
+        card = cards.get(f"processor.{step.name}")
+        per_ledger_table = card is not None and card.primary_key == ["sequence"]
+        scale = 1.0 if per_ledger_table else vol
+        fig = {k: v * scale if isinstance(v, (int, float)) and k.endswith("_per_ledger") else v for k, v in fig.items()}
         rows[step.name] = round(fig["rows_per_ledger"] * n)
         out_bytes[step.name] = round(fig["parquet_bytes_per_ledger"] * n) * len(cfg.sinks)
         cpu_per_ledger += fig["cpu_seconds_per_ledger"] + fig["write_cpu_seconds_per_ledger"] * sinks

@@ -16,7 +16,7 @@ import fsspec
 from pydantic import BaseModel, Field, ValidationError
 
 from cdp_ray.control import telemetry
-from cdp_ray.control.estimate import Estimate, estimate
+from cdp_ray.control.estimate import Estimate, estimate, probe_volume
 from cdp_ray.control.policies import PolicyContext, Rule, Verdict, evaluate, now_utc
 from cdp_ray.control.settings import ControlSettings
 from cdp_ray.control.store import Store, now_iso
@@ -265,8 +265,14 @@ class PlanService:
         return verdict
 
     def estimate(self, cfg: PipelineConfig) -> Estimate:
-        with telemetry.span("plan.estimate", pipeline=cfg.name):
-            return estimate(cfg, self.cards, self.settings.rates, default_workers=self.settings.default_workers)
+        with telemetry.span("plan.estimate", pipeline=cfg.name) as sp:
+            try:
+                probe = probe_volume(cfg, self.cards, self.settings.probe_objects)
+            except Exception as exc:  # an unreachable lake is reported by the safety checks
+                sp.set_attribute("probe_error", str(exc))
+                probe = None
+            return estimate(cfg, self.cards, self.settings.rates, default_workers=self.settings.default_workers,
+                            probe=probe)
 
     def create(self, req: PlanRequest, principal: str) -> Plan:
         plan_id = "plan-" + secrets.token_hex(6)

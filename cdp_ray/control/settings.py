@@ -54,6 +54,9 @@ class ControlSettings(BaseModel):
     tokens: list[TokenSpec] = Field(default_factory=list, description="bearer tokens; empty: auth disabled")
     rates: CostRates = Field(default_factory=CostRates)
     plan_ttl_seconds: int = Field(3600, ge=1, description="a plan expires this long after creation")
+    probe_objects: int = Field(
+        3, ge=0, description="lake objects whose size is read to scale an estimate to the range's era (0: off)"
+    )
     default_workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="workers assumed when a pipeline sets none"
     )
