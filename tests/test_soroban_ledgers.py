@@ -107,6 +107,13 @@ def test_contract_event_row_decodes_topics_and_data(first):
     assert diag.in_successful_contract_call and diag.event.body.v0.data.to_xdr() == r["data"]
     assert r["operation_id"] == 270982294298185729 and r["operation_index"] == 1
     assert r["type"] == 1 and r["type_string"] == "ContractEventTypeContract" and r["successful"]
+    # contract_event_xdr is assembled from the packed parts: it must be the DiagnosticEvent's own XDR
+    for row in rows:
+        d = xdr.DiagnosticEvent.from_xdr(row["contract_event_xdr"])
+        assert d.to_xdr() == row["contract_event_xdr"]
+        assert [t.to_xdr() for t in d.event.body.v0.topics] == row["topics"]
+        assert d.event.body.v0.data.to_xdr() == row["data"]
+        assert d.in_successful_contract_call == row["in_successful_contract_call"]
 
 
 def _independent_transfers(ledger) -> list[tuple]:

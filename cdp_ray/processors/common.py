@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import re
 
@@ -77,13 +78,8 @@ _STRKEY_VERSION = {
 
 
 def _crc16_xmodem(data: bytes) -> int:
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
+    """CRC16-XModem (poly 0x1021, init 0), the strkey checksum: ``binascii.crc_hqx`` computes it in C."""
+    return binascii.crc_hqx(data, 0)
 
 
 def strkey(prefix: str, payload: bytes) -> str:

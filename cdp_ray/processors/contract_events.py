@@ -10,12 +10,15 @@ beside them; meta v1/v2 carry none. The kind of event stays visible twice: ``typ
 
 from __future__ import annotations
 
+import base64
+import struct
+
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import xdr
 
 from cdp_ray.processors.base import col, processor
-from cdp_ray.processors.common import TIMESTAMP, b64, go_enum_string, toid
+from cdp_ray.processors.common import TIMESTAMP, go_enum_string, toid
 from cdp_ray.processors.scval import contract_id_strkey, scval_to_json, to_json
 from cdp_ray.xdr import Ledger, Transaction
 
@@ -84,6 +87,25 @@ def transaction_events(tx: Transaction):
     return [], [], []
 
 
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _diagnostic_event_xdr(event: xdr.ContractEvent, in_successful_call: bool, topics_raw: list[bytes], data_raw: bytes) -> bytes:
+    """``DiagnosticEvent`` XDR assembled from the already packed topics and data (packs each value once)."""
+    if event.ext.v != 0 or event.body.v != 0:
+        return xdr.DiagnosticEvent(in_successful_contract_call=in_successful_call, event=event).to_xdr_bytes()
+    cid = event.contract_id
+    head = b"".join(
+        (
+            struct.pack(">II", int(in_successful_call), 0),
+            b"\0\0\0\0" if cid is None else b"\0\0\0\1" + cid.contract_id.hash,
+            struct.pack(">iiI", event.type.value, 0, len(topics_raw)),
+        )
+    )
+    return head + b"".join(topics_raw) + data_raw
+
+
 def event_row(
     ledger: Ledger,
     tx: Transaction,
@@ -97,7 +119,8 @@ def event_row(
 ) -> dict:
     body = event.body.v0
     topics = list(body.topics)
-    diag = xdr.DiagnosticEvent(in_successful_contract_call=in_successful_call, event=event)
+    topics_raw = [t.to_xdr_bytes() for t in topics]
+    data_raw = body.data.to_xdr_bytes()
     return {
         "transaction_hash": tx.hash.hex(),
         "transaction_id": toid(ledger.sequence, tx.index),
@@ -108,11 +131,11 @@ def event_row(
         "contract_id": contract_id_strkey(event.contract_id) or "",
         "type": event.type.value,
         "type_string": go_enum_string(event.type),
-        "topics": [b64(t) for t in topics],
+        "topics": [_b64(t) for t in topics_raw],
         "topics_decoded": to_json([scval_to_json(t) for t in topics]),
-        "data": b64(body.data),
+        "data": _b64(data_raw),
         "data_decoded": to_json(scval_to_json(body.data)),
-        "contract_event_xdr": b64(diag),
+        "contract_event_xdr": _b64(_diagnostic_event_xdr(event, in_successful_call, topics_raw, data_raw)),
         "operation_id": None if op_index is None else toid(ledger.sequence, tx.index, op_index),
         "operation_index": op_index,
         "event_index": index,
