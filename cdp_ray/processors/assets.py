@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 from stellar_sdk import xdr
 
-from cdp_ray.processors.base import NoConfig, col, processor
+from cdp_ray.processors.base import col, processor
 from cdp_ray.processors.common import TIMESTAMP, asset_id, asset_parts
+from cdp_ray.processors.filters import FilterConfig, apply_where
 from cdp_ray.xdr import Ledger
 
 ASSETS_SCHEMA = pa.schema(
@@ -68,8 +69,9 @@ def ledger_assets(ledger: Ledger, seen: set[int] | None = None) -> list[dict]:
     description="Distinct assets used by payment and manage-sell-offer operations (stellar-etl history_assets): "
     "code, issuer, type and stellar-etl's FarmHash asset_id. Each asset appears once per processed chunk, at the "
     "first ledger that used it; keep the earliest row per asset_id to deduplicate across chunks.",
+    config=FilterConfig,
     tags=("core", "assets"),
 )
-def assets(batch: list[Ledger], config: NoConfig) -> list[dict]:
+def assets(batch: list[Ledger], config: FilterConfig) -> list[dict]:
     seen: set[int] = set()
-    return [row for ledger in batch for row in ledger_assets(ledger, seen)]
+    return [row for ledger in apply_where(batch, config) for row in ledger_assets(ledger, seen)]

@@ -16,7 +16,7 @@ import pyarrow as pa
 from stellar_sdk import Asset as SdkAsset
 from stellar_sdk import xdr
 
-from cdp_ray.processors.base import NoConfig, col, processor
+from cdp_ray.processors.base import col, processor
 from cdp_ray.processors.common import (
     TIMESTAMP,
     account_id,
@@ -36,6 +36,7 @@ from cdp_ray.processors.common import (
     sponsoring_id,
     toid,
 )
+from cdp_ray.processors.filters import FilterConfig, apply_where
 from cdp_ray.processors.operation_details import claim_predicate_json, operation_changes
 from cdp_ray.xdr import Ledger, Transaction
 
@@ -896,7 +897,8 @@ def transaction_effects(ledger: Ledger, t: Transaction) -> list[dict]:
     description="One row per effect of each operation of a successful transaction (stellar-etl history_effects, "
     "Horizon's effects): account credits/debits, trades and offer updates, trustline, signer, data, sponsorship, "
     "claimable balance, liquidity pool and Soroban (SAC transfer, TTL) effects. details is a JSON object string.",
+    config=FilterConfig,
     tags=("core", "effects"),
 )
-def effects(batch: list[Ledger], config: NoConfig) -> list[dict]:
-    return [row for ledger in batch for t in ledger.transactions for row in transaction_effects(ledger, t)]
+def effects(batch: list[Ledger], config: FilterConfig) -> list[dict]:
+    return [row for ledger in apply_where(batch, config) for t in ledger.transactions for row in transaction_effects(ledger, t)]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from stellar_sdk import xdr
 
 from cdp_ray.errors import LedgerIntegrityError
@@ -44,6 +44,7 @@ from cdp_ray.processors.common import (
     stroops_to_real,
     toid,
 )
+from cdp_ray.processors.filters import FilterConfig, apply_where
 from cdp_ray.processors.operation_details import claim_predicate_json
 from cdp_ray.processors.scval import sac_contract_id, scval_to_json, to_json
 from cdp_ray.xdr import Ledger, Transaction
@@ -53,10 +54,9 @@ LCT = xdr.LedgerEntryChangeType
 _CHANGE_NAMES = {0: "created", 1: "updated", 2: "removed", 3: "state", 4: "restored"}
 
 
-class EntryChangesConfig(BaseModel):
-    """Options shared by the ledger entry change tables."""
-
-    model_config = ConfigDict(extra="forbid")
+class EntryChangesConfig(FilterConfig):
+    """Options shared by the ledger entry change tables (``where`` drops upgrade changes, which have no
+    transaction)."""
 
     compact: bool = Field(
         False,
@@ -193,7 +193,7 @@ def compact_changes(changes: list[EntryChange], sequence: int) -> list[EntryChan
 _CACHE: dict[int, tuple[weakref.ref, list[EntryChange]]] = {}
 
 
-def _changes(ledger: Ledger) -> list[EntryChange]:
+def _all_changes(ledger: Ledger) -> list[EntryChange]:
     """:func:`ledger_entry_changes`, computed once per decoded ledger for all the entry tables."""
     hit = _CACHE.get(id(ledger))
     if hit is not None and hit[0]() is ledger:
@@ -202,6 +202,17 @@ def _changes(ledger: Ledger) -> list[EntryChange]:
     key = id(ledger)
     _CACHE[key] = (weakref.ref(ledger, lambda _r: _CACHE.pop(key, None)), changes)
     return changes
+
+
+def indexed_changes(ledger: Ledger) -> list[tuple[int, EntryChange]]:
+    """``(position in the ledger's change stream, change)`` pairs. For a filtered view of a ledger (see
+    :mod:`cdp_ray.processors.filters`) only the changes of its transactions, at their full-ledger positions."""
+    full = getattr(ledger, "unfiltered", ledger)
+    changes = list(enumerate(_all_changes(full)))
+    if full is ledger:
+        return changes
+    keep = {id(t) for t in ledger.transactions}
+    return [(i, c) for i, c in changes if c.transaction is not None and id(c.transaction) in keep]
 
 
 # --- common columns --------------------------------------------------------------------------------
@@ -261,8 +272,8 @@ def _table(
 ) -> Callable[[list[Ledger], EntryChangesConfig], list[dict]]:
     def run(batch: list[Ledger], config: EntryChangesConfig) -> list[dict]:
         rows = []
-        for ledger in batch:
-            changes = list(enumerate(_changes(ledger)))
+        for ledger in apply_where(batch, config):
+            changes = indexed_changes(ledger)
             if config.compact:
                 net = compact_changes([c for _, c in changes if c.entry_type == entry_type], ledger.sequence)
                 changes = [(i, c) for i, c in enumerate(net) if keep is None or keep(c)]

@@ -12,7 +12,7 @@ import logging
 import pyarrow as pa
 from stellar_sdk import xdr
 
-from cdp_ray.processors.base import NoConfig, col, processor
+from cdp_ray.processors.base import col, processor
 from cdp_ray.processors.common import (
     TIMESTAMP,
     asset_id,
@@ -24,7 +24,8 @@ from cdp_ray.processors.common import (
     stroops_to_real,
     toid,
 )
-from cdp_ray.processors.effects import transaction_source, claim_body, claim_seller, sorted_operation_changes
+from cdp_ray.processors.effects import claim_body, claim_seller, sorted_operation_changes, transaction_source
+from cdp_ray.processors.filters import FilterConfig, apply_where
 from cdp_ray.xdr import Ledger, Transaction
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,8 @@ def ledger_trades(ledger: Ledger) -> list[dict]:
     description="One row per order-book offer or liquidity pool claimed by a successful offer or path payment "
     "operation (stellar-etl history_trades): assets, amounts (float units), price, offer/pool ids, pool fee and "
     "rounding slippage.",
+    config=FilterConfig,
     tags=("core", "dex"),
 )
-def trades(batch: list[Ledger], config: NoConfig) -> list[dict]:
-    return [row for ledger in batch for row in ledger_trades(ledger)]
+def trades(batch: list[Ledger], config: FilterConfig) -> list[dict]:
+    return [row for ledger in apply_where(batch, config) for row in ledger_trades(ledger)]
