@@ -119,12 +119,12 @@ class Checkpoint:
         if not stale:
             return 0
         if not force:
-            (sink, records), = stale[:1]
+            ranges = sorted({(r.start, r.end) for _, rs in stale for r in rs})
             hashes = sorted({r.config_hash for _, rs in stale for r in rs})
+            where = ", ".join(s.config.describe() for s, _ in stale)
             raise CheckpointMismatchError(
-                f"pipeline {self.pipeline!r} has {sum(len(rs) for _, rs in stale)} range(s) committed to "
-                f"{sink.config.describe()} by another config (hash {', '.join(hashes)}; now {self.hash}), "
-                f"e.g. ledgers {records[0].start}-{records[0].end}",
+                f"pipeline {self.pipeline!r} has {len(ranges)} range(s) committed by another config "
+                f"(hash {', '.join(hashes)}; now {self.hash}) in {where}, e.g. ledgers {ranges[0][0]}-{ranges[0][1]}",
                 hint="rerun with --force to rewrite the ranges of this run with the new config, give the pipeline "
                 "another name, or drop the old checkpoint with `cdp-ray checkpoint clean`",
             )

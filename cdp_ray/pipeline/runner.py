@@ -10,6 +10,7 @@ worker died, or rerun, replaces its rows instead of duplicating them.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Literal
@@ -108,6 +109,7 @@ def _row(
         "error_message": letter.message if letter else None,
         "error_ledger": letter.ledger if letter else None,
         "error_key": letter.key if letter else None,
+        "worker_pid": os.getpid(),
     }
 
 
@@ -191,8 +193,9 @@ def run_pipeline(
     """Run ``cfg``: on the current Ray cluster (started locally if none is connected), or in-process.
 
     With ``resume``, ranges every sink already committed with the same config are skipped. A
-    changed config against an existing checkpoint is refused unless ``force``. Ray actors that die
-    mid-range are restarted and their chunk retried (``max_restarts``/``max_task_retries``).
+    changed config against an existing checkpoint is refused unless ``force``. A Ray actor that dies
+    mid-range is restarted and its chunk retried: Ray Data's actor pool defaults to
+    ``max_restarts=-1`` and ``max_task_retries=-1``, and a retried chunk replaces its rows.
     """
     t0 = time.perf_counter()
     chunks, ctx, summary = plan_run(cfg, resume=resume, force=force)
@@ -241,8 +244,6 @@ def _run_ray(cfg: PipelineConfig, chunks: list[tuple[int, int]], args: dict) -> 
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
         num_cpus=1,
-        max_restarts=-1,
-        max_task_retries=-1,
     )
     yield from ds.iter_rows()
 
