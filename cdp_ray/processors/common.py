@@ -24,19 +24,25 @@ def b64(value) -> str:
     return base64.b64encode(value.to_xdr_bytes()).decode()
 
 
+@functools.lru_cache(maxsize=1 << 15)
+def g_strkey(raw: bytes) -> str:
+    """``G...`` strkey of a raw ed25519 key, cached: accounts repeat heavily and base32 is pure Python."""
+    return StrKey.encode_ed25519_public_key(raw)
+
+
 def account_id(pk: xdr.PublicKey | xdr.AccountID) -> str:
     """``G...`` strkey of an ``AccountID`` / ``PublicKey`` / ``NodeID``."""
     key = getattr(pk, "account_id", pk)
     key = getattr(key, "node_id", key)
-    return StrKey.encode_ed25519_public_key(key.ed25519.uint256)
+    return g_strkey(key.ed25519.uint256)
 
 
 def muxed_account(m: xdr.MuxedAccount) -> tuple[str, str | None]:
     """``(G... base account, M... muxed address or None)`` of a ``MuxedAccount``."""
     if m.type == xdr.CryptoKeyType.KEY_TYPE_ED25519:
-        return StrKey.encode_ed25519_public_key(m.ed25519.uint256), None
+        return g_strkey(m.ed25519.uint256), None
     med = m.med25519
-    base = StrKey.encode_ed25519_public_key(med.ed25519.uint256)
+    base = g_strkey(med.ed25519.uint256)
     return base, StrKey.encode_med25519_public_key(med.ed25519.uint256 + med.id.uint64.to_bytes(8, "big"))
 
 
