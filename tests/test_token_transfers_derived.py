@@ -21,8 +21,15 @@ from stellar_sdk import xdr
 
 from cdp_ray.processors import get_processor
 from cdp_ray.processors.common import account_id, asset_parts, claimable_balance_id_strkey, pool_id_strkey
-from cdp_ray.processors.token_transfers import LegacyMetaError, operation_changes
+from cdp_ray.networks import network_id
+from cdp_ray.processors.token_transfers import (
+    LegacyMetaError,
+    derived_operation_token_transfers,
+    operation_changes,
+    operation_token_transfers,
+)
 from cdp_ray.xdr import decode_ledger
+from cdp_ray.xdr.ledger import Ledger, Transaction, envelope_hash
 
 PUBNET = "Public Global Stellar Network ; September 2015"
 TESTNET = "Test SDF Network ; September 2015"
@@ -71,6 +78,25 @@ def test_derived_reproduces_core_events(stellar_data, rel):
     events, derived = _rows(ledger, "events"), _rows(ledger, "derived")
     assert len(events) >= len(ledger.transactions)
     assert derived == events
+
+
+def test_derived_reproduces_core_events_of_protocol_27_rpc_transactions(stellar_data):
+    """50 pubnet transactions of ledger 63800108 (js-stellar-sdk rpc-corpus, meta v4 without fee events)."""
+    header = _load(stellar_data, "wallet-backend/ledger-63092982.xdr.gz").header_entry
+    doc = json.loads((stellar_data / "js-stellar-sdk/rpc-corpus/transactions.json").read_text())
+    total = 0
+    for rec in doc["records"]:
+        env = xdr.TransactionEnvelope.from_xdr(rec["envelopeXdr"])
+        h = bytes.fromhex(rec["txHash"])
+        assert envelope_hash(env, network_id(PUBNET)) == h
+        result = xdr.TransactionResultPair(xdr.Hash(h), xdr.TransactionResult.from_xdr(rec["resultXdr"]))
+        tx = Transaction(1, h, env, result, xdr.TransactionMeta.from_xdr(rec["resultMetaXdr"]), xdr.LedgerEntryChanges([]))
+        ledger = Ledger(sequence=63800108, lcm_version=2, lcm=None, header_entry=header, transactions=[tx],
+                        envelopes=[env], network_passphrase=PUBNET)
+        core = operation_token_transfers(ledger, tx)
+        assert derived_operation_token_transfers(ledger, tx) == core, rec["txHash"]
+        total += len(core)
+    assert total == 163
 
 
 # --- balance accounting on legacy meta ----------------------------------------------------------------

@@ -275,6 +275,11 @@ def operation_token_transfers(ledger: Ledger, tx: Transaction) -> list[dict]:
     return _op_rows(_context(ledger), tx)
 
 
+def derived_operation_token_transfers(ledger: Ledger, tx: Transaction) -> list[dict]:
+    """Rows derived from one transaction's operations, results and ledger changes (no fee events)."""
+    return _Deriver(_context(ledger), tx).operations()
+
+
 def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None = None) -> list[dict]:
     """All token transfer rows of one ledger, in the Go processor's order."""
     config = config or TokenTransfersConfig()
