@@ -91,7 +91,9 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def _diagnostic_event_xdr(event: xdr.ContractEvent, in_successful_call: bool, topics_raw: list[bytes], data_raw: bytes) -> bytes:
+def _diagnostic_event_xdr(
+    event: xdr.ContractEvent, in_successful_call: bool, topics_raw: list[bytes], data_raw: bytes
+) -> bytes:
     """``DiagnosticEvent`` XDR assembled from the already packed topics and data (packs each value once)."""
     if event.ext.v != 0 or event.body.v != 0:
         return xdr.DiagnosticEvent(in_successful_contract_call=in_successful_call, event=event).to_xdr_bytes()
@@ -149,9 +151,8 @@ def transaction_event_rows(ledger: Ledger, tx: Transaction, include_diagnostic: 
     tx_events, op_events, diagnostic = transaction_events(tx)
     rows: list[dict] = []
     for te in tx_events:
-        rows.append(
-            event_row(ledger, tx, te.event, True, source="transaction", index=len(rows), stage=_STAGE.get(te.stage.value))
-        )
+        stage = _STAGE.get(te.stage.value)
+        rows.append(event_row(ledger, tx, te.event, True, source="transaction", index=len(rows), stage=stage))
     for i, events in enumerate(op_events, start=1):
         for ev in events:
             rows.append(event_row(ledger, tx, ev, True, source="operation", index=len(rows), op_index=i))

@@ -34,7 +34,11 @@ CONTRACT_INVOCATIONS_SCHEMA = pa.schema(
         col("result_code", pa.string(), "invoke host function result: success, trapped, resource_limit_exceeded, ..."),
         col("source_account", pa.string(), "G... operation source (transaction source when unset)"),
         col("source_account_muxed", pa.string(), "M... operation source when muxed"),
-        col("host_function_type", pa.string(), "invoke_contract, create_contract, create_contract_v2 or upload_contract_wasm"),
+        col(
+            "host_function_type",
+            pa.string(),
+            "invoke_contract, create_contract, create_contract_v2 or upload_contract_wasm",
+        ),
         col("contract_id", pa.string(), "C... of the called or deployed contract; null for wasm uploads"),
         col("function_name", pa.string(), "called function (invoke_contract only)"),
         col("args", pa.string(), "JSON array of the arguments (constructor arguments for create_contract_v2)"),
@@ -174,7 +178,8 @@ def invocation_row(ledger: Ledger, tx: Transaction, op_index: int, op: xdr.Opera
     elif fn.type == xdr.HostFunctionType.HOST_FUNCTION_TYPE_UPLOAD_CONTRACT_WASM:
         wasm_hash = hashlib.sha256(fn.wasm).hexdigest()
     else:
-        cc = fn.create_contract if fn.type == xdr.HostFunctionType.HOST_FUNCTION_TYPE_CREATE_CONTRACT else fn.create_contract_v2
+        v2 = fn.type == xdr.HostFunctionType.HOST_FUNCTION_TYPE_CREATE_CONTRACT_V2
+        cc = fn.create_contract_v2 if v2 else fn.create_contract
         if passphrase:
             contract_id = contract_strkey(created_contract_id(cc.contract_id_preimage, passphrase))
         if cc.executable.type == xdr.ContractExecutableType.CONTRACT_EXECUTABLE_WASM:
@@ -183,7 +188,7 @@ def invocation_row(ledger: Ledger, tx: Transaction, op_index: int, op: xdr.Opera
         if pre.type == xdr.ContractIDPreimageType.CONTRACT_ID_PREIMAGE_FROM_ASSET:
             t, code, issuer = asset_parts(pre.from_asset)
             asset = "native" if t == "native" else f"{code}:{issuer}"
-        if fn.type == xdr.HostFunctionType.HOST_FUNCTION_TYPE_CREATE_CONTRACT_V2:
+        if v2:
             args = list(cc.constructor_args)
     auth_json, auth_addresses = _auth(ihf.auth)
     results = tx.operation_results
@@ -227,7 +232,9 @@ def invocation_row(ledger: Ledger, tx: Transaction, op_index: int, op: xdr.Opera
         "read_only_keys": None if res_decl is None else len(res_decl.footprint.read_only),
         "read_write_keys": None if res_decl is None else len(res_decl.footprint.read_write),
         "resource_fee": None if sdata is None else sdata.resource_fee.int64,
-        "non_refundable_resource_fee_charged": None if fees is None else fees.total_non_refundable_resource_fee_charged.int64,
+        "non_refundable_resource_fee_charged": (
+            None if fees is None else fees.total_non_refundable_resource_fee_charged.int64
+        ),
         "refundable_resource_fee_charged": None if fees is None else fees.total_refundable_resource_fee_charged.int64,
         "rent_fee_charged": None if fees is None else fees.rent_fee_charged.int64,
     }

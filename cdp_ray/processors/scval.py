@@ -94,7 +94,8 @@ def _executable(ex: xdr.ContractExecutable) -> Any:
         return "stellar_asset"
     ref = getattr(ex, "external_ref", None)
     if ref is not None:
-        return {"external_ref": {"executable_owner": sc_address(ref.executable_owner), "tag": escape_bytes(ref.tag.sc_string)}}
+        owner = sc_address(ref.executable_owner)
+        return {"external_ref": {"executable_owner": owner, "tag": escape_bytes(ref.tag.sc_string)}}
     raise ValueError(f"unsupported contract executable type {t.name}")
 
 
@@ -194,6 +195,12 @@ def contract_id_strkey(contract_id) -> str | None:
     return None if contract_id is None else contract_strkey(contract_id)
 
 
+def account_id_xdr(address: str) -> xdr.AccountID:
+    """``AccountID`` of a ``G...`` strkey."""
+    key = xdr.Uint256(StrKey.decode_ed25519_public_key(address))
+    return xdr.AccountID(xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, key))
+
+
 _ASSET_CODE = re.compile(r"^[A-Za-z0-9]{1,12}$")
 
 
@@ -209,7 +216,7 @@ def parse_sep11_asset(s: str) -> xdr.Asset | None:
     if len(parts) != 2 or not _ASSET_CODE.match(parts[0]) or not StrKey.is_valid_ed25519_public_key(parts[1]):
         return None
     code, issuer = parts
-    acc = xdr.AccountID(xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, xdr.Uint256(StrKey.decode_ed25519_public_key(issuer))))
+    acc = account_id_xdr(issuer)
     if len(code) <= 4:
         return xdr.Asset(
             xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4,
@@ -256,6 +263,7 @@ def created_contract_id(preimage: xdr.ContractIDPreimage, passphrase: str) -> by
 
 
 __all__ = [
+    "account_id_xdr",
     "contract_id_strkey",
     "created_contract_id",
     "escape_bytes",

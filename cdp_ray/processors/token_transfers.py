@@ -44,6 +44,7 @@ from cdp_ray.processors.common import (
     toid,
 )
 from cdp_ray.processors.scval import (
+    account_id_xdr,
     native_sac_strkey,
     parse_sep11_asset,
     sac_contract_id,
@@ -174,7 +175,9 @@ def _fee_rows(ctx: _Ctx, tx: Transaction) -> list[dict]:
             )
         rows.append(ctx.row(tx, None, "fee", frm=frm, amount=amount, asset=ctx.native, contract_id=cid))
     if not 1 <= len(rows) <= 2:
-        raise InvalidFeeEventError(f"ledger {ctx.ledger.sequence} tx {tx.hash.hex()}: {len(rows)} fee events, expected 1 or 2")
+        raise InvalidFeeEventError(
+            f"ledger {ctx.ledger.sequence} tx {tx.hash.hex()}: {len(rows)} fee events, expected 1 or 2"
+        )
     return rows
 
 
@@ -474,7 +477,9 @@ class _Deriver:
         found = [pre.claimable_balance for t, pre, _, ct in operation_changes(self.tx, op0)
                  if t == _LT.CLAIMABLE_BALANCE and ct == _CT.LEDGER_ENTRY_REMOVED]
         if len(found) != 1:
-            raise DerivationError(f"tx {self.tx.hash.hex()} op {op0 + 1}: {len(found)} removed claimable balances, expected 1")
+            raise DerivationError(
+                f"tx {self.tx.hash.hex()} op {op0 + 1}: {len(found)} removed claimable balances, expected 1"
+            )
         return found[0]
 
     def pool_deltas(self, op0: int) -> list[tuple]:
@@ -495,7 +500,9 @@ class _Deriver:
     def single_pool(self, op0: int) -> tuple:
         deltas = self.pool_deltas(op0)
         if len(deltas) != 1:
-            raise DerivationError(f"tx {self.tx.hash.hex()} op {op0 + 1}: {len(deltas)} liquidity pools changed, expected 1")
+            raise DerivationError(
+                f"tx {self.tx.hash.hex()} op {op0 + 1}: {len(deltas)} liquidity pools changed, expected 1"
+            )
         return deltas[0]
 
     def revoked_trustline_events(self, op: int, op0: int) -> list[dict]:
@@ -510,9 +517,7 @@ class _Deriver:
         }
         if not created:
             return []
-        source = xdr.AccountID(
-            xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, xdr.Uint256(StrKey.decode_ed25519_public_key(_tx_source(self.tx)[0])))
-        )
+        source = account_id_xdr(_tx_source(self.tx)[0])
         seq = self.tx.tx.seq_num
         rows = []
         for pool_id, asset_a, asset_b, delta_a, delta_b in pools:
@@ -533,7 +538,8 @@ class _Deriver:
                 rows.append(self.event(op, "burn", burned, burned_amount, frm=lp))
             else:
                 for cb in mine:
-                    rows.append(self.move(op, cb.asset, lp, claimable_balance_id_strkey(cb.balance_id), cb.amount.int64))
+                    cb_id = claimable_balance_id_strkey(cb.balance_id)
+                    rows.append(self.move(op, cb.asset, lp, cb_id, cb.amount.int64))
         return rows
 
     def contract_events(self, op: int, op0: int) -> list[dict]:
@@ -572,7 +578,8 @@ class _Deriver:
         if len(topics) == _SEP41_V3_TOPICS[fn]:
             name = scval_string(topics[-1])
             candidate = parse_sep11_asset(name) if name else None
-            if candidate is not None and sac_contract_id(candidate, self.ctx.passphrase) == ev.contract_id.contract_id.hash:
+            sac_id = sac_contract_id(candidate, self.ctx.passphrase) if candidate is not None else None
+            if sac_id == ev.contract_id.contract_id.hash:
                 asset = candidate
         if asset is not None and fn == "transfer":
             return self.move(op, asset, _base(frm), _base(to), amount)
@@ -617,7 +624,9 @@ class _Deriver:
         if t == _OT.LIQUIDITY_POOL_DEPOSIT:
             pool_id, a, b, da, db = self.single_pool(op0)
             if da <= 0 or db <= 0:
-                raise DerivationError(f"tx {self.tx.hash.hex()} op {n}: liquidity pool deposit of a non-positive amount")
+                raise DerivationError(
+                    f"tx {self.tx.hash.hex()} op {n}: liquidity pool deposit of a non-positive amount"
+                )
             lp = pool_id_strkey(pool_id)
             return [self.move(n, a, src, lp, da), self.move(n, b, src, lp, db)]
         if t == _OT.LIQUIDITY_POOL_WITHDRAW:
