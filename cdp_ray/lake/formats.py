@@ -50,12 +50,28 @@ def decompress(data: bytes, key: str) -> bytes:
     """Undo zstd or gzip compression, recognised by magic bytes (not by suffix)."""
     try:
         if data[:4] == ZSTD_MAGIC:
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            return _unzstd(data, key)
         if data[:2] == GZIP_MAGIC:
             return gzip.decompress(data)
     except (zstandard.ZstdError, OSError, EOFError, zlib.error) as exc:
         raise CorruptLedgerFileError(key, f"decompression failed: {exc}") from exc
     return data
+
+
+def _unzstd(data: bytes, key: str) -> bytes:
+    """Every zstd frame of ``data``, concatenated; a frame cut short is an error, not partial output."""
+    out, rest = [], data
+    while rest:
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        out.append(dobj.decompress(rest))
+        if not dobj.eof:
+            raise CorruptLedgerFileError(
+                key, f"truncated zstd stream: the frame ends early ({len(data)} bytes in the file)"
+            )
+        rest = dobj.unused_data
+        if rest and rest[:4] != ZSTD_MAGIC:
+            raise CorruptLedgerFileError(key, f"{len(rest)} bytes of garbage after the zstd frame")
+    return b"".join(out)
 
 
 def _u32(buf: bytes, off: int) -> int:
@@ -175,10 +191,39 @@ def _split_batch(buf: bytes, key: str) -> list[bytes]:
         )
     if count == 1:
         return [buf[12:]]
-    from stellar_sdk import xdr
+    # LedgerCloseMeta values carry no length: walk them with a decoder and slice the original bytes.
+    skip = _lcm_skipper()
+    out, off = [], 12
+    for i in range(count):
+        try:
+            nxt = skip(buf, off)
+        except Exception as exc:  # the decoders raise assorted errors on malformed input
+            raise CorruptLedgerFileError(
+                key, f"LedgerCloseMetaBatch {start}-{end}: ledger #{i + 1} of {count} is undecodable ({exc})"
+            ) from exc
+        out.append(buf[off:nxt])
+        off = nxt
+    if off != len(buf):
+        raise CorruptLedgerFileError(key, f"{len(buf) - off} trailing bytes after LedgerCloseMetaBatch {start}-{end}")
+    return out
 
+
+def _lcm_skipper():
+    """``(buf, offset) -> offset past the LedgerCloseMeta there``: the compiled codec when built, else stellar_sdk."""
     try:
-        batch = xdr.LedgerCloseMetaBatch.from_xdr_bytes(buf)
-    except Exception as exc:  # stellar_sdk raises assorted errors on malformed input
-        raise CorruptLedgerFileError(key, f"cannot decode LedgerCloseMetaBatch: {exc}") from exc
-    return [m.to_xdr_bytes() for m in batch.ledger_close_metas]
+        from cdp_ray.xdr import fast
+
+        if fast.resolve_engine() == "fast":
+            return lambda buf, off: fast.decode_prefix("LedgerCloseMeta", buf, off)[1]
+    except Exception:  # the fast engine is optional: not built, or deselected
+        pass
+    from stellar_sdk import xdr
+    from xdrlib3 import Unpacker
+
+    def skip(buf: bytes, off: int) -> int:
+        unpacker = Unpacker(buf)
+        unpacker.set_position(off)
+        xdr.LedgerCloseMeta.unpack(unpacker)
+        return unpacker.get_position()
+
+    return skip

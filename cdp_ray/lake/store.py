@@ -4,10 +4,14 @@ Two layouts:
 
 * ``lake`` (SEP-54): object keys are computed from the ledger range and the lake schema
   (``.config.json`` when present); nothing is listed, so ranges in lakes of millions of objects
-  start at once.
+  start at once. Opening a lake reads ``.config.json`` and probes the object of the first ledger
+  (to tell ``.xdr.zst`` from the older ``.xdr.zstd`` suffix); reading then costs one GET per object.
 * ``files``: a directory (or one file) of ledger files of any shape in :mod:`cdp_ray.lake.formats`;
   the directory is listed once and each file's ledgers are indexed by their header sequence. Meant
   for test fixtures and small exports, not for lakes.
+
+Transient storage errors (timeouts, connection resets, 5xx, throttling) are retried with exponential
+backoff; a missing object is a :class:`LedgerNotFoundError` naming the exact key.
 """
 
 from __future__ import annotations
@@ -15,28 +19,64 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal, TypeVar
 from urllib.parse import urlparse
 
 import fsspec
 
-from cdp_ray.errors import CorruptLedgerFileError, LakeError, LedgerIntegrityError, LedgerNotFoundError
+from cdp_ray.errors import (
+    CdpRayError,
+    CorruptLedgerFileError,
+    LakeError,
+    LedgerIntegrityError,
+    LedgerNotFoundError,
+    NetworkMismatchError,
+)
 from cdp_ray.lake.formats import FileFormat, peek_header, split_ledgers
 from cdp_ray.lake.schema import LakeSchema
 
 Layout = Literal["auto", "lake", "files"]
+T = TypeVar("T")
+_TRANSIENT_NAMES = ("Timeout", "Connection", "Disconnected", "Throttl", "SlowDown", "ServiceUnavailable")
 
 
 @dataclass(frozen=True)
 class RawLedger:
-    """One ledger's ``LedgerCloseMeta`` XDR and where it came from."""
+    """One ledger's ``LedgerCloseMeta`` XDR and where it came from (key relative to the lake root)."""
 
     sequence: int
     xdr: bytes
     key: str
 
 
-def _split_uri(uri: str) -> tuple[str, str]:
+class LakeNetworkMismatchError(NetworkMismatchError):
+    """The lake's ``.config.json`` records a network other than the configured one."""
+
+    def __init__(self, uri: str, configured: str, recorded: str):
+        CdpRayError.__init__(
+            self,
+            f"lake {uri!r} holds ledgers of network {recorded!r} (its .config.json networkPassphrase), "
+            f"but the source is configured for {configured!r}",
+            hint="set the source's `network:` to the lake's network, or point the source at the lake "
+            "of the network you meant",
+        )
+        self.sequence, self.passphrase, self.detected = None, configured, recorded
+
+
+class LedgerNotInFilesError(LedgerNotFoundError):
+    """A ``files``-layout directory has no file holding a requested ledger."""
+
+    def __init__(self, sequence: int, root: str, held: tuple[int, int] | None):
+        span = f"its files hold ledgers {held[0]}-{held[1]} (with gaps if any)" if held else "it holds no ledger file"
+        CdpRayError.__init__(
+            self,
+            f"ledger {sequence} is in no file under {root!r}: {span}",
+            hint="shorten the range to ledgers the directory holds, or add the missing ledger files",
+        )
+        self.sequence, self.key = sequence, root
+
+
+def split_uri(uri: str) -> tuple[str, str]:
     """``s3://b/p`` -> (``s3``, ``b/p``); plain paths and ``file://`` -> (``file``, path)."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file", "lake"):
@@ -51,10 +91,43 @@ def _split_uri(uri: str) -> tuple[str, str]:
     )
 
 
+def open_filesystem(protocol: str, storage_options: dict[str, Any] | None = None) -> fsspec.AbstractFileSystem:
+    """The fsspec filesystem for ``protocol`` (``file``, ``s3``, ``gcs``).
+
+    A GCS filesystem with an ``endpoint_url`` (an emulator, a proxy) is gcsfs's plain JSON-API
+    client: gcsfs's default class probes each bucket's layout over gRPC, which emulators do not
+    serve (every operation would wait a minute for that probe to time out).
+    """
+    opts = dict(storage_options or {})
+    if protocol == "gcs" and opts.get("endpoint_url"):
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(**opts)
+    return fsspec.filesystem(protocol, **opts)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a storage error is worth retrying (timeouts, resets, 5xx, throttling), not a 4xx."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
+        return True
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):  # gcsfs HttpError, google.api_core errors
+        return code >= 500 or code in (408, 429)
+    status = getattr(exc, "response", None)
+    if isinstance(status, dict):  # botocore ClientError
+        http = status.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(http, int):
+            return http >= 500 or http in (408, 429)
+    return any(word in type(exc).__name__ for word in _TRANSIENT_NAMES)  # aiohttp, botocore network errors
+
+
 class LedgerLake:
     """A source of ledgers addressed by sequence.
 
     Instances are cheap to pickle: Ray read tasks carry one each and open the filesystem lazily.
+    ``network_passphrase``, when given, must agree with the passphrase in the lake's ``.config.json``.
     """
 
     def __init__(
@@ -67,17 +140,23 @@ class LedgerLake:
         storage_options: dict[str, Any] | None = None,
         retries: int = 3,
         retry_backoff_s: float = 0.5,
+        network_passphrase: str | None = None,
     ):
         self.uri = uri
-        self.protocol, root = _split_uri(uri)
-        self.root = root.rstrip("/") if self.protocol != "file" or root != "/" else root
+        self.protocol, root = split_uri(uri)
+        self.root = root.rstrip("/") if root not in ("/", "") else root
         self.storage_options = dict(storage_options or {})
         self.file_format = file_format
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
-        self._fs = None
-        self.schema, self.layout = self._resolve_layout(schema, layout)
+        self._fs: fsspec.AbstractFileSystem | None = None
         self._index: dict[int, str] | None = None
+        self._resolved = False
+        self.config_found = False
+        self.schema, self.layout = self._resolve_layout(schema, layout)
+        recorded = self.schema.network_passphrase
+        if network_passphrase and recorded and recorded != network_passphrase:
+            raise LakeNetworkMismatchError(uri, network_passphrase, recorded)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -87,79 +166,119 @@ class LedgerLake:
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
         if self._fs is None:
-            self._fs = fsspec.filesystem(self.protocol, **self.storage_options)
+            self._fs = open_filesystem(self.protocol, self.storage_options)
         return self._fs
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root
 
-    def _with_retries(self, what: str, fn):
+    def display(self, key: str = "") -> str:
+        """A key as the user would type it: ``s3://bucket/prefix/key`` or a local path."""
+        path = self._path(key) if self.layout == "lake" or not key else key
+        return path if self.protocol == "file" else f"{'gs' if self.protocol == 'gcs' else self.protocol}://{path}"
+
+    def _with_retries(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``, retried ``retries`` times with exponential backoff on transient errors."""
         delay = self.retry_backoff_s
         for attempt in range(self.retries + 1):
             try:
                 return fn()
-            except (FileNotFoundError, PermissionError):
-                raise
-            except OSError as exc:  # transient storage errors (timeouts, 5xx mapped to OSError)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 if attempt == self.retries:
-                    raise LakeError(f"{what} failed after {self.retries + 1} attempts: {exc}") from exc
+                    raise LakeError(
+                        f"{what} failed after {attempt + 1} attempts: {type(exc).__name__}: {exc}",
+                        hint="the storage service kept failing; check network access and the service's "
+                        "status, or raise the source's `retries`",
+                    ) from exc
                 time.sleep(delay)
                 delay *= 2
+        raise AssertionError("unreachable")
+
+    def _denied(self, path: str, exc: Exception) -> LakeError:
+        return LakeError(
+            f"access denied to {path!r}: {exc}",
+            hint="for a public bucket set `anonymous: true`; otherwise provide credentials "
+            "(environment, profile or storage_options)",
+        )
 
     def _resolve_layout(self, schema: LakeSchema | None, layout: Layout) -> tuple[LakeSchema, Layout]:
         if layout == "files":
             return schema or LakeSchema(), "files"
         cfg = self._read_config()
         if cfg is not None:
+            self.config_found = True
             found = LakeSchema.from_config_json(cfg)
             if schema is not None:
                 found = found.model_copy(update={"file_extension": schema.file_extension})
-            return self._fix_extension(found), "lake"
+            return found, "lake"
         if layout == "lake":
             return schema or LakeSchema(), "lake"
-        if self.protocol == "file" and self.fs.isfile(self.root):
-            return schema or LakeSchema(), "files"
-        return (schema or LakeSchema()), "auto"
+        return schema or LakeSchema(), "auto"
 
     def _read_config(self) -> dict | None:
+        path = self._path(".config.json")
         try:
-            raw = self._with_retries(".config.json read", lambda: self.fs.cat_file(self._path(".config.json")))
-        except (FileNotFoundError, PermissionError):
+            raw = self._with_retries(f"read {path}", lambda: self.fs.cat_file(path))
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
             return None
         try:
-            return json.loads(raw)
+            doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            return doc
         except ValueError as exc:
             raise LakeError(
-                f"{self._path('.config.json')} is not valid JSON: {exc}",
+                f"{self.display('.config.json')} is not valid JSON: {exc}",
                 hint="fix or remove the lake's .config.json",
             ) from exc
 
-    def _fix_extension(self, schema: LakeSchema) -> LakeSchema:
-        return schema
-
-    def _exists(self, key: str) -> bool:
-        return bool(self._with_retries(f"stat {key}", lambda: self.fs.exists(self._path(key))))
+    def _probe(self, key: str) -> bool:
+        """Whether object ``key`` exists, by reading its first byte (never a listing)."""
+        path = self._path(key)
+        try:
+            self._with_retries(f"read {path}", lambda: self.fs.cat_file(path, start=0, end=1))
+            return True
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return False
+        except PermissionError as exc:
+            raise self._denied(self.display(key), exc) from exc
 
     def resolve(self, start: int) -> None:
-        """Settle an ``auto`` layout: a SEP-54 key for ``start`` exists -> ``lake``, else ``files``.
+        """Settle the layout and the object suffix from the object holding ``start``.
 
-        Also picks the ``.xdr.zst`` or older ``.xdr.zstd`` suffix from the object that exists.
+        ``auto`` becomes ``lake`` when ``.config.json`` or a SEP-54 object for ``start`` exists, else
+        ``files``. A lake's suffix is ``.xdr.zst``, or the older ``.xdr.zstd`` when that object exists.
         """
-        if self.layout == "files":
+        if self._resolved or self.layout == "files":
+            self._resolved = True
             return
-        if self.layout == "lake" and self._exists(self.schema.key_for(start)):
-            return
-        for ext in ("zst", "zstd"):
+        for ext in dict.fromkeys((self.schema.file_extension, "zst", "zstd")):
             candidate = self.schema.model_copy(update={"file_extension": ext})
-            if self._exists(candidate.key_for(start)):
-                self.schema, self.layout = candidate, "lake"
+            if self._probe(candidate.key_for(start)):
+                self.schema, self.layout, self._resolved = candidate, "lake", True
                 return
         if self.layout == "auto":
+            self._require_root()
             self.layout = "files"
+        self._resolved = True
+
+    def _require_root(self) -> None:
+        try:
+            exists = self._with_retries(f"stat {self.display()}", lambda: self.fs.exists(self.root))
+        except PermissionError as exc:
+            raise self._denied(self.display(), exc) from exc
+        if not exists:
+            raise LakeError(
+                f"lake root {self.display()!r} does not exist",
+                hint="check the source URI (path, bucket and prefix)",
+            )
 
     def _build_index(self) -> dict[int, str]:
         if self._index is not None:
             return self._index
+        self._require_root()
         if self.fs.isfile(self.root):
             paths = [self.root]
         else:
@@ -175,6 +294,13 @@ class LedgerLake:
                     index.setdefault(peek_header(raw, path).sequence, path)
                 except CorruptLedgerFileError:
                     break
+        if not index:
+            raise LakeError(
+                f"{self.display()!r} is neither a SEP-54 lake (no .config.json, no ledger object at the "
+                f"computed key) nor a directory of ledger files ({len(paths)} files, none readable as ledgers)",
+                hint="check the source URI; for a lake without .config.json set ledgers_per_file and "
+                "files_per_partition",
+            )
         self._index = index
         return index
 
@@ -183,7 +309,7 @@ class LedgerLake:
         if self.layout != "files":
             return None
         idx = self._build_index()
-        return (min(idx), max(idx)) if idx else None
+        return min(idx), max(idx)
 
     def keys_for_range(self, start: int, end: int) -> list[str]:
         """Object keys (or file paths) holding ``[start, end]``, in ledger order."""
@@ -195,57 +321,76 @@ class LedgerLake:
         for seq in range(start, end + 1):
             path = idx.get(seq)
             if path is None:
-                raise LedgerNotFoundError(seq, f"{self.root} (no file holds this ledger)")
+                raise LedgerNotInFilesError(seq, self.display(), (min(idx), max(idx)))
             if not keys or keys[-1] != path:
                 keys.append(path)
         return keys
 
     def fetch(self, key: str) -> bytes:
-        """Bytes of one object, with retries on transient errors."""
+        """Bytes of one object, with retries on transient errors (``FileNotFoundError`` when absent)."""
         path = self._path(key) if self.layout == "lake" else key
-        return self._with_retries(f"read {path}", lambda: self.fs.cat_file(path))
+        kwargs = {"max_concurrency": 1} if self.protocol == "s3" and self.schema.ledgers_per_file <= 8 else {}
+        try:
+            # s3fs's default splits a read into a HEAD and ranged GETs; one GET is cheaper for small objects.
+            return self._with_retries(f"read {self.display(key)}", lambda: self.fs.cat_file(path, **kwargs))
+        except PermissionError as exc:
+            raise self._denied(self.display(key), exc) from exc
 
     def read_range(self, start: int, end: int, *, verify: bool = True) -> Iterator[RawLedger]:
         """Yield every ledger of ``[start, end]`` in order, exactly once.
 
         Raises :class:`LedgerNotFoundError` for a missing object or ledger, :class:`CorruptLedgerFileError`
-        for undecodable content and :class:`LedgerIntegrityError` when a header hash or the hash chain
-        between consecutive ledgers does not verify.
+        for undecodable content or a batch lacking a ledger its key covers, and :class:`LedgerIntegrityError`
+        when a header hash or the hash chain between consecutive ledgers does not verify, or a lake object
+        holds a ledger its key does not cover.
         """
+        self.resolve(start)
         expected = start
         prev_hash: bytes | None = None
         for key in self.keys_for_range(start, end):
+            where = self.display(key)
             try:
                 data = self.fetch(key)
             except FileNotFoundError:
-                raise LedgerNotFoundError(expected, self._path(key)) from None
-            seen: dict[int, bytes] = {}
-            for raw in split_ledgers(data, key, self.file_format):
-                peek = peek_header(raw, key)
+                raise LedgerNotFoundError(expected, where) from None
+            lo, hi = (self.schema.file_start(expected), self.schema.file_start(expected) + self.schema.ledgers_per_file - 1)
+            held: dict[int, tuple[bytes, Any]] = {}
+            seqs: list[int] = []
+            for raw in split_ledgers(data, where, self.file_format):
+                peek = peek_header(raw, where)
+                seqs.append(peek.sequence)
+                if self.layout == "lake" and not lo <= peek.sequence <= hi:
+                    raise LedgerIntegrityError(
+                        f"{where!r} holds ledger {peek.sequence}, but its key covers ledgers {lo}-{hi}",
+                        sequence=peek.sequence,
+                        key=where,
+                    )
                 if verify and not peek.header_hash_ok:
                     raise LedgerIntegrityError(
-                        f"ledger {peek.sequence} in {key!r}: header hash does not match sha256 of the header",
+                        f"ledger {peek.sequence} in {where!r}: the header hash {peek.hash.hex()} is not the "
+                        "sha256 of the header",
                         sequence=peek.sequence,
-                        key=key,
+                        key=where,
                     )
                 if start <= peek.sequence <= end:
-                    seen.setdefault(peek.sequence, raw)
-            while expected <= end and expected in seen:
-                raw = seen.pop(expected)
-                peek = peek_header(raw, key)
+                    held.setdefault(peek.sequence, (raw, peek))
+            while expected <= end and expected in held:
+                raw, peek = held.pop(expected)
                 if verify and prev_hash is not None and peek.previous_ledger_hash != prev_hash:
                     raise LedgerIntegrityError(
-                        f"ledger {expected} in {key!r}: previous_ledger_hash does not match the hash of "
-                        f"ledger {expected - 1}: the range mixes ledgers of different chains",
+                        f"ledger {expected} in {where!r}: previous_ledger_hash "
+                        f"{peek.previous_ledger_hash.hex()} is not the hash of ledger {expected - 1} "
+                        f"({prev_hash.hex()}): the range mixes ledgers of different chains",
                         sequence=expected,
-                        key=key,
+                        key=where,
                     )
                 prev_hash = peek.hash
                 yield RawLedger(expected, raw, key)
                 expected += 1
-            if self.layout == "lake" and expected <= end:
-                _, file_end, _ = next(self.schema.files_for_range(expected, expected))
-                if file_end >= expected and self.schema.key_for(expected) == key:
-                    raise LedgerNotFoundError(expected, self._path(key))
+            if self.layout == "lake" and expected <= min(end, hi):
+                span = f"ledgers {min(seqs)}-{max(seqs)}" if seqs else "no ledger"
+                raise CorruptLedgerFileError(
+                    where, f"holds {span}, not ledger {expected}, which its key covers ({lo}-{hi})", sequence=expected
+                )
         if expected <= end:
-            raise LedgerNotFoundError(expected, self.root)
+            raise LedgerNotFoundError(expected, self.display())

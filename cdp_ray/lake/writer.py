@@ -9,11 +9,11 @@ import json
 import struct
 from typing import Any, Iterable
 
-import fsspec
 import zstandard
 
 from cdp_ray.lake.formats import peek_header
 from cdp_ray.lake.schema import LakeSchema
+from cdp_ray.lake.store import split_uri, open_filesystem
 
 
 def batch_bytes(start: int, end: int, ledgers: list[bytes]) -> bytes:
@@ -30,19 +30,26 @@ def write_lake(
     storage_options: dict[str, Any] | None = None,
     level: int = 3,
 ) -> list[str]:
-    """Write ``ledgers`` (consecutive ``LedgerCloseMeta`` XDR values) under ``uri``; return the keys written."""
-    fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    """Write ``ledgers`` (``LedgerCloseMeta`` XDR values) under ``uri``; return the keys written, in order.
+
+    Each batch object must receive consecutive ledgers (a lake may start or end mid-batch).
+    """
+    protocol, root = split_uri(uri)
+    fs = open_filesystem(protocol, storage_options)
     root = root.rstrip("/")
     cctx = zstandard.ZstdCompressor(level=level)
-    groups: dict[str, list[tuple[int, bytes]]] = {}
+    groups: dict[str, dict[int, bytes]] = {}
     for raw in ledgers:
         seq = peek_header(raw).sequence
-        groups.setdefault(schema.key_for(seq), []).append((seq, raw))
+        groups.setdefault(schema.key_for(seq), {})[seq] = raw
     keys = []
-    for key, items in groups.items():
-        items.sort()
-        fs.makedirs(f"{root}/{key.rsplit('/', 1)[0]}" if "/" in key else root, exist_ok=True)
-        fs.pipe_file(f"{root}/{key}", cctx.compress(batch_bytes(items[0][0], items[-1][0], [r for _, r in items])))
+    for key, items in sorted(groups.items(), key=lambda kv: min(kv[1])):
+        seqs = sorted(items)
+        if seqs[-1] - seqs[0] + 1 != len(seqs):
+            raise ValueError(f"batch {key} would have gaps: ledgers {seqs} are not consecutive")
+        if protocol == "file":
+            fs.makedirs(f"{root}/{key.rsplit('/', 1)[0]}" if "/" in key else root, exist_ok=True)
+        fs.pipe_file(f"{root}/{key}", cctx.compress(batch_bytes(seqs[0], seqs[-1], [items[q] for q in seqs])))
         keys.append(key)
     config = {
         "networkPassphrase": network_passphrase,

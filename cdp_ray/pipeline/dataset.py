@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from cdp_ray.errors import CorruptLedgerFileError
 from cdp_ray.pipeline.config import PipelineConfig, ProcessorStep, RunOptions
 from cdp_ray.pipeline.datasource import LedgerRangeDatasource
 from cdp_ray.pipeline.source import LakeSource
@@ -52,10 +53,22 @@ class ProcessLedgers:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         ledgers = [
-            decode_ledger(x, self.passphrase, key=k, verify=self.verify)
-            for x, k in zip(batch.column("xdr").to_pylist(), batch.column("key").to_pylist())
+            decode_raw(x, self.passphrase, key=k, sequence=q, verify=self.verify)
+            for q, x, k in zip(
+                batch.column("sequence").to_pylist(), batch.column("xdr").to_pylist(), batch.column("key").to_pylist()
+            )
         ]
         return self.proc.process(ledgers, self.config)
+
+
+def decode_raw(xdr_bytes: bytes, passphrase: str, *, key: str, sequence: int, verify: bool = True):
+    """:func:`decode_ledger`, with the ledger's sequence (known from its header) in decoding errors."""
+    try:
+        return decode_ledger(xdr_bytes, passphrase, key=key, verify=verify)
+    except CorruptLedgerFileError as exc:
+        if exc.sequence is not None:
+            raise
+        raise CorruptLedgerFileError(exc.key, exc.reason, sequence=sequence) from exc
 
 
 def table_dataset(processor: str, source: str | LakeSource, start: int | None = None, end: int | None = None, *, config: dict | None = None, **source_options: Any):

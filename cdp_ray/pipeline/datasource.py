@@ -60,26 +60,52 @@ def _table(rows: list) -> pa.Table:
 
 
 class LedgerRangeDatasource(Datasource):
-    """Reads ledgers ``[start, end]`` of a lake; each read task covers an aligned sub-range."""
+    """Reads ledgers ``[start, end]`` of a lake; each read task covers an aligned sub-range.
 
-    def __init__(self, lake: LedgerLake, start: int, end: int, *, ledgers_per_task: int | None = None, verify: bool = True):
+    Tasks are planned from the range alone (no listing): ``ledgers_per_task`` ledgers each, or the
+    range split into ``parallelism`` parts, rounded up to whole lake objects so that no object is
+    fetched by two tasks. Blocks have :data:`RAW_LEDGER_SCHEMA`. The hash chain is verified within a
+    task, not across task boundaries.
+    """
+
+    def __init__(
+        self,
+        lake: LedgerLake,
+        start: int,
+        end: int,
+        *,
+        ledgers_per_task: int | None = None,
+        verify: bool = True,
+        bytes_per_ledger: int = EST_BYTES_PER_LEDGER,
+    ):
+        if end < start:
+            raise ValueError(f"empty ledger range {start}-{end}")
         self.lake, self.start, self.end, self.verify = lake, start, end, verify
         self.ledgers_per_task = ledgers_per_task
+        self.bytes_per_ledger = bytes_per_ledger
 
     def estimate_inmemory_data_size(self) -> int:
-        return (self.end - self.start + 1) * EST_BYTES_PER_LEDGER
+        """Decompressed XDR of the range at ``bytes_per_ledger`` each (the blocks' size in memory)."""
+        return (self.end - self.start + 1) * self.bytes_per_ledger
+
+    def plan(self, parallelism: int) -> list[tuple[int, int]]:
+        """The ``(first, last)`` ledger range of each read task."""
+        n = self.end - self.start + 1
+        per_task = self.ledgers_per_task or -(-n // max(1, parallelism))
+        per_file = self.lake.schema.ledgers_per_file if self.lake.layout == "lake" else 1
+        per_task = -(-per_task // per_file) * per_file
+        return plan_chunks(self.start, self.end, per_task)
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
-        n = self.end - self.start + 1
-        per_task = self.ledgers_per_task or max(1, -(-n // max(1, parallelism)))
-        per_file = self.lake.schema.ledgers_per_file if self.lake.layout == "lake" else 1
-        per_task = max(per_file, -(-per_task // per_file) * per_file)
+        lake, verify = self.lake, self.verify
         tasks = []
-        for s, e in plan_chunks(self.start, self.end, per_task):
-            meta = BlockMetadata(num_rows=e - s + 1, size_bytes=(e - s + 1) * EST_BYTES_PER_LEDGER, exec_stats=None)
+        for s, e in self.plan(parallelism):
+            meta = BlockMetadata(
+                num_rows=e - s + 1, size_bytes=(e - s + 1) * self.bytes_per_ledger, input_files=None, exec_stats=None
+            )
             tasks.append(
                 ReadTask(
-                    lambda s=s, e=e: raw_block(self.lake, s, e, self.verify),
+                    lambda s=s, e=e: raw_block(lake, s, e, verify),
                     meta,
                     schema=RAW_LEDGER_SCHEMA,
                     per_task_row_limit=per_task_row_limit,

@@ -73,12 +73,13 @@ class LakeSource(BaseModel):
         )
 
     def fsspec_options(self) -> dict[str, Any]:
+        """fsspec options for the lake's filesystem: ``storage_options`` plus ``anonymous``/``endpoint_url``."""
         opts = dict(self.storage_options)
         if self.uri.startswith(("s3://", "s3a://")):
             if self.anonymous:
                 opts.setdefault("anon", True)
             if self.endpoint_url:
-                opts.setdefault("client_kwargs", {})["endpoint_url"] = self.endpoint_url
+                opts["client_kwargs"] = {**opts.get("client_kwargs", {}), "endpoint_url": self.endpoint_url}
         elif self.uri.startswith(("gs://", "gcs://")):
             if self.anonymous:
                 opts.setdefault("token", "anon")
@@ -87,7 +88,10 @@ class LakeSource(BaseModel):
         return opts
 
     def open(self) -> LedgerLake:
-        """The :class:`LedgerLake` this source reads, its layout settled for ``start``."""
+        """The :class:`LedgerLake` this source reads, its layout settled for ``start``.
+
+        Raises :class:`NetworkMismatchError` when the lake's ``.config.json`` names another network.
+        """
         lake = LedgerLake(
             self.uri,
             schema=self.lake_schema(),
@@ -95,6 +99,7 @@ class LakeSource(BaseModel):
             file_format=self.file_format,
             storage_options=self.fsspec_options(),
             retries=self.retries,
+            network_passphrase=self.network_passphrase,
         )
         lake.resolve(self.start)
         return lake
