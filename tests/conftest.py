@@ -24,6 +24,8 @@ def _stellar_data() -> Path | None:
 
 STELLAR_DATA = _stellar_data()
 
+from storage_servers import gcs_server, s3_server, wallet_ledgers  # noqa: E402,F401  (object storage fixtures)
+
 
 @pytest.fixture(scope="session")
 def stellar_data() -> Path:
