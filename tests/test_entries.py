@@ -206,3 +206,41 @@ def test_compaction_rules():
     assert out[0].post.data.ttl.live_until_ledger_seq.uint32 == 30
     assert out[1].pre.data.ttl.live_until_ledger_seq.uint32 == 10 and out[1].post.data.ttl.live_until_ledger_seq.uint32 == 40
     assert all(ch.reason is None for ch in out)
+
+
+def _sac_instance(contract: bytes, kind: bytes, fields: list | None) -> xdr.ContractDataEntry:
+    def sym(s: bytes) -> xdr.SCVal:
+        return xdr.SCVal(xdr.SCValType.SCV_SYMBOL, sym=xdr.SCSymbol(s))
+
+    body = sym(b"x") if fields is None else xdr.SCVal(xdr.SCValType.SCV_MAP, map=xdr.SCMap([xdr.SCMapEntry(sym(k), v) for k, v in fields]))
+    info = xdr.SCVal(xdr.SCValType.SCV_VEC, vec=xdr.SCVec([sym(kind), body]))
+    key = xdr.SCVal(xdr.SCValType.SCV_VEC, vec=xdr.SCVec([sym(b"AssetInfo")]))
+    instance = xdr.SCContractInstance(
+        xdr.ContractExecutable(xdr.ContractExecutableType.CONTRACT_EXECUTABLE_STELLAR_ASSET), xdr.SCMap([xdr.SCMapEntry(key, info)])
+    )
+    return xdr.ContractDataEntry(
+        xdr.ExtensionPoint(0),
+        xdr.SCAddress(xdr.SCAddressType.SC_ADDRESS_TYPE_CONTRACT, contract_id=xdr.ContractID(xdr.Hash(contract))),
+        xdr.SCVal(xdr.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE),
+        xdr.ContractDataDurability.PERSISTENT,
+        xdr.SCVal(xdr.SCValType.SCV_CONTRACT_INSTANCE, instance=instance),
+    )
+
+
+def test_stellar_asset_contract_instances_name_their_asset():
+    from cdp_ray.processors.entries import contract_data_asset
+    from cdp_ray.processors.scval import parse_sep11_asset, sac_contract_id
+
+    issuer = "GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN"
+    usdc = parse_sep11_asset(f"USDC:{issuer}")
+    fields = [
+        (b"asset_code", xdr.SCVal(xdr.SCValType.SCV_STRING, str=xdr.SCString(b"USDC"))),
+        (b"issuer", xdr.SCVal(xdr.SCValType.SCV_BYTES, bytes=xdr.SCBytes(StrKey.decode_ed25519_public_key(issuer)))),
+    ]
+    entry = _sac_instance(sac_contract_id(usdc, PUBNET), b"AlphaNum4", fields)
+    assert contract_data_asset(entry, PUBNET).to_xdr_bytes() == usdc.to_xdr_bytes()
+    # The contract id must be the asset's SAC on this network.
+    assert contract_data_asset(entry, "Test SDF Network ; September 2015") is None
+    assert contract_data_asset(_sac_instance(b"\1" * 32, b"AlphaNum4", fields), PUBNET) is None
+    native = xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE)
+    assert contract_data_asset(_sac_instance(sac_contract_id(native, PUBNET), b"Native", None), PUBNET).type == native.type
