@@ -273,10 +273,15 @@ def test_run_stats_and_prometheus(tmp_path: Path) -> None:
     for i, secs in enumerate([0.1, 0.2, 0.9]):
         rs.add_chunk({"start": START + i, "end": START + i, "ledgers": 1, "xdr_bytes": 100, "bytes_written": 7,
                       "rows_by_table": {"ledgers": 1, "transactions": 5}, "seconds": secs})
+    rs.add_chunk({"start": START + 3, "end": START + 3, "status": "quarantined", "ledgers": 0, "xdr_bytes": 0,
+                  "bytes_written": 0, "rows_by_table": {"ledgers": 0, "transactions": 0}, "seconds": 0.05,
+                  "error": "CorruptLedgerFileError", "error_message": "bad zstd frame", "error_ledger": START + 3})
     snap = rs.snapshot()
-    assert snap["ledgers"] == 3 and snap["rows"] == 18 and snap["progress"] == 0.3 and snap["last_ledger"] == START + 2
+    assert snap["errors"] == 1 and snap["quarantined"] == [{"start": START + 3, "end": START + 3, "ledger": START + 3,
+                                                           "error": "CorruptLedgerFileError", "message": "bad zstd frame"}]
+    assert snap["ledgers"] == 3 and snap["rows"] == 18 and snap["progress"] == 0.3 and snap["last_ledger"] == START + 3
     lake = snap["components"]["source.lake"]
-    assert lake == {**lake, "bytes": 300, "lag_ledgers": 7, "latency_p50_ms": 200.0, "latency_p99_ms": 900.0}
+    assert lake == {**lake, "bytes": 300, "errors": 1, "lag_ledgers": 7, "latency_p50_ms": 100.0, "latency_p99_ms": 900.0}
     assert quantile([5, 1, 3], 0.5) == 3 and quantile([], 0.5) is None
     client, _ = make_client(tmp_path)
     hub = client.app.state.hub
@@ -345,3 +350,38 @@ def test_probe_scales_the_estimate_to_another_era(tmp_path: Path, stellar_data: 
     assert "3 objects of the range probed" in scaled.basis["volume"]
     unscaled = estimate(cfg, cards, CostRates())
     assert unscaled.rows["transactions"] / txs > 2.0
+
+
+def test_plan_needing_approval_notifies_the_webhook(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    got: dict = {}
+    arrived = threading.Event()
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got["body"] = self.rfile.read(int(self.headers["Content-Length"]))
+            got["signature"] = self.headers["X-CDP-Signature"]
+            self.send_response(204)
+            self.end_headers()
+            arrived.set()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client, _ = make_client(tmp_path, [{"name": "all", "rule": "approval_required"}],
+                                webhook_url=f"http://127.0.0.1:{server.server_port}/hook", webhook_secret="k")
+        plan = client.post("/plans", json={"desired": pipeline(tmp_path)}).json()
+        assert arrived.wait(10)
+    finally:
+        server.shutdown()
+    doc = json.loads(got["body"])
+    assert doc["event"] == "plan.pending_approval" and doc["plan_id"] == plan["id"]
+    assert doc["reasons"] == ["every plan needs approval"] and doc["estimate"]["ledgers"] == 10
+    assert got["signature"] == "sha256=" + hmac.new(b"k", got["body"], hashlib.sha256).hexdigest()

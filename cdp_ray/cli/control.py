@@ -80,6 +80,9 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, help="port"),
         config: Optional[Path] = typer.Option(None, help="settings YAML (default: $CDP_RAY_CONTROL_CONFIG)"),
         plain: bool = typer.Option(False, "--plain", help="plain uvicorn instead of Ray Serve"),
+        address: Optional[str] = typer.Option(
+            None, help="Ray cluster to deploy on (default: $RAY_ADDRESS, else a local cluster)"
+        ),
     ) -> None:
         """Run the control plane: Ray Serve by default, or plain FastAPI on uvicorn."""
         from cdp_ray.control.settings import ControlSettings
@@ -94,8 +97,12 @@ def register(app: typer.Typer) -> None:
 
                 uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
             else:
+                import ray
+
                 from cdp_ray.control import serve as serve_mod
 
+                if address:
+                    ray.init(address=address)
                 typer.echo(f"cdp-ray control plane on Ray Serve at http://{host}:{port}", err=True)
                 serve_mod.run(settings, host=host, port=port, blocking=True)
         except CdpRayError as exc:

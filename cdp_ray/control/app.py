@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import urllib.request
 from decimal import Decimal
@@ -27,7 +28,7 @@ from pydantic import BaseModel, Field
 
 import cdp_ray
 from cdp_ray.control import telemetry
-from cdp_ray.control.auth import Authenticator, Principal, bearer, verify_signature
+from cdp_ray.control.auth import Authenticator, Principal, bearer, sign, verify_signature
 from cdp_ray.control.estimate import Estimate
 from cdp_ray.control.execute import LocalExecutor, RayJobExecutor
 from cdp_ray.control.plans import Plan, PlanConflict, PlanNotFound, PlanRequest, PlanService, parse_desired
@@ -124,7 +125,7 @@ def _post_json(url: str, doc: dict[str, Any], secret: str | None) -> None:
     body = json.dumps(doc, default=str).encode()
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     if secret:
-        req.add_header("X-CDP-Signature", "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest())
+        req.add_header("X-CDP-Signature", sign(secret, body))
     with contextlib.suppress(OSError):
         urllib.request.urlopen(req, timeout=5).close()
 
@@ -316,8 +317,7 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
     def register(reg: Registration, _: Principal = Depends(need("apply"))) -> dict[str, Any]:
         """A pipeline running elsewhere announces itself; heartbeats follow."""
         parse_desired(reg.pipeline, "pipeline")
-        pid = reg.id or "pl-" + hashlib.sha256(json.dumps(reg.pipeline, sort_keys=True).encode()
-                                               + dt.datetime.now().isoformat().encode()).hexdigest()[:12]
+        pid = reg.id or "pl-" + secrets.token_hex(6)
         existing = store.get_pipeline(pid)
         if existing is not None:
             return hub.public(existing)

@@ -45,6 +45,7 @@ class RunStats:
         self.chunks = self.ledgers = self.xdr_bytes = self.bytes_written = self.errors = 0
         self.rows: dict[str, int] = {t: 0 for t in self.tables}
         self.latencies: list[float] = []
+        self.quarantined: list[dict[str, Any]] = []
         self.cpu_seconds = 0.0
         self.started = time.time()
         self.last_ledger: int | None = None
@@ -56,7 +57,11 @@ class RunStats:
             self.ledgers += int(row.get("ledgers") or 0)
             self.xdr_bytes += int(row.get("xdr_bytes") or 0)
             self.bytes_written += int(row.get("bytes_written") or 0)
-            self.errors += int(row.get("errors") or row.get("quarantined") or 0)
+            if row.get("status") == "quarantined" or row.get("error"):
+                self.errors += 1
+                self.quarantined.append({"start": row.get("start"), "end": row.get("end"), "error": row.get("error"),
+                                         "message": row.get("error_message"), "ledger": row.get("error_ledger")})
+                del self.quarantined[:-100]
             for table, n in (row.get("rows_by_table") or {}).items():
                 if n is not None:
                     self.rows[table] = self.rows.get(table, 0) + int(n)
@@ -95,6 +100,7 @@ class RunStats:
                 "xdr_bytes": self.xdr_bytes,
                 "bytes_written": self.bytes_written,
                 "errors": self.errors,
+                "quarantined": list(self.quarantined),
                 "cpu_seconds": round(self.cpu_seconds, 3),
                 "ledgers_per_second": round(self.ledgers / elapsed, 3),
                 "last_ledger": self.last_ledger,
