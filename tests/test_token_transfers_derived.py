@@ -24,9 +24,11 @@ from cdp_ray.processors.common import account_id, asset_parts, claimable_balance
 from cdp_ray.networks import network_id
 from cdp_ray.processors.token_transfers import (
     LegacyMetaError,
+    TokenTransferMismatchError,
     derived_operation_token_transfers,
     operation_changes,
     operation_token_transfers,
+    verify_token_transfers,
 )
 from cdp_ray.xdr import decode_ledger
 from cdp_ray.xdr.ledger import Ledger, Transaction, envelope_hash
@@ -261,3 +263,16 @@ def test_mint_and_burn_ledgers(stellar_data):
     first_mint = next(i for i, r in enumerate(ops) if r["event_topic"] == "mint")
     assert ops[first_mint]["asset"] == "native"
     assert all(r["operation_id"] != ops[first_mint]["operation_id"] for r in ops[:first_mint])
+
+
+def test_verification_catches_a_wrong_amount(stellar_data):
+    ledger = _load(stellar_data, "stellar-etl-golden/reconstructed/FE29B950--30820015.reconstructed.xdr")
+    rows = _rows(ledger)  # verify: true by default, passes
+    verify_token_transfers(ledger, rows)
+    (transfer,) = [r for r in rows if r["event_topic"] == "transfer"]
+    transfer["amount_raw"] = str(int(transfer["amount_raw"]) - 1)
+    with pytest.raises(TokenTransferMismatchError, match=transfer["transaction_hash"]):
+        verify_token_transfers(ledger, rows)
+    rows = [r for r in _rows(ledger) if r["event_topic"] != "fee" or r["transaction_hash"] != transfer["transaction_hash"]]
+    with pytest.raises(TokenTransferMismatchError, match="GBDUXW4E5WRM5EM6UXBLE7Y5XGSXJX472BSSBPKFPQ3PJCJHRIA6SH4C"):
+        verify_token_transfers(ledger, rows)

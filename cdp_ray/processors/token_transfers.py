@@ -20,6 +20,10 @@ withdrawals, CAP-38 trustline revocations, inflation), Soroban events from ``sor
 the meta v3 topic layout, and before protocol 8 an XLM mint/burn that reconciles the source account's
 balance. ``source: events`` reproduces stellar-etl exactly and refuses older meta; ``source: derived``
 derives for every transaction, meta v4 included (a cross-check of the two).
+
+With ``verify`` (on by default, as in stellar-etl) each transaction's events, fees included, must add
+up to the balance changes in its fee, transaction and operation ledger changes, or the ledger fails
+with :class:`TokenTransferMismatchError`.
 """
 
 from __future__ import annotations
@@ -89,6 +93,11 @@ class TokenTransfersConfig(BaseModel):
         description="events: read CAP-67 events of meta v4 and refuse older meta (stellar-etl); derived: "
         "derive events from operations, results and ledger changes; auto: events for meta v4, else derived",
     )
+    verify: bool = Field(
+        True,
+        description="check, as stellar-etl does, that each transaction's events account exactly for the balance "
+        "changes of its accounts, trustlines, claimable balances and pools (contract balances excluded)",
+    )
 
 
 class LegacyMetaError(CdpRayError):
@@ -98,6 +107,12 @@ class LegacyMetaError(CdpRayError):
         "use `source: auto` to derive their events from operations and ledger changes, or read a data lake "
         "that re-encodes history as meta v4 (e.g. the AWS public blockchain lake)"
     )
+
+
+class TokenTransferMismatchError(CdpRayError):
+    """A transaction's token transfer events do not add up to its ledger balance changes."""
+
+    hint = "the ledger's meta is inconsistent or the events were misread; report the ledger, or set verify: false"
 
 
 class InvalidFeeEventError(CdpRayError):
@@ -310,6 +325,8 @@ def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None =
     rows = fees + ops + refunds
     for i, r in enumerate(rows):
         r["event_index"] = i
+    if config.verify:
+        verify_token_transfers(ledger, rows)
     return rows
 
 
@@ -698,3 +715,101 @@ def _base(address: str) -> str:
     if address.startswith("M"):
         return strkey("G", StrKey.decode_med25519_public_key(address)[:32])
     return address
+
+
+# --- verification: events against ledger balance changes (Go's VerifyEvents) ------------------------------
+
+
+def _add(deltas: dict, holder: str, asset: str, amount: int) -> None:
+    if not holder.startswith("C"):  # contract balances live in contract data: not verifiable here
+        deltas[(holder, asset)] = deltas.get((holder, asset), 0) + amount
+
+
+def _canonical(asset: xdr.Asset) -> str:
+    t, code, issuer = asset_parts(asset)
+    return "native" if t == "native" else f"{code}:{issuer}"
+
+
+def _trustline_asset(asset: xdr.TrustLineAsset) -> str | None:
+    if asset.type == xdr.AssetType.ASSET_TYPE_POOL_SHARE:
+        return None
+    a = asset.alpha_num4 or asset.alpha_num12
+    code = a.asset_code.asset_code4 if asset.alpha_num4 else a.asset_code.asset_code12
+    name = code.rstrip(b"\x00").decode("utf-8", "replace")
+    return f"{name}:{account_id(a.issuer)}"
+
+
+def _change_deltas(changes: list[tuple], deltas: dict) -> None:
+    for t, pre, post, _ in changes:
+        if t == _LT.ACCOUNT:
+            e = (post or pre).account
+            d = (post.account.balance.int64 if post else 0) - (pre.account.balance.int64 if pre else 0)
+            _add(deltas, account_id(e.account_id), "native", d)
+        elif t == _LT.TRUSTLINE:
+            e = (post or pre).trust_line
+            asset = _trustline_asset(e.asset)
+            if asset is not None:
+                d = (post.trust_line.balance.int64 if post else 0) - (pre.trust_line.balance.int64 if pre else 0)
+                _add(deltas, account_id(e.account_id), asset, d)
+        elif t == _LT.CLAIMABLE_BALANCE:
+            e = (post or pre).claimable_balance
+            d = (post.claimable_balance.amount.int64 if post else 0) - (pre.claimable_balance.amount.int64 if pre else 0)
+            _add(deltas, claimable_balance_id_strkey(e.balance_id), _canonical(e.asset), d)
+        elif t == _LT.LIQUIDITY_POOL:
+            e = (post or pre).liquidity_pool
+            params = e.body.constant_product.params
+            lp = pool_id_strkey(e.liquidity_pool_id)
+            for side, asset in (("reserve_a", params.asset_a), ("reserve_b", params.asset_b)):
+                after = getattr(post.liquidity_pool.body.constant_product, side).int64 if post else 0
+                before = getattr(pre.liquidity_pool.body.constant_product, side).int64 if pre else 0
+                _add(deltas, lp, _canonical(asset), after - before)
+
+
+def _event_deltas(rows: list[dict], deltas: dict) -> None:
+    for r in rows:
+        if not r["asset"]:
+            continue  # custom (non-SAC) tokens
+        asset = "native" if r["asset"] == "native" else r["asset"].split(":", 1)[1]
+        amount = int(r["amount_raw"])
+        if r["event_topic"] == "fee":
+            _add(deltas, r["from"], asset, -amount)
+            continue
+        if r["from"]:
+            _add(deltas, r["from"], asset, -amount)
+        if r["to"]:
+            _add(deltas, r["to"], asset, amount)
+
+
+def _transaction_changes(tx: Transaction) -> list[tuple]:
+    m = tx.meta
+    body = {0: None, 1: m.v1, 2: m.v2, 3: m.v3, 4: m.v4}[m.v]
+    lists = [tx.fee_changes]
+    if body is not None:
+        lists.append(getattr(body, "tx_changes_before", None) or getattr(body, "tx_changes", None))
+    lists.extend(om.changes for om in tx.operation_meta())
+    if body is not None:
+        lists.append(getattr(body, "tx_changes_after", None))
+    lists.append(tx.post_apply_fee_changes)
+    return [c for lst in lists if lst is not None for c in _changes(lst.ledger_entry_changes)]
+
+
+def verify_token_transfers(ledger: Ledger, rows: list[dict]) -> None:
+    """Raise :class:`TokenTransferMismatchError` unless every transaction's events (fees included) add up
+    to the balance changes in its fee, transaction and operation ledger changes."""
+    by_tx: dict[str, list[dict]] = {}
+    for r in rows:
+        by_tx.setdefault(r["transaction_hash"], []).append(r)
+    for tx in ledger.transactions:
+        from_changes: dict = {}
+        from_events: dict = {}
+        _change_deltas(_transaction_changes(tx), from_changes)
+        _event_deltas(by_tx.get(tx.hash.hex(), []), from_events)
+        from_changes = {k: v for k, v in from_changes.items() if v}
+        from_events = {k: v for k, v in from_events.items() if v}
+        if from_changes != from_events:
+            diff = {k: (from_events.get(k, 0), from_changes.get(k, 0))
+                    for k in from_changes.keys() | from_events.keys() if from_events.get(k, 0) != from_changes.get(k, 0)}
+            raise TokenTransferMismatchError(
+                f"ledger {ledger.sequence} tx {tx.hash.hex()}: token transfer events do not match ledger balance "
+                f"changes; (holder, asset): (events, changes) = {diff}"
+            )
