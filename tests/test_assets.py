@@ -22,7 +22,10 @@ def reconstructed(stellar_data, seq: int):
 def test_golden_one_ledger_every_field(stellar_data):
     table = get_processor("assets").process([reconstructed(stellar_data, 30820015)])
     ours = {r["asset_id"]: r for r in table.to_pylist()}
-    golden = [json.loads(x) for x in (stellar_data / "stellar-etl-golden/assets/one_ledger_assets.golden").read_text().splitlines()]
+    golden = [
+        json.loads(x)
+        for x in (stellar_data / "stellar-etl-golden/assets/one_ledger_assets.golden").read_text().splitlines()
+    ]
     assert len(golden) == 16 and len(ours) == 16
     for g in golden:
         row = ours[g["asset_id"]]

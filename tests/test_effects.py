@@ -44,7 +44,10 @@ def test_golden_one_ledger_every_field(stellar_data):
     ledger = reconstructed(stellar_data, 30820015)
     table = get_processor("effects").process([ledger])
     ours = {r["id"]: r for r in table.to_pylist()}
-    golden = [json.loads(x) for x in (stellar_data / "stellar-etl-golden/effects/one_ledger_effects.golden").read_text().splitlines()]
+    golden = [
+        json.loads(x)
+        for x in (stellar_data / "stellar-etl-golden/effects/one_ledger_effects.golden").read_text().splitlines()
+    ]
     assert len(golden) == 7
     assert set(ours) == {g["id"] for g in golden}
     for g in golden:

@@ -58,7 +58,10 @@ def test_payment_moves_balances(l30820015):
     op_id = 132370956487426049  # 158239 XLM payment, in the effects golden too
     (t,) = [t for t in l30820015.transactions if t.index == (op_id >> 12) & 0xFFFFF]
     changes = t.operation_meta()[0].changes
-    dest, source = "GAHK7EEG2WWHVKDNT4CEQFZGKF2LGDSW2IVM4S5DP42RBW3K6BTODB4A", "GBDUXW4E5WRM5EM6UXBLE7Y5XGSXJX472BSSBPKFPQ3PJCJHRIA6SH4C"
+    dest, source = (
+        "GAHK7EEG2WWHVKDNT4CEQFZGKF2LGDSW2IVM4S5DP42RBW3K6BTODB4A",
+        "GBDUXW4E5WRM5EM6UXBLE7Y5XGSXJX472BSSBPKFPQ3PJCJHRIA6SH4C",
+    )
     before, after = _account_states(changes, dest)
     assert after - before == 158239_0000000
     s_before, s_after = _account_states(changes, source)
@@ -68,7 +71,12 @@ def test_payment_moves_balances(l30820015):
     assert by_account[dest]["balance"] == after / 1e7 == 371469.3207559
     assert by_account[source]["balance"] == s_after / 1e7
     for r in by_account.values():
-        assert (r["reason"], r["change_type"], r["ledger_entry_change"], r["deleted"]) == ("operation", "updated", 1, False)
+        assert (r["reason"], r["change_type"], r["ledger_entry_change"], r["deleted"]) == (
+            "operation",
+            "updated",
+            1,
+            False,
+        )
         assert r["transaction_hash"] == t.hash.hex() and r["transaction_id"] == op_id - 1
         assert r["last_modified_ledger"] == 30820015 and r["sponsor"] is None
 
@@ -121,10 +129,18 @@ def test_claimable_balance_created(l60659332):
     assert r["balance_id"] == "000000009cc05c924ad4932f61639e06cb3686a582ab1f6827840a023fda44f8037efdb1"
     assert StrKey.decode_claimable_balance(r["balance_id_strkey"]).hex() == r["balance_id"][6:]
     assert json.loads(r["claimants"]) == [
-        {"destination": "GDHEPKLDDBQ45J6UDCM5JTHK76GZVYTCY2D3XUHSU2LO42PCCP5BAUTZ", "predicate": {"unconditional": True}},
+        {
+            "destination": "GDHEPKLDDBQ45J6UDCM5JTHK76GZVYTCY2D3XUHSU2LO42PCCP5BAUTZ",
+            "predicate": {"unconditional": True},
+        },
         {"destination": creator, "predicate": {"unconditional": True}},
     ]
-    assert (r["asset_code"], r["asset_type"], r["asset_amount"], r["flags"]) == ("HERCULES", "credit_alphanum12", 1.0, 0)
+    assert (r["asset_code"], r["asset_type"], r["asset_amount"], r["flags"]) == (
+        "HERCULES",
+        "credit_alphanum12",
+        1.0,
+        0,
+    )
     assert r["sponsor"] == creator
     assert (r["change_type"], r["ledger_entry_change"], r["deleted"]) == ("created", 0, False)
 
@@ -204,7 +220,10 @@ def test_compaction_rules():
     assert [(ch.entry.data.ttl.key_hash.hash, ch.change_type) for ch in out] == [(b, updated), (c, updated)]
     assert out[0].pre.data.ttl.live_until_ledger_seq.uint32 == 10
     assert out[0].post.data.ttl.live_until_ledger_seq.uint32 == 30
-    assert out[1].pre.data.ttl.live_until_ledger_seq.uint32 == 10 and out[1].post.data.ttl.live_until_ledger_seq.uint32 == 40
+    assert (
+        out[1].pre.data.ttl.live_until_ledger_seq.uint32 == 10
+        and out[1].post.data.ttl.live_until_ledger_seq.uint32 == 40
+    )
     assert all(ch.reason is None for ch in out)
 
 
@@ -212,11 +231,16 @@ def _sac_instance(contract: bytes, kind: bytes, fields: list | None) -> xdr.Cont
     def sym(s: bytes) -> xdr.SCVal:
         return xdr.SCVal(xdr.SCValType.SCV_SYMBOL, sym=xdr.SCSymbol(s))
 
-    body = sym(b"x") if fields is None else xdr.SCVal(xdr.SCValType.SCV_MAP, map=xdr.SCMap([xdr.SCMapEntry(sym(k), v) for k, v in fields]))
+    body = (
+        sym(b"x")
+        if fields is None
+        else xdr.SCVal(xdr.SCValType.SCV_MAP, map=xdr.SCMap([xdr.SCMapEntry(sym(k), v) for k, v in fields]))
+    )
     info = xdr.SCVal(xdr.SCValType.SCV_VEC, vec=xdr.SCVec([sym(kind), body]))
     key = xdr.SCVal(xdr.SCValType.SCV_VEC, vec=xdr.SCVec([sym(b"AssetInfo")]))
     instance = xdr.SCContractInstance(
-        xdr.ContractExecutable(xdr.ContractExecutableType.CONTRACT_EXECUTABLE_STELLAR_ASSET), xdr.SCMap([xdr.SCMapEntry(key, info)])
+        xdr.ContractExecutable(xdr.ContractExecutableType.CONTRACT_EXECUTABLE_STELLAR_ASSET),
+        xdr.SCMap([xdr.SCMapEntry(key, info)]),
     )
     return xdr.ContractDataEntry(
         xdr.ExtensionPoint(0),
@@ -243,4 +267,6 @@ def test_stellar_asset_contract_instances_name_their_asset():
     assert contract_data_asset(entry, "Test SDF Network ; September 2015") is None
     assert contract_data_asset(_sac_instance(b"\1" * 32, b"AlphaNum4", fields), PUBNET) is None
     native = xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE)
-    assert contract_data_asset(_sac_instance(sac_contract_id(native, PUBNET), b"Native", None), PUBNET).type == native.type
+    assert (
+        contract_data_asset(_sac_instance(sac_contract_id(native, PUBNET), b"Native", None), PUBNET).type == native.type
+    )

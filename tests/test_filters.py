@@ -86,7 +86,10 @@ def test_filtered_equals_unfiltered_then_filtered(ledger, where):
 
 @pytest.mark.parametrize("name", ["effects", "trades", "assets", "accounts", "contract_data"])
 def test_where_option_in_processor_config(ledger, name):
-    where = {"assets": [USDC], "operation_types": ["manage_sell_offer", "path_payment_strict_send", "invoke_host_function"]}
+    where = {
+        "assets": [USDC],
+        "operation_types": ["manage_sell_offer", "path_payment_strict_send", "invoke_host_function"],
+    }
     via_config = get_processor(name).process([ledger], {"where": where})
     assert via_config.num_rows > 0
     assert via_config.to_pylist() == filtered(name, [ledger], TransactionFilter.model_validate(where)).to_pylist()
@@ -94,16 +97,23 @@ def test_where_option_in_processor_config(ledger, name):
 
 def test_operation_types_match_operations_table(ledger):
     ops = get_processor("operations").process([ledger]).to_pylist()
-    expected = {r["transaction_id"] for r in ops if r["type_string"] in ("path_payment_strict_send", "manage_sell_offer")}
+    expected = {
+        r["transaction_id"] for r in ops if r["type_string"] in ("path_payment_strict_send", "manage_sell_offer")
+    }
     # Failed transactions' operations count too.
-    assert matching_ids(ledger, TransactionFilter(operation_types=["PATH_PAYMENT_STRICT_SEND", "manage_sell_offer"])) == expected
+    assert (
+        matching_ids(ledger, TransactionFilter(operation_types=["PATH_PAYMENT_STRICT_SEND", "manage_sell_offer"]))
+        == expected
+    )
 
 
 def test_accounts_and_contracts_are_byte_occurrences(ledger, tx_xdr):
     key = StrKey.decode_ed25519_public_key(TRADER)
     assert matching_ids(ledger, TransactionFilter(accounts=[TRADER])) == {i for i, b in tx_xdr.items() if key in b}
     cid = StrKey.decode_contract(POOL_CONTRACT)
-    assert matching_ids(ledger, TransactionFilter(contract_ids=[POOL_CONTRACT])) == {i for i, b in tx_xdr.items() if cid in b}
+    assert matching_ids(ledger, TransactionFilter(contract_ids=[POOL_CONTRACT])) == {
+        i for i, b in tx_xdr.items() if cid in b
+    }
     # Every transaction whose source is an account is matched by that account.
     txs = get_processor("transactions").process([ledger]).to_pylist()
     for r in txs[:20]:
@@ -117,7 +127,8 @@ def test_asset_filter_covers_classic_and_soroban_use(ledger):
     traded = {
         r["history_operation_id"] & ~0xFFF
         for r in trades
-        if usdc in ((r["selling_asset_code"], r["selling_asset_issuer"]), (r["buying_asset_code"], r["buying_asset_issuer"]))
+        if usdc
+        in ((r["selling_asset_code"], r["selling_asset_issuer"]), (r["buying_asset_code"], r["buying_asset_issuer"]))
     }
     assert traded and traded <= ids
     effects = get_processor("effects").process([ledger]).to_pylist()
@@ -132,7 +143,11 @@ def test_asset_filter_covers_classic_and_soroban_use(ledger):
 def test_event_topics_match_contract_events(ledger):
     events = get_processor("contract_events").process([ledger]).to_pylist()
     ids = matching_ids(ledger, TransactionFilter(event_topics=["transfer"]))
-    with_transfer = {r["transaction_id"] for r in events if r["type_string"] != "ContractEventTypeDiagnostic" and '"transfer"' in (r["topics_decoded"] or "")}
+    with_transfer = {
+        r["transaction_id"]
+        for r in events
+        if r["type_string"] != "ContractEventTypeDiagnostic" and '"transfer"' in (r["topics_decoded"] or "")
+    }
     assert ids and ids == with_transfer
 
 

@@ -107,7 +107,9 @@ def test_liquidity_pool_trades_follow_the_constant_product(stellar_data):
     for r in rows:
         assert r["selling_offer_id"] is None and r["selling_account_address"] == ""
         assert r["liquidity_pool_fee"] == 30
-        assert StrKey.decode_liquidity_pool(r["selling_liquidity_pool_id_strkey"]).hex() == r["selling_liquidity_pool_id"]
+        assert (
+            StrKey.decode_liquidity_pool(r["selling_liquidity_pool_id_strkey"]).hex() == r["selling_liquidity_pool_id"]
+        )
         assert (r["price_n"], r["price_d"]) == (round(r["buying_amount"] * 1e7), round(r["selling_amount"] * 1e7))
         if r["seller_is_exact"] is False:
             # Strict send: the pool pays out exactly the constant-product amount for what it received.
@@ -116,7 +118,9 @@ def test_liquidity_pool_trades_follow_the_constant_product(stellar_data):
             cp = pool.body.constant_product
             sold = (r["selling_asset_type"], r["selling_asset_code"], r["selling_asset_issuer"])
             sold_is_a = asset_parts(cp.params.asset_a) == sold
-            disbursed, deposited = (cp.reserve_a.int64, cp.reserve_b.int64) if sold_is_a else (cp.reserve_b.int64, cp.reserve_a.int64)
+            disbursed, deposited = (
+                (cp.reserve_a.int64, cp.reserve_b.int64) if sold_is_a else (cp.reserve_b.int64, cp.reserve_a.int64)
+            )
             payout, slippage, ok = pool_payout(deposited, disbursed, round(r["buying_amount"] * 1e7), 30)
             assert ok and payout == round(r["selling_amount"] * 1e7)
             assert slippage == r["rounding_slippage"]

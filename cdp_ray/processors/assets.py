@@ -12,7 +12,9 @@ from cdp_ray.xdr import Ledger
 
 ASSETS_SCHEMA = pa.schema(
     [
-        col("asset_id", pa.int64(), "FarmHash Fingerprint64 of code + issuer + type, as a signed int64", nullable=False),
+        col(
+            "asset_id", pa.int64(), "FarmHash Fingerprint64 of code + issuer + type, as a signed int64", nullable=False
+        ),
         col("asset_code", pa.string(), "asset code, empty for the native asset", nullable=False),
         col("asset_issuer", pa.string(), "G... issuer, empty for the native asset", nullable=False),
         col("asset_type", pa.string(), "native, credit_alphanum4 or credit_alphanum12", nullable=False),

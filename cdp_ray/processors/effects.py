@@ -26,7 +26,6 @@ from cdp_ray.processors.common import (
     asset_parts,
     claimable_balance_id_hex,
     contract_strkey,
-    ledger_key_xdr,
     muxed_account,
     pool_id_hex,
     pool_id_strkey,
@@ -36,8 +35,9 @@ from cdp_ray.processors.common import (
     sponsoring_id,
     toid,
 )
+from cdp_ray.processors.entries import changes_from
 from cdp_ray.processors.filters import FilterConfig, apply_where
-from cdp_ray.processors.operation_details import claim_predicate_json, operation_changes
+from cdp_ray.processors.operation_details import claim_predicate_json
 from cdp_ray.xdr import Ledger, Transaction
 
 OT = xdr.OperationType
@@ -131,10 +131,14 @@ class EffectError(ValueError):
 
 
 def sorted_operation_changes(t: Transaction, index: int, protocol: int) -> list[tuple]:
-    """``(pre, post)`` ledger entry changes of operation ``index``, stably sorted by ledger key XDR
-    (Go ingest's ``GetOperationChanges``)."""
-    changes = operation_changes(t, index, protocol)
-    return sorted(changes, key=lambda c: ledger_key_xdr((c[1] if c[0] is None else c[0]).data))
+    """``(pre, post)`` ledger entry changes of operation ``index`` (0-based), stably sorted by ledger key
+    (Go ingest's ``GetOperationChanges``; none for ``txINTERNAL_ERROR`` up to protocol 12)."""
+    if protocol <= 12 and t.result_code == xdr.TransactionResultCode.txINTERNAL_ERROR:
+        return []
+    metas = t.operation_meta()
+    if index >= len(metas):
+        return []
+    return [(c.pre, c.post) for c in changes_from(metas[index].changes)]
 
 
 def _entry_type(change) -> xdr.LedgerEntryType:
@@ -390,7 +394,11 @@ class _OperationEffects:
         if op.home_domain is not None:
             self.add_muxed(self.source, "account_home_domain_updated", {"home_domain": _text(op.home_domain.string32)})
         thresholds = {}
-        for name, value in (("low_threshold", op.low_threshold), ("med_threshold", op.med_threshold), ("high_threshold", op.high_threshold)):
+        for name, value in (
+            ("low_threshold", op.low_threshold),
+            ("med_threshold", op.med_threshold),
+            ("high_threshold", op.high_threshold),
+        ):
             if value is not None:
                 thresholds[name] = value.uint32
         if thresholds:
@@ -403,7 +411,11 @@ class _OperationEffects:
         if flags:
             self.add_muxed(self.source, "account_flags_updated", flags)
         if op.inflation_dest is not None:
-            self.add_muxed(self.source, "account_inflation_destination_updated", {"inflation_destination": account_id(op.inflation_dest)})
+            self.add_muxed(
+                self.source,
+                "account_inflation_destination_updated",
+                {"inflation_destination": account_id(op.inflation_dest)},
+            )
         for pre, post in self.changes:
             if _entry_type((pre, post)) != LET.ACCOUNT or pre is None or post is None:
                 continue
@@ -468,7 +480,11 @@ class _OperationEffects:
 
     def inflation(self, body) -> None:
         for payout in self.result.inflation_result.payouts:
-            self.add_account(payout.destination, "account_credited", {"amount": amount_string(payout.amount.int64), "asset_type": "native"})
+            self.add_account(
+                payout.destination,
+                "account_credited",
+                {"amount": amount_string(payout.amount.int64), "asset_type": "native"},
+            )
 
     def manage_data(self, body) -> None:
         op = body.manage_data_op
@@ -487,7 +503,10 @@ class _OperationEffects:
         for pre, post in self.changes:
             if _entry_type((pre, post)) != LET.ACCOUNT:
                 continue
-            before, after = pre.data.account.seq_num.sequence_number.int64, post.data.account.seq_num.sequence_number.int64
+            before, after = (
+                pre.data.account.seq_num.sequence_number.int64,
+                post.data.account.seq_num.sequence_number.int64,
+            )
             if before != after:
                 self.add_muxed(self.source, "sequence_bumped", {"new_seq": after})
             break
@@ -661,10 +680,20 @@ class _OperationEffects:
             seller = claim_seller(claim)
             buyer, buyer_muxed = muxed_account(self.source)
             offer_id = c.offer_id.int64
-            bd = {"offer_id": offer_id, "seller": seller, "bought_amount": amount_string(sold), "sold_amount": amount_string(bought)}
+            bd = {
+                "offer_id": offer_id,
+                "seller": seller,
+                "bought_amount": amount_string(sold),
+                "sold_amount": amount_string(bought),
+            }
             add_asset_details(bd, c.asset_sold, "bought_")
             add_asset_details(bd, c.asset_bought, "sold_")
-            sd: dict = {"offer_id": offer_id, "bought_amount": amount_string(bought), "sold_amount": amount_string(sold), "seller": buyer}
+            sd: dict = {
+                "offer_id": offer_id,
+                "bought_amount": amount_string(bought),
+                "sold_amount": amount_string(sold),
+                "seller": buyer,
+            }
             if buyer_muxed is not None:
                 sd["seller_muxed"] = buyer_muxed
                 sd["seller_muxed_id"] = self.source.med25519.id.uint64
@@ -672,7 +701,11 @@ class _OperationEffects:
             add_asset_details(sd, c.asset_sold, "sold_")
             # stellar-etl emits each claim as trade, offer_updated, offer_removed and (not for path
             # payments) offer_created, for the buyer and for the seller.
-            kinds = ("trade", "offer_updated", "offer_removed") if path_payment else ("trade", "offer_updated", "offer_removed", "offer_created")
+            kinds = (
+                ("trade", "offer_updated", "offer_removed")
+                if path_payment
+                else ("trade", "offer_updated", "offer_removed", "offer_created")
+            )
             for kind in kinds:
                 self.add(buyer, buyer_muxed, kind, bd)
                 self.add(seller, None, kind, sd)
@@ -696,12 +729,19 @@ class _OperationEffects:
         self.add_muxed(self.source, "claimable_balance_created", d)
         # Claimants come from the operation when it is the creator: core rewrites relative predicates.
         body = self.op.body
-        claimants = body.create_claimable_balance_op.claimants if body.type == OT.CREATE_CLAIMABLE_BALANCE else cb.claimants
+        claimants = (
+            body.create_claimable_balance_op.claimants if body.type == OT.CREATE_CLAIMABLE_BALANCE else cb.claimants
+        )
         for c in claimants:
             self.add_account(
                 c.v0.destination,
                 "claimable_balance_claimant_created",
-                {"balance_id": balance_id, "amount": amount, "predicate": claim_predicate_json(c.v0.predicate), "asset": asset},
+                {
+                    "balance_id": balance_id,
+                    "amount": amount,
+                    "predicate": claim_predicate_json(c.v0.predicate),
+                    "asset": asset,
+                },
             )
 
     def _pool_revoked(self) -> None:
@@ -728,7 +768,11 @@ class _OperationEffects:
         self.add_muxed(
             self.source,
             "liquidity_pool_revoked",
-            {"liquidity_pool": liquidity_pool_details(lp), "reserves_revoked": revoked, "shares_revoked": amount_string(-ds)},
+            {
+                "liquidity_pool": liquidity_pool_details(lp),
+                "reserves_revoked": revoked,
+                "shares_revoked": amount_string(-ds),
+            },
         )
 
     def _entry_sponsorship(self, change) -> None:
@@ -775,9 +819,15 @@ class _OperationEffects:
         for signer in sorted(set(pre_s) | set(post_s)):
             before, after = pre_s.get(signer), post_s.get(signer)
             if before is None:
-                self.add_account(post.data.account.account_id, "signer_sponsorship_created", {"sponsor": after, "signer": signer})
+                self.add_account(
+                    post.data.account.account_id, "signer_sponsorship_created", {"sponsor": after, "signer": signer}
+                )
             elif after is None:
-                self.add_account(pre.data.account.account_id, "signer_sponsorship_removed", {"former_sponsor": before, "signer": signer})
+                self.add_account(
+                    pre.data.account.account_id,
+                    "signer_sponsorship_removed",
+                    {"former_sponsor": before, "signer": signer},
+                )
             elif before != after:
                 self.add_account(
                     post.data.account.account_id,
@@ -790,9 +840,17 @@ class _OperationEffects:
         if _entry_type(change) != LET.LIQUIDITY_POOL:
             return
         if pre is None and post is not None:
-            self.add_muxed(self.source, "liquidity_pool_created", {"liquidity_pool": liquidity_pool_details(post.data.liquidity_pool)})
+            self.add_muxed(
+                self.source,
+                "liquidity_pool_created",
+                {"liquidity_pool": liquidity_pool_details(post.data.liquidity_pool)},
+            )
         elif pre is not None and post is None:
-            self.add_muxed(self.source, "liquidity_pool_removed", {"liquidity_pool_id": pool_id_hex(pre.data.liquidity_pool.liquidity_pool_id)})
+            self.add_muxed(
+                self.source,
+                "liquidity_pool_removed",
+                {"liquidity_pool_id": pool_id_hex(pre.data.liquidity_pool.liquidity_pool_id)},
+            )
 
 
 _HANDLERS = {
@@ -847,7 +905,12 @@ def _cb_clawback_enabled(cb: xdr.ClaimableBalanceEntry) -> bool:
 
 
 def _account_flag_details(d: dict, flags: int, value: bool) -> None:
-    for bit, name in ((1, "auth_required_flag"), (2, "auth_revocable_flag"), (4, "auth_immutable_flag"), (8, "auth_clawback_enabled_flag")):
+    for bit, name in (
+        (1, "auth_required_flag"),
+        (2, "auth_revocable_flag"),
+        (4, "auth_immutable_flag"),
+        (8, "auth_clawback_enabled_flag"),
+    ):
         if flags & bit:
             d[name] = value
 
@@ -901,4 +964,9 @@ def transaction_effects(ledger: Ledger, t: Transaction) -> list[dict]:
     tags=("core", "effects"),
 )
 def effects(batch: list[Ledger], config: FilterConfig) -> list[dict]:
-    return [row for ledger in apply_where(batch, config) for t in ledger.transactions for row in transaction_effects(ledger, t)]
+    return [
+        row
+        for ledger in apply_where(batch, config)
+        for t in ledger.transactions
+        for row in transaction_effects(ledger, t)
+    ]

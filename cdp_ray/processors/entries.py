@@ -154,7 +154,12 @@ def _ttl_max(a: xdr.LedgerEntry, b: xdr.LedgerEntry) -> xdr.LedgerEntry:
 def compact_changes(changes: list[EntryChange], sequence: int) -> list[EntryChange]:
     """Go ``ChangeCompactor`` over one ledger: one net change per entry, ordered by ledger key."""
     cache: dict[bytes, EntryChange] = {}
-    C, U, R, S = LCT.LEDGER_ENTRY_CREATED.value, LCT.LEDGER_ENTRY_UPDATED.value, LCT.LEDGER_ENTRY_REMOVED.value, LCT.LEDGER_ENTRY_RESTORED.value
+    C, U, R, S = (
+        LCT.LEDGER_ENTRY_CREATED.value,
+        LCT.LEDGER_ENTRY_UPDATED.value,
+        LCT.LEDGER_ENTRY_REMOVED.value,
+        LCT.LEDGER_ENTRY_RESTORED.value,
+    )
 
     def conflict(what: str, key: bytes) -> LedgerIntegrityError:
         return LedgerIntegrityError(
@@ -257,7 +262,9 @@ def _context(ledger: Ledger, ch: EntryChange, index: int, sponsor: bool) -> dict
         "reason": ch.reason,
         "transaction_hash": t.hash.hex() if t is not None else None,
         "transaction_id": toid(ledger.sequence, t.index) if t is not None else None,
-        "operation_id": toid(ledger.sequence, t.index, ch.operation_index + 1) if ch.operation_index is not None else None,
+        "operation_id": toid(ledger.sequence, t.index, ch.operation_index + 1)
+        if ch.operation_index is not None
+        else None,
     }
     if sponsor:
         row["sponsor"] = sponsoring_id(entry)
@@ -299,7 +306,12 @@ def _asset_columns(prefix: str, what: str) -> list[pa.Field]:
 
 def _asset_fields(prefix: str, asset) -> dict:
     t, code, issuer = asset_parts(asset)
-    return {f"{prefix}asset_type": t, f"{prefix}asset_code": code, f"{prefix}asset_issuer": issuer, f"{prefix}asset_id": asset_id(code, issuer, t)}
+    return {
+        f"{prefix}asset_type": t,
+        f"{prefix}asset_code": code,
+        f"{prefix}asset_issuer": issuer,
+        f"{prefix}asset_id": asset_id(code, issuer, t),
+    }
 
 
 _DESCRIPTION_TAIL = (
@@ -540,7 +552,14 @@ def liquidity_pool_fields(entry: xdr.LedgerEntry, ledger: Ledger) -> dict:
     }
     for prefix, asset in (("asset_a_", cp.params.asset_a), ("asset_b_", cp.params.asset_b)):
         t, code, issuer = asset_parts(asset)
-        row.update({f"{prefix}type": t, f"{prefix}code": code, f"{prefix}issuer": issuer, f"{prefix}id": asset_id(code, issuer, t)})
+        row.update(
+            {
+                f"{prefix}type": t,
+                f"{prefix}code": code,
+                f"{prefix}issuer": issuer,
+                f"{prefix}id": asset_id(code, issuer, t),
+            }
+        )
     return row
 
 
@@ -571,7 +590,10 @@ CLAIMABLE_BALANCES_SCHEMA = pa.schema(
 
 def claimable_balance_fields(entry: xdr.LedgerEntry, ledger: Ledger) -> dict:
     cb = entry.data.claimable_balance
-    claimants = [{"destination": account_id(c.v0.destination), "predicate": claim_predicate_json(c.v0.predicate)} for c in cb.claimants]
+    claimants = [
+        {"destination": account_id(c.v0.destination), "predicate": claim_predicate_json(c.v0.predicate)}
+        for c in cb.claimants
+    ]
     return {
         "balance_id": claimable_balance_id_hex(cb.balance_id),
         "balance_id_strkey": claimable_balance_id_strkey(cb.balance_id),
@@ -624,7 +646,11 @@ def _sym(v: xdr.SCVal) -> bytes | None:
 
 def contract_data_asset(cd: xdr.ContractDataEntry, passphrase: str | None) -> xdr.Asset | None:
     """stellar-etl ``AssetFromContractData``: the asset of a Stellar Asset Contract's instance entry."""
-    if passphrase is None or cd.key.type != _SYM.SCV_LEDGER_KEY_CONTRACT_INSTANCE or cd.val.type != _SYM.SCV_CONTRACT_INSTANCE:
+    if (
+        passphrase is None
+        or cd.key.type != _SYM.SCV_LEDGER_KEY_CONTRACT_INSTANCE
+        or cd.val.type != _SYM.SCV_CONTRACT_INSTANCE
+    ):
         return None
     storage = cd.val.instance.storage
     if storage is None or cd.contract.type != xdr.SCAddressType.SC_ADDRESS_TYPE_CONTRACT:
@@ -632,7 +658,12 @@ def contract_data_asset(cd: xdr.ContractDataEntry, passphrase: str | None) -> xd
     contract = cd.contract.contract_id.contract_id.hash
     info = None
     for e in storage.sc_map:
-        if e.key.type == _SYM.SCV_VEC and e.key.vec is not None and len(e.key.vec.sc_vec) == 1 and _sym(e.key.vec.sc_vec[0]) == b"AssetInfo":
+        if (
+            e.key.type == _SYM.SCV_VEC
+            and e.key.vec is not None
+            and len(e.key.vec.sc_vec) == 1
+            and _sym(e.key.vec.sc_vec[0]) == b"AssetInfo"
+        ):
             info = e.val
             break
     if info is None or info.type != _SYM.SCV_VEC or info.vec is None or len(info.vec.sc_vec) != 2:
@@ -641,7 +672,12 @@ def contract_data_asset(cd: xdr.ContractDataEntry, passphrase: str | None) -> xd
     if kind == b"Native":
         native = xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE)
         return native if sac_contract_id(native, passphrase) == contract else None
-    if kind not in (b"AlphaNum4", b"AlphaNum12") or body.type != _SYM.SCV_MAP or body.map is None or len(body.map.sc_map) != 2:
+    if (
+        kind not in (b"AlphaNum4", b"AlphaNum12")
+        or body.type != _SYM.SCV_MAP
+        or body.map is None
+        or len(body.map.sc_map) != 2
+    ):
         return None
     code_e, issuer_e = body.map.sc_map
     if _sym(code_e.key) != b"asset_code" or code_e.val.type != _SYM.SCV_STRING or not code_e.val.str.sc_string:
@@ -651,18 +687,30 @@ def contract_data_asset(cd: xdr.ContractDataEntry, passphrase: str | None) -> xd
     code = code_e.val.str.sc_string
     if len(code) > 12:
         return None
-    issuer = xdr.AccountID(xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, xdr.Uint256(issuer_e.val.bytes.sc_bytes)))
+    issuer = xdr.AccountID(
+        xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, xdr.Uint256(issuer_e.val.bytes.sc_bytes))
+    )
     if len(code) <= 4:
-        asset = xdr.Asset(xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4, alpha_num4=xdr.AlphaNum4(xdr.AssetCode4(code.ljust(4, b"\0")), issuer))
+        asset = xdr.Asset(
+            xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4,
+            alpha_num4=xdr.AlphaNum4(xdr.AssetCode4(code.ljust(4, b"\0")), issuer),
+        )
     else:
-        asset = xdr.Asset(xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12, alpha_num12=xdr.AlphaNum12(xdr.AssetCode12(code.ljust(12, b"\0")), issuer))
+        asset = xdr.Asset(
+            xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12,
+            alpha_num12=xdr.AlphaNum12(xdr.AssetCode12(code.ljust(12, b"\0")), issuer),
+        )
     return asset if sac_contract_id(asset, passphrase) == contract else None
 
 
 def contract_data_balance(cd: xdr.ContractDataEntry) -> tuple[bytes, int] | None:
     """stellar-etl ``ContractBalanceFromContractData``: ``(holder contract id, amount)`` of a SAC balance
     entry whose holder is a contract."""
-    if cd.contract.type != xdr.SCAddressType.SC_ADDRESS_TYPE_CONTRACT or cd.key.type != _SYM.SCV_VEC or cd.key.vec is None:
+    if (
+        cd.contract.type != xdr.SCAddressType.SC_ADDRESS_TYPE_CONTRACT
+        or cd.key.type != _SYM.SCV_VEC
+        or cd.key.vec is None
+    ):
         return None
     key = cd.key.vec.sc_vec
     if len(key) != 2 or _sym(key[0]) != b"Balance" or key[1].type != _SYM.SCV_ADDRESS:

@@ -55,7 +55,9 @@ class TransactionFilter(BaseModel):
     )
     accounts: list[str] = Field(default_factory=list, description="G... or M... accounts the transaction involves")
     contract_ids: list[str] = Field(default_factory=list, description="C... contracts the transaction involves")
-    assets: list[str] = Field(default_factory=list, description='assets the transaction involves: "native" or "CODE:ISSUER"')
+    assets: list[str] = Field(
+        default_factory=list, description='assets the transaction involves: "native" or "CODE:ISSUER"'
+    )
     event_topics: list[str] = Field(
         default_factory=list, description="symbol or string topics of the transaction's contract events, e.g. transfer"
     )
@@ -326,7 +328,9 @@ def decode_matching(
     return out
 
 
-def filtered(processor: str | Processor, ledgers: Iterable[Ledger], where: TransactionFilter | dict, config=None) -> pa.Table:
+def filtered(
+    processor: str | Processor, ledgers: Iterable[Ledger], where: TransactionFilter | dict, config=None
+) -> pa.Table:
     """Run ``processor`` over the matching transactions of ``ledgers`` only."""
     p = get_processor(processor) if isinstance(processor, str) else processor
     where = where if isinstance(where, TransactionFilter) else TransactionFilter.model_validate(where)

@@ -199,8 +199,10 @@ def operation_trades(ledger: Ledger, t: Transaction, index: int, op: xdr.Operati
             )
         else:
             seller = claim_seller(claim)
-            seller_id = c.seller_id if claim.type == xdr.ClaimAtomType.CLAIM_ATOM_TYPE_ORDER_BOOK else xdr.AccountID(
-                xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, c.seller_ed25519)
+            seller_id = (
+                c.seller_id
+                if claim.type == xdr.ClaimAtomType.CLAIM_ATOM_TYPE_ORDER_BOOK
+                else xdr.AccountID(xdr.PublicKey(xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, c.seller_ed25519))
             )
             pre_offer = _latest_pre(changes, _offer_key(seller_id, c.offer_id.int64))
             if pre_offer is None:
