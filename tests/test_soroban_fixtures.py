@@ -7,7 +7,9 @@ the called contract, function and source. Each transaction is wrapped in a one-t
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
 
 import pytest
@@ -22,6 +24,7 @@ from cdp_ray.xdr.ledger import Ledger, Transaction, envelope_hash
 TESTNET = "Test SDF Network ; September 2015"
 PUBNET = "Public Global Stellar Network ; September 2015"
 STANDALONE = "(V) (;,,;) (V)"
+FUTURENET = "Test SDF Future Network ; October 2022"
 NETWORKS = {"testnet": TESTNET, "public": PUBNET, STANDALONE: STANDALONE}
 SEP41 = ("transfer", "mint", "burn", "clawback")
 
@@ -195,3 +198,27 @@ def test_contract_events_of_v3_and_v4_fixture(fixtures, header_entry):
     assert [r["contract_id"] for r in op_rows] == [e["contract"] for e in expected]
     assert all(r["operation_index"] == 1 for r in op_rows)
     assert ledger.transactions[0].meta.v == 3
+
+
+def test_sac_deployment_upload_and_wasm_deployment(fixtures, header_entry):
+    # futurenet fixtures: the deployed ids only match with the futurenet passphrase
+    doc, ledger = _load(fixtures, "soroban/sac-contract-deployed.json", header_entry, FUTURENET)
+    (row,) = get_processor("contract_invocations").process([ledger]).to_pylist()
+    created = _effects(doc, "contractCreated")[0]
+    code, issuer, _ = created["asset"].split("-")
+    assert row["host_function_type"] == "create_contract" and row["wasm_hash"] is None
+    assert row["contract_id"] == created["contract"] and row["asset"] == f"{code}:{issuer}"
+    assert row["function_name"] is None and row["args"] == "[]"
+
+    doc, ledger = _load(fixtures, "soroban/contract-uploaded.json", header_entry)
+    (row,) = get_processor("contract_invocations").process([ledger]).to_pylist()
+    wasm = base64.b64decode(_effects(doc, "contractCodeUploaded")[0]["wasm"])
+    assert row["host_function_type"] == "upload_contract_wasm" and row["contract_id"] is None
+    assert row["wasm_hash"] == hashlib.sha256(wasm).hexdigest()
+    assert json.loads(row["return_value"]) == {"bytes": row["wasm_hash"]}
+
+    doc, ledger = _load(fixtures, "soroban/deployer-contract-created.json", header_entry, FUTURENET)
+    (row,) = get_processor("contract_invocations").process([ledger]).to_pylist()
+    created = _effects(doc, "contractCreated")[0]
+    assert (row["contract_id"], row["wasm_hash"]) == (created["contract"], created["wasmHash"])
+    assert row["source_account"] == created["source"]
