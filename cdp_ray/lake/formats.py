@@ -43,7 +43,8 @@ class HeaderPeek:
     hash: bytes
     header_hash_ok: bool
     previous_ledger_hash: bytes
-    end: int  # offset just past the LedgerHeaderHistoryEntry's header
+    start: int  # offset of the LedgerHeader (its hash is the 32 bytes before it)
+    end: int  # offset just past the LedgerHeader
 
 
 def decompress(data: bytes, key: str) -> bytes:
@@ -126,30 +127,43 @@ def peek_header(lcm: bytes, key: str = "<bytes>") -> HeaderPeek:
     except (struct.error, ValueError) as exc:
         raise CorruptLedgerFileError(key, f"not a LedgerCloseMeta: {exc}") from exc
     ok = hashlib.sha256(lcm[hstart:off]).digest() == entry_hash
-    return HeaderPeek(v, seq, ledger_version, close_time, entry_hash, ok, prev, off)
+    return HeaderPeek(v, seq, ledger_version, close_time, entry_hash, ok, prev, hstart, off)
 
 
-def _looks_like_lcm(buf: bytes) -> bool:
+def _peek_or_none(buf: bytes) -> HeaderPeek | None:
     try:
-        return peek_header(buf).header_hash_ok
+        return peek_header(buf)
     except CorruptLedgerFileError:
-        return False
+        return None
 
 
 def detect(buf: bytes) -> FileFormat:
-    """Guess the shape of decompressed file content."""
+    """Guess the shape of decompressed file content.
+
+    A shape whose ledger header verifies (hash = sha256 of the header) wins; failing that, one whose
+    header parses, so that a ledger with a bad hash is reported as such rather than as an unknown shape.
+    """
     if len(buf) >= 4 and buf[0] & 0x80:
         return "stream"
+    candidates: list[tuple[FileFormat, int, int | None]] = []
     if len(buf) >= 12:
         start, end, count = struct.unpack_from(">III", buf, 0)
-        if start <= end and count == end - start + 1 and (count > 1 or _looks_like_lcm(buf[12:])):
-            return "batch"
-    if buf[:4] == b"\0\0\0\0" and _looks_like_lcm(buf[4:]):
-        return "serialized"
-    if _looks_like_lcm(buf):
-        return "lcm"
+        if start <= end and count == end - start + 1:
+            if count > 1:
+                return "batch"
+            candidates.append(("batch", 12, start))
+    if buf[:4] == b"\0\0\0\0":
+        candidates.append(("serialized", 4, None))
+    candidates.append(("lcm", 0, None))
+    peeks = [(fmt, _peek_or_none(buf[off:]), seq) for fmt, off, seq in candidates]
+    for fmt, peek, seq in peeks:
+        if peek is not None and peek.header_hash_ok and seq in (None, peek.sequence):
+            return fmt
     if buf and set(buf[:4096]) <= _B64_CHARS:
         return "base64"
+    for fmt, peek, seq in peeks:
+        if peek is not None and seq in (None, peek.sequence):
+            return fmt
     return "lcm"
 
 

@@ -42,7 +42,7 @@ _TRANSIENT_NAMES = ("Timeout", "Connection", "Disconnected", "Throttl", "SlowDow
 
 @dataclass(frozen=True)
 class RawLedger:
-    """One ledger's ``LedgerCloseMeta`` XDR and where it came from (key relative to the lake root)."""
+    """One ledger's ``LedgerCloseMeta`` XDR and the object it came from (full path or URI)."""
 
     sequence: int
     xdr: bytes
@@ -173,9 +173,15 @@ class LedgerLake:
         return f"{self.root}/{key}" if key else self.root
 
     def display(self, key: str = "") -> str:
-        """A key as the user would type it: ``s3://bucket/prefix/key`` or a local path."""
-        path = self._path(key) if self.layout == "lake" or not key else key
+        """A key relative to the root as the user would type it: ``s3://bucket/prefix/key`` or a local path."""
+        return self._url(self._path(key))
+
+    def _url(self, path: str) -> str:
         return path if self.protocol == "file" else f"{'gs' if self.protocol == 'gcs' else self.protocol}://{path}"
+
+    def _where(self, key: str) -> str:
+        """What :meth:`keys_for_range` returned, as the user would name it."""
+        return self.display(key) if self.layout == "lake" else self._url(key)
 
     def _with_retries(self, what: str, fn: Callable[[], T]) -> T:
         """``fn()``, retried ``retries`` times with exponential backoff on transient errors."""
@@ -262,6 +268,8 @@ class LedgerLake:
         if self.layout == "auto":
             self._require_root()
             self.layout = "files"
+        elif self.protocol == "file":
+            self._require_root()  # a stat, not a listing; remote roots are checked by the first read
         self._resolved = True
 
     def _require_root(self) -> None:
@@ -332,9 +340,9 @@ class LedgerLake:
         kwargs = {"max_concurrency": 1} if self.protocol == "s3" and self.schema.ledgers_per_file <= 8 else {}
         try:
             # s3fs's default splits a read into a HEAD and ranged GETs; one GET is cheaper for small objects.
-            return self._with_retries(f"read {self.display(key)}", lambda: self.fs.cat_file(path, **kwargs))
+            return self._with_retries(f"read {self._where(key)}", lambda: self.fs.cat_file(path, **kwargs))
         except PermissionError as exc:
-            raise self._denied(self.display(key), exc) from exc
+            raise self._denied(self._where(key), exc) from exc
 
     def read_range(self, start: int, end: int, *, verify: bool = True) -> Iterator[RawLedger]:
         """Yield every ledger of ``[start, end]`` in order, exactly once.
@@ -348,7 +356,7 @@ class LedgerLake:
         expected = start
         prev_hash: bytes | None = None
         for key in self.keys_for_range(start, end):
-            where = self.display(key)
+            where = self._where(key)
             try:
                 data = self.fetch(key)
             except FileNotFoundError:
@@ -385,7 +393,7 @@ class LedgerLake:
                         key=where,
                     )
                 prev_hash = peek.hash
-                yield RawLedger(expected, raw, key)
+                yield RawLedger(expected, raw, where)
                 expected += 1
             if self.layout == "lake" and expected <= min(end, hi):
                 span = f"ledgers {min(seqs)}-{max(seqs)}" if seqs else "no ledger"
