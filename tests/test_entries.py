@@ -270,3 +270,19 @@ def test_stellar_asset_contract_instances_name_their_asset():
     assert (
         contract_data_asset(_sac_instance(sac_contract_id(native, PUBNET), b"Native", None), PUBNET).type == native.type
     )
+
+
+def test_upgrade_changes(stellar_data):
+    # Synthetic load-test ledger 93: a flags upgrade that creates 200 accounts, and no transactions.
+    path = stellar_data / "synthetic/stellar-go-loadtest/load-test-ledgers-v23.xdr.zstd"
+    raws = split_ledgers(path.read_bytes(), str(path))
+    (ledger,) = [lg for lg in (decode_ledger(r, "load test network", verify=False) for r in raws) if lg.sequence == 93]
+    assert ledger.transactions == []
+    accounts = rows("accounts", ledger)
+    assert len(accounts) == 200
+    assert {(r["reason"], r["change_type"], r["transaction_hash"], r["operation_id"]) for r in accounts} == {
+        ("upgrade", "created", None, None)
+    }
+    assert [r["change_index"] for r in accounts] == list(range(200))
+    # Upgrades belong to no transaction, so a transaction filter drops them.
+    assert rows("accounts", ledger, where={"operation_types": ["payment"]}) == []

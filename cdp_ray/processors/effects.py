@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 
 import pyarrow as pa
 from stellar_sdk import Asset as SdkAsset
@@ -39,6 +40,8 @@ from cdp_ray.processors.entries import changes_from
 from cdp_ray.processors.filters import FilterConfig, apply_where
 from cdp_ray.processors.operation_details import claim_predicate_json
 from cdp_ray.xdr import Ledger, Transaction
+
+log = logging.getLogger(__name__)
 
 OT = xdr.OperationType
 LET = xdr.LedgerEntryType
@@ -964,9 +967,12 @@ def transaction_effects(ledger: Ledger, t: Transaction) -> list[dict]:
     tags=("core", "effects"),
 )
 def effects(batch: list[Ledger], config: FilterConfig) -> list[dict]:
-    return [
-        row
-        for ledger in apply_where(batch, config)
-        for t in ledger.transactions
-        for row in transaction_effects(ledger, t)
-    ]
+    rows = []
+    for ledger in apply_where(batch, config):
+        for t in ledger.transactions:
+            try:
+                rows += transaction_effects(ledger, t)
+            except EffectError as exc:
+                # stellar-etl logs the transaction and exports the others.
+                log.warning("ledger %d transaction %s: skipping effects: %s", ledger.sequence, t.hash.hex(), exc)
+    return rows
