@@ -385,3 +385,51 @@ def test_plan_needing_approval_notifies_the_webhook(tmp_path: Path) -> None:
     assert doc["event"] == "plan.pending_approval" and doc["plan_id"] == plan["id"]
     assert doc["reasons"] == ["every plan needs approval"] and doc["estimate"]["ledgers"] == 10
     assert got["signature"] == "sha256=" + hmac.new(b"k", got["body"], hashlib.sha256).hexdigest()
+
+
+def test_ray_job_executor_submits_with_a_report_token_and_watches_the_job(tmp_path: Path) -> None:
+    """Apply with a Ray dashboard configured: the job gets the pipeline and a report token; a job
+    that dies without a final heartbeat marks the pipeline failed."""
+    import hashlib
+    import time
+
+    from ray.job_submission import JobStatus
+
+    from cdp_ray.control.execute import RayJobExecutor
+
+    class Jobs:  # the dashboard's job API, as JobSubmissionClient exposes it
+        def __init__(self) -> None:
+            self.submitted: dict = {}
+            self.status = JobStatus.RUNNING
+
+        def submit_job(self, **kw):
+            self.submitted = kw
+            return kw["submission_id"]
+
+        def get_job_status(self, job_id):
+            return self.status
+
+        def get_job_info(self, job_id):
+            return type("Info", (), {"message": "worker OOM"})()
+
+    jobs = Jobs()
+    client, _ = make_client(tmp_path)
+    hub = client.app.state.hub
+    ex = RayJobExecutor(hub, "http://ray:8265", "http://control:8000", poll_seconds=0.05, client=jobs)
+    client.app.state.service.submit = ex.submit
+    plan = client.post("/plans", json={"desired": pipeline(tmp_path)}).json()
+    applied = client.post(f"/plans/{plan['id']}/apply").json()
+    pid = applied["pipeline_id"]
+    assert applied["executor"] == "ray-job" and applied["job_id"] == pid
+    env = jobs.submitted["runtime_env"]["env_vars"]
+    assert jobs.submitted["entrypoint"] == "python -m cdp_ray.control.client"
+    assert env["CDP_RAY_CONTROL_URL"] == "http://control:8000" and env["CDP_RAY_PIPELINE_ID"] == pid
+    assert PipelineConfig.model_validate_json(env["CDP_RAY_PIPELINE_JSON"]).source.end == END
+    stored = client.app.state.store.get_pipeline(pid)
+    assert stored["report_token_sha256"] == hashlib.sha256(env["CDP_RAY_REPORT_TOKEN"].encode()).hexdigest()
+    jobs.status = JobStatus.FAILED
+    deadline = time.monotonic() + 10
+    while client.get(f"/pipelines/{pid}/status").json()["state"] != "failed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = client.get(f"/pipelines/{pid}/status").json()
+    assert status["state"] == "failed" and status["error"] == f"Ray job {pid} FAILED: worker OOM"

@@ -95,6 +95,10 @@ def register(app: typer.Typer) -> None:
 
                 from cdp_ray.control.app import create_app
 
+                if not settings.ray_address:  # in-process runs need Ray, started here in the main thread
+                    import ray
+
+                    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
                 uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
             else:
                 import ray

@@ -209,7 +209,7 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
 
     # ---- discovery -----------------------------------------------------------------------
 
-    @app.get("/tools", tags=["tools"])
+    @app.get("/tools", tags=["tools"], response_model=list[ToolCard])
     def tools(_: Principal = Depends(need("read"))) -> Response:
         """Every tool card: sources, processors and sinks."""
         return Response(cards_json, media_type="application/json")

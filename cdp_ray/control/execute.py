@@ -73,14 +73,17 @@ class RayJobExecutor:
 
     kind = "ray-job"
 
-    def __init__(self, hub: StatsHub, address: str, public_url: str | None, poll_seconds: float = 5.0):
-        from ray.job_submission import JobSubmissionClient
-
+    def __init__(self, hub: StatsHub, address: str, public_url: str | None, poll_seconds: float = 5.0,
+                 client: Any = None):
         if not public_url:
             raise ConfigError("ray_address is set but public_url is not",
                               hint="set public_url to the URL at which Ray jobs reach this control plane")
         self.hub, self.public_url, self.poll = hub, public_url, poll_seconds
-        self.client = JobSubmissionClient(address)
+        if client is None:
+            from ray.job_submission import JobSubmissionClient
+
+            client = JobSubmissionClient(address)
+        self.client = client
 
     def submit(self, plan: Plan, cfg: PipelineConfig, pipeline_id: str) -> dict[str, Any]:
         token = secrets.token_urlsafe(24)
