@@ -47,6 +47,7 @@ from cdp_ray.processors.common import (
     strkey,
     toid,
 )
+from cdp_ray.processors.entries import changes_from
 from cdp_ray.processors.scval import (
     account_id_xdr,
     native_sac_strkey,
@@ -381,20 +382,14 @@ def _fee_account(tx: Transaction) -> str:
     return _account(tx.envelope.fee_bump.tx.fee_source)[0] if tx.is_fee_bump else _tx_source(tx)[0]
 
 
-def _changes(entry_changes) -> list[tuple]:
-    """``(entry type, pre, post, change type)`` per change, Go's ``GetChangesFromLedgerEntryChanges``."""
-    out = []
-    prev = None
-    for c in entry_changes or []:
-        t = c.type
-        if t == _CT.LEDGER_ENTRY_CREATED:
-            out.append((c.created.data.type, None, c.created.data, t))
-        elif t == _CT.LEDGER_ENTRY_UPDATED:
-            out.append((c.updated.data.type, prev.data if prev is not None else None, c.updated.data, t))
-        elif t == _CT.LEDGER_ENTRY_REMOVED:
-            out.append((prev.data.type, prev.data, None, t))
-        prev = c.state if t == _CT.LEDGER_ENTRY_STATE else c.restored if t == _CT.LEDGER_ENTRY_RESTORED else None
-    return out
+def _changes(group) -> list[tuple]:
+    """``(entry type, pre data, post data, change type)`` of a ``LedgerEntryChanges`` group, in Go's
+    ``GetChangesFromLedgerEntryChanges`` order (see :func:`cdp_ray.processors.entries.changes_from`)."""
+    return [
+        (c.entry_type, c.pre.data if c.pre is not None else None, c.post.data if c.post is not None else None,
+         _CT(c.change_type))
+        for c in changes_from(group)
+    ]
 
 
 def operation_changes(tx: Transaction, op_index0: int) -> list[tuple]:
@@ -402,7 +397,7 @@ def operation_changes(tx: Transaction, op_index0: int) -> list[tuple]:
     metas = tx.operation_meta()
     if op_index0 >= len(metas):
         return []
-    return _changes(metas[op_index0].changes.ledger_entry_changes)
+    return _changes(metas[op_index0].changes)
 
 
 def _account_balances(entry_changes, account: str) -> tuple[int, int]:
@@ -790,7 +785,7 @@ def _transaction_changes(tx: Transaction) -> list[tuple]:
     if body is not None:
         lists.append(getattr(body, "tx_changes_after", None))
     lists.append(tx.post_apply_fee_changes)
-    return [c for lst in lists if lst is not None for c in _changes(lst.ledger_entry_changes)]
+    return [c for group in lists if group is not None for c in _changes(group)]
 
 
 def verify_token_transfers(ledger: Ledger, rows: list[dict]) -> None:
