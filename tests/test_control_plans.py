@@ -229,6 +229,9 @@ def test_scopes(tmp_path: Path) -> None:
     assert client.post(f"/plans/{plan['id']}/apply", headers=h("p")).status_code == 403
     assert client.post(f"/plans/{plan['id']}/apply", headers=h("o")).status_code == 202
     assert client.get("/health").json()["auth"] is True
+    refused = client.app.state.store.audit_log(action="auth.apply")
+    assert [(e["actor"], e["subject"], e["detail"]["status"]) for e in refused] == [
+        ("planner", f"/plans/{plan['id']}/apply", 403)]
 
 
 def test_distinct_approver(tmp_path: Path) -> None:

@@ -171,7 +171,14 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
 
     def need(scope: str) -> Callable[[Request], Principal]:
         def dep(request: Request) -> Principal:
-            return auth.require(request, scope)
+            try:
+                return auth.require(request, scope)
+            except HTTPException as exc:
+                if scope != "read":  # refused changes are part of the audit trail
+                    who = auth.principal(request)
+                    store.audit(who.name if who else "unauthenticated", f"auth.{scope}", request.url.path,
+                                "refused", {"status": exc.status_code, "method": request.method})
+                raise
 
         dep.__name__ = f"require_{scope}"
         return dep
@@ -192,11 +199,7 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         """Prometheus text exposition: pipelines by state, per-component counters, chunk latency."""
-        counts: dict[str, int] = {}
-        for p in service.list():
-            s = p.effective_status()
-            counts[s] = counts.get(s, 0) + 1
-        return PlainTextResponse(hub.prometheus(counts), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(hub.prometheus(store.plan_counts()), media_type="text/plain; version=0.0.4")
 
     @app.get("/policies", tags=["operations"])
     def policies(_: Principal = Depends(need("read"))) -> list[dict[str, Any]]:
@@ -258,8 +261,9 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
         return service.create(req, who.name).public()
 
     @app.get("/plans", tags=["plans"])
-    def list_plans(_: Principal = Depends(need("read"))) -> list[dict[str, Any]]:
-        return [p.public() for p in service.list()]
+    def list_plans(limit: int = 100, _: Principal = Depends(need("read"))) -> list[dict[str, Any]]:
+        """The newest plans first."""
+        return [p.public() for p in service.list(limit)]
 
     @app.get("/plans/{plan_id}", tags=["plans"])
     def get_plan(plan_id: str, _: Principal = Depends(need("read"))) -> dict[str, Any]:

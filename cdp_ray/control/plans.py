@@ -312,8 +312,8 @@ class PlanService:
             raise PlanNotFound(f"no plan {plan_id!r}")
         return Plan.model_validate(doc)
 
-    def list(self) -> list[Plan]:
-        return [Plan.model_validate(d) for d in self.store.list_plans()]
+    def list(self, limit: int = 100) -> list[Plan]:
+        return [Plan.model_validate(d) for d in self.store.list_plans(limit)]
 
     def decide(self, plan_id: str, principal: str, decision: Literal["approve", "reject"], comment: str = "") -> Plan:
         plan = self.get(plan_id)

@@ -93,6 +93,10 @@ class Store:
         rows = self._exec("SELECT doc FROM cdp_plans ORDER BY created_at DESC LIMIT ?", (limit,))
         return [json.loads(r[0]) for r in rows]
 
+    def plan_counts(self) -> dict[str, int]:
+        """Stored plans by status (``expired`` is computed on read and not counted apart)."""
+        return {status: int(n) for status, n in self._exec("SELECT status, COUNT(*) FROM cdp_plans GROUP BY status")}
+
     # pipelines -------------------------------------------------------------------------------
 
     def save_pipeline(self, doc: dict[str, Any]) -> None:
