@@ -1,0 +1,94 @@
+"""Ray for command-line use: connect to a cluster or start one, and keep Ray's logs off the terminal.
+
+Ray prints INFO lines, Ray Data progress logs and native (C++) warnings on the driver's stderr. The
+CLI sends all of that to a log file for the run (``ray_output_to``) and shows only its own progress;
+``--verbose`` lets it through.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+QUIET_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    "RAY_DATA_LOG_LEVEL": "ERROR",
+}
+
+
+def quiet_environment() -> None:
+    """Defaults that keep Ray quiet; set before Ray is imported. Values the user exported win."""
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray.data  # configures its loggers on import, possibly before this ran
+
+    logging.getLogger("ray.data").setLevel(os.environ["RAY_DATA_LOG_LEVEL"])
+    ray.data.DataContext.get_current().enable_progress_bars = os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] == "0"
+    warnings.filterwarnings("ignore", module=r"ray(\..*)?$")
+    warnings.filterwarnings("ignore", message=r".*ray_remote_args.*deprecated")
+
+
+def connect(address: str | None = None, *, verbose: bool = False, num_cpus: int | None = None) -> str:
+    """Connect to the Ray cluster at ``address`` (``auto``: the running one) or start a local Ray.
+
+    With ``address=None``: ``$RAY_ADDRESS`` or a running local cluster if there is one (as under
+    ``ray job submit``), else a new local Ray. Returns a one-line description of what it joined.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return "Ray (already connected)"
+    quiet = {"logging_level": logging.INFO if verbose else logging.WARNING, "log_to_driver": verbose}
+    target = address or os.environ.get("RAY_ADDRESS") or "auto"
+    try:
+        ray.init(address=target, **quiet)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        return f"Ray cluster at {target} ({cpus} CPUs)"
+    except ConnectionError:
+        if address not in (None, "auto"):
+            from cdp_ray.errors import CdpRayError
+
+            raise CdpRayError(
+                f"cannot connect to the Ray cluster at {address!r}",
+                hint="start it (`ray start --head`, `ray up ray-cluster.yaml`) or drop --address to run locally",
+            ) from None
+    ray.init(include_dashboard=False, num_cpus=num_cpus, **quiet)
+    return f"local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+
+
+def run_log_path() -> Path:
+    """A fresh file for this run's Ray logs: ``$CDP_RAY_LOG_DIR`` or ``<tmp>/cdp-ray``."""
+    root = Path(os.environ.get("CDP_RAY_LOG_DIR") or Path(tempfile.gettempdir()) / "cdp-ray")
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+@contextmanager
+def ray_output_to(path: Path) -> Iterator[IO[str]]:
+    """Send everything written to file descriptor 2 (Ray's Python and native logs) to ``path``.
+
+    Yields a text stream on the real terminal for the CLI's own messages.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8")
+    try:
+        yield terminal
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+        terminal.close()

@@ -1,0 +1,88 @@
+"""Ray job entrypoint: run any pipeline on the Ray cluster this job runs on, and print its summary.
+
+Submit it to a cluster (the working directory travels with the job)::
+
+    ray job submit --working-dir . -- python jobs/backfill.py pipelines/payments.yaml
+    ray job submit --working-dir . -- python jobs/backfill.py pipelines/core.yaml \\
+        --start-time 2025-06-01T00:00:00Z --end-time 2025-06-02T00:00:00Z --resume
+
+or run it directly: it joins ``$RAY_ADDRESS`` or the running local cluster, else starts a local Ray.
+The last line on stdout is the run summary as JSON. Exit codes: 0 ok, 1 failed, 2 bad input,
+3 finished with quarantined ranges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="backfill.py", description="Run a cdp-ray pipeline as a Ray job.")
+    p.add_argument("spec", nargs="?", default=None,
+                   help="pipeline YAML or one-liner 'SOURCE | processor | SINK' (default: the bundled sample)")
+    p.add_argument("--start", type=int, help="first ledger (overrides the pipeline's)")
+    p.add_argument("--end", type=int, help="last ledger (overrides the pipeline's)")
+    p.add_argument("--start-time", help="first ledger closed at or after this UTC time (ISO 8601)")
+    p.add_argument("--end-time", help="last ledger closed at or before this UTC time (ISO 8601)")
+    p.add_argument("--workers", type=int, help="parallel workers (default: every CPU of the cluster)")
+    p.add_argument("--resume", action="store_true", help="skip ranges every sink already committed")
+    p.add_argument("--force", action="store_true", help="run although the sinks hold ranges of another config")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (default: $RAY_ADDRESS, else the running local cluster, else a new local Ray)")
+    return p.parse_args(argv)
+
+
+def _log(msg: str) -> None:
+    print(f"[backfill] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    from cdp_ray.cli.main import summary_doc
+    from cdp_ray.cli.ray_env import connect, quiet_environment
+
+    quiet_environment()
+    from cdp_ray.errors import CdpRayError, ConfigError
+    from cdp_ray.pipeline.config import parse_pipeline, with_range
+    from cdp_ray.pipeline.runner import run_pipeline
+
+    try:
+        spec = args.spec
+        if spec is None:
+            from cdp_ray.sample import sample_pipeline_path
+
+            spec = str(sample_pipeline_path())
+        cfg = with_range(parse_pipeline(spec), start=args.start, end=args.end,
+                         start_time=args.start_time, end_time=args.end_time)
+        if args.workers:
+            cfg.options.workers = args.workers
+        where = connect(args.address)
+        src = cfg.source
+        total = src.end - src.start + 1
+        _log(f"{cfg.name}: ledgers {src.start}-{src.end} ({total:,}) from {src.uri} on {where}")
+        done, last = 0, time.monotonic()
+
+        def progress(row: dict) -> None:
+            nonlocal done, last
+            done += int(row["ledgers"])
+            if row.get("status") == "quarantined":
+                _log(f"ledgers {row['start']}-{row['end']} quarantined: {row['error']}: {row['error_message']}")
+            if time.monotonic() - last > 10 or done == total:
+                _log(f"{done:,}/{total:,} ledgers")
+                last = time.monotonic()
+
+        summary = run_pipeline(cfg, on_chunk=progress, resume=args.resume, force=args.force)
+    except CdpRayError as exc:
+        print(json.dumps({"ok": False, "error": type(exc).__name__, "message": exc.message, "hint": exc.hint}))
+        _log(f"error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""))
+        return 2 if isinstance(exc, ConfigError) else 1
+    doc = summary_doc(cfg, summary)
+    print(json.dumps(doc), flush=True)
+    return 3 if summary.quarantined else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
