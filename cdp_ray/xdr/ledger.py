@@ -15,6 +15,7 @@ from stellar_sdk import xdr
 
 from cdp_ray.errors import CorruptLedgerFileError, LedgerIntegrityError, NetworkMismatchError
 from cdp_ray.networks import PASSPHRASES, network_id
+from cdp_ray.xdr import fast
 
 _TX = (2).to_bytes(4, "big")
 _FEE_BUMP = (5).to_bytes(4, "big")
@@ -156,9 +157,17 @@ def tx_set_envelopes(lcm: xdr.LedgerCloseMeta) -> list[xdr.TransactionEnvelope]:
     return out
 
 
-def decode_lcm(data: bytes, key: str | None = None, sequence: int | None = None) -> xdr.LedgerCloseMeta:
-    """Decode ``LedgerCloseMeta`` XDR, turning decoder failures into :class:`CorruptLedgerFileError`."""
+def decode_lcm(
+    data: bytes, key: str | None = None, sequence: int | None = None, *, engine: str | None = None
+) -> xdr.LedgerCloseMeta:
+    """Decode ``LedgerCloseMeta`` XDR, turning decoder failures into :class:`CorruptLedgerFileError`.
+
+    ``engine`` is ``"fast"`` or ``"sdk"`` (see :mod:`cdp_ray.xdr.fast`); None picks the default.
+    """
+    use = fast.resolve_engine(engine)
     try:
+        if use == "fast":
+            return fast.decode("LedgerCloseMeta", data)
         return xdr.LedgerCloseMeta.from_xdr_bytes(data)
     except Exception as exc:  # stellar_sdk raises ValueError, struct.error, EOFError, xdrlib errors...
         raise CorruptLedgerFileError(
@@ -180,12 +189,14 @@ def decode_ledger(
     *,
     key: str | None = None,
     verify: bool = True,
+    engine: str | None = None,
 ) -> Ledger:
     """Decode one ``LedgerCloseMeta`` and join its transactions with their envelopes.
 
-    With ``verify`` the header hash is checked (sha256 of the header XDR).
+    With ``verify`` the header hash is checked (sha256 of the header XDR). ``engine`` picks the XDR
+    decoder, ``"fast"`` or ``"sdk"`` (default: fast when built, see :mod:`cdp_ray.xdr.fast`).
     """
-    lcm = decode_lcm(data, key)
+    lcm = decode_lcm(data, key, engine=engine)
     body = {0: lcm.v0, 1: lcm.v1, 2: lcm.v2}[lcm.v]
     entry = body.ledger_header
     seq = entry.header.ledger_seq.uint32

@@ -1,0 +1,1108 @@
+/*
+ * _fastxdr: a table-driven XDR codec that builds (and reads back) stellar-sdk's own object graph.
+ *
+ * The Python side (cdp_ray/xdr/fast/codec.py) compiles the type descriptions of schema.py into a
+ * flat table of descriptors and hands it to Codec(). Decoding walks that table: structs, unions and
+ * typedefs become instances of the given classes with the same attributes stellar-sdk's __init__
+ * sets (union arms that are not selected are None), enums become the enum's members, integers,
+ * booleans and opaques become Python ints, bools and bytes. The checks of stellar-sdk's unpack and
+ * __init__ are kept: depth limit, array lengths against the remaining input and declared maxima,
+ * opaque and string maxima, unknown discriminants and enum values.
+ *
+ * Encoding reads the same attributes back and writes canonical XDR (zero padding).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+enum {
+    K_I32, K_U32, K_I64, K_U64, K_BOOL, K_F32, K_F64,
+    K_OPAQUE, K_VOPAQUE, K_STRING, K_ARRAY, K_FARRAY, K_OPT,
+    K_ENUM, K_STRUCT, K_UNION, K_TYPEDEF, K_COUNT
+};
+
+#define MAX_DEPTH 512
+#define DENSE_CASES 64
+#define DENSE_ENUM 4096
+
+typedef struct {
+    int kind;
+    uint32_t n;             /* opaque/farray: exact size; vopaque/string/array: maximum;
+                               union: 1 when the class defaults every arm to None */
+    int elem;               /* array/farray/opt: element type */
+    PyObject *cls;          /* struct/union/typedef: class to build; enum: the enum class */
+    PyObject *lazy_cls;     /* when set: below the top, build this class holding the raw bytes */
+    PyObject *name;         /* type name, for error messages */
+    int nfields;            /* struct: fields; typedef: 1; union: 1 (discriminant) + arms */
+    PyObject **fnames;      /* attribute names (wire order for structs) */
+    int *ftypes;            /* their types (-1: an arm no case selects) */
+    int *set_order;         /* struct: constructor order of the fields, as wire indices */
+    int ncases;             /* union */
+    int64_t *case_values;
+    int *case_field;        /* field index of the arm (>= 1), -1 for a void arm */
+    int dense_cases[DENSE_CASES]; /* case index + 1 by value, 0 = none (values 0..63) */
+    int64_t emin;           /* enum: members by value - emin, or by dict when sparse */
+    Py_ssize_t ecount;
+    PyObject **emembers;
+    PyObject *edict;
+} TypeDesc;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t ntypes;
+    TypeDesc *types;
+} Codec;
+
+static PyObject *empty_tuple;
+static PyObject *raw_name;  /* "_xdr_raw" */
+
+/* ------------------------------------------------------------------------------------------ */
+/* decoding                                                                                   */
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t pos;
+    Py_ssize_t len;
+    Codec *codec;
+    int lazy;
+} Dec;
+
+static int
+need(Dec *d, Py_ssize_t n)
+{
+    if (d->len - d->pos < n) {
+        PyErr_SetString(PyExc_EOFError, "XDR data ends inside a value");
+        return -1;
+    }
+    return 0;
+}
+
+static inline uint32_t
+rd32(Dec *d)
+{
+    const unsigned char *q = d->p + d->pos;
+    d->pos += 4;
+    return ((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | (uint32_t)q[3];
+}
+
+static inline uint64_t
+rd64(Dec *d)
+{
+    uint64_t hi = rd32(d);
+    return (hi << 32) | rd32(d);
+}
+
+/*
+ * Decoded values form a tree (enum members aside, which stay tracked): no reference cycles. So the
+ * instances and lists built here are taken off the cyclic collector's lists; otherwise every
+ * collection would traverse every value of every ledger held in memory, and stellar-sdk spends
+ * about half of its decoding time in exactly that. Reference counting frees them as usual; a cycle
+ * a caller creates through them later would not be collected.
+ */
+static PyObject *
+new_instance(PyObject *cls)
+{
+    PyTypeObject *t = (PyTypeObject *)cls;
+    PyObject *obj = t->tp_new(t, empty_tuple, NULL);
+    if (obj != NULL && PyObject_IS_GC(obj))
+        PyObject_GC_UnTrack(obj);
+    return obj;
+}
+
+static PyObject *dec(Dec *d, int tid, int depth);
+
+/* Read a discriminant: its object (*out) and its integer value (*value). */
+static int
+dec_disc(Dec *d, int tid, int depth, PyObject **out, int64_t *value)
+{
+    TypeDesc *t = &d->codec->types[tid];
+    if (t->kind == K_TYPEDEF) {
+        PyObject *inner;
+        if (depth <= 0) {
+            PyErr_SetString(PyExc_ValueError, "Maximum decoding depth reached");
+            return -1;
+        }
+        if (dec_disc(d, t->ftypes[0], depth - 1, &inner, value) < 0)
+            return -1;
+        PyObject *obj = new_instance(t->cls);
+        if (obj == NULL || PyObject_GenericSetAttr(obj, t->fnames[0], inner) < 0) {
+            Py_XDECREF(obj);
+            Py_DECREF(inner);
+            return -1;
+        }
+        Py_DECREF(inner);
+        *out = obj;
+        return 0;
+    }
+    if (need(d, 4) < 0)
+        return -1;
+    uint32_t raw = rd32(d);
+    d->pos -= 4;
+    *value = (t->kind == K_U32) ? (int64_t)raw : (int64_t)(int32_t)raw;
+    *out = dec(d, tid, depth);
+    return *out == NULL ? -1 : 0;
+}
+
+static int
+find_case(TypeDesc *t, int64_t value)
+{
+    if (value >= 0 && value < DENSE_CASES)
+        return t->dense_cases[value] - 1;
+    for (int i = 0; i < t->ncases; i++)
+        if (t->case_values[i] == value)
+            return i;
+    return -1;
+}
+
+static PyObject *
+dec_bytes(Dec *d, uint32_t n)
+{
+    Py_ssize_t padded = ((Py_ssize_t)n + 3) & ~(Py_ssize_t)3;
+    if (need(d, padded) < 0)
+        return NULL;
+    PyObject *b = PyBytes_FromStringAndSize((const char *)d->p + d->pos, n);
+    d->pos += padded;
+    return b;
+}
+
+
+static int
+depth_error(void)
+{
+    PyErr_SetString(PyExc_ValueError, "Maximum decoding depth reached");
+    return -1;
+}
+
+static int
+enum_check(TypeDesc *t, int64_t v)
+{
+    if (t->emembers != NULL) {
+        if (v >= t->emin && v - t->emin < t->ecount && t->emembers[v - t->emin] != NULL)
+            return 0;
+    } else {
+        PyObject *key = PyLong_FromLongLong(v);
+        if (key == NULL) return -1;
+        int r = PyDict_Contains(t->edict, key);
+        Py_DECREF(key);
+        if (r < 0) return -1;
+        if (r) return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "%lld is not a valid %U", (long long)v, t->name);
+    return -1;
+}
+
+/* Walk one value without building it, with every check dec() makes; *value gets integer values. */
+static int
+skip(Dec *d, int tid, int depth, int64_t *value)
+{
+    TypeDesc *t = &d->codec->types[tid];
+    switch (t->kind) {
+    case K_I32:
+    case K_U32:
+    case K_BOOL:
+    case K_F32:
+        if (need(d, 4) < 0) return -1;
+        *value = t->kind == K_I32 ? (int64_t)(int32_t)rd32(d) : (int64_t)rd32(d);
+        return 0;
+    case K_I64:
+    case K_U64:
+    case K_F64:
+        if (need(d, 8) < 0) return -1;
+        d->pos += 8;
+        return 0;
+    case K_OPAQUE: {
+        Py_ssize_t padded = ((Py_ssize_t)t->n + 3) & ~(Py_ssize_t)3;
+        if (need(d, padded) < 0) return -1;
+        d->pos += padded;
+        return 0;
+    }
+    case K_VOPAQUE:
+    case K_STRING: {
+        if (need(d, 4) < 0) return -1;
+        uint32_t n = rd32(d);
+        if (n > t->n) {
+            PyErr_Format(PyExc_ValueError, "%s data size %u exceeds maximum %u.",
+                         t->kind == K_STRING ? "String" : "Opaque", n, t->n);
+            return -1;
+        }
+        Py_ssize_t padded = ((Py_ssize_t)n + 3) & ~(Py_ssize_t)3;
+        if (need(d, padded) < 0) return -1;
+        d->pos += padded;
+        return 0;
+    }
+    case K_ARRAY:
+    case K_FARRAY: {
+        uint32_t n = t->n;
+        if (t->kind == K_ARRAY) {
+            if (need(d, 4) < 0) return -1;
+            n = rd32(d);
+            if ((Py_ssize_t)n > d->len - d->pos) {
+                PyErr_Format(PyExc_ValueError, "array length %u exceeds remaining input length %zd",
+                             n, d->len - d->pos);
+                return -1;
+            }
+            if (n > t->n) {
+                PyErr_Format(PyExc_ValueError, "array length %u exceeds its maximum %u", n, t->n);
+                return -1;
+            }
+        }
+        for (uint32_t i = 0; i < n; i++)
+            if (skip(d, t->elem, depth, value) < 0) return -1;
+        return 0;
+    }
+    case K_OPT:
+        if (need(d, 4) < 0) return -1;
+        return rd32(d) ? skip(d, t->elem, depth, value) : 0;
+    case K_ENUM:
+        if (need(d, 4) < 0) return -1;
+        *value = (int32_t)rd32(d);
+        return enum_check(t, *value);
+    case K_TYPEDEF:
+        if (depth <= 0) return depth_error();
+        return skip(d, t->ftypes[0], depth - 1, value);
+    case K_STRUCT:
+        if (depth <= 0) return depth_error();
+        for (int i = 0; i < t->nfields; i++)
+            if (skip(d, t->ftypes[i], depth - 1, value) < 0) return -1;
+        return 0;
+    case K_UNION: {
+        int64_t v = 0;
+        if (depth <= 0) return depth_error();
+        if (skip(d, t->ftypes[0], depth - 1, &v) < 0) return -1;
+        int c = find_case(t, v);
+        if (c < 0) {
+            PyErr_Format(PyExc_ValueError, "Invalid %U discriminant %lld.", t->fnames[0], (long long)v);
+            return -1;
+        }
+        int f = t->case_field[c];
+        return f < 0 ? 0 : skip(d, t->ftypes[f], depth - 1, value);
+    }
+    }
+    PyErr_SetString(PyExc_SystemError, "corrupt codec table");
+    return -1;
+}
+
+/* A lazy value: an instance of the lazy class holding the value's raw XDR, decoded on first use. */
+static PyObject *
+dec_lazy(Dec *d, TypeDesc *t, int tid, int depth)
+{
+    int64_t scratch;
+    Py_ssize_t start = d->pos;
+    if (skip(d, tid, depth, &scratch) < 0)
+        return NULL;
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)d->p + start, d->pos - start);
+    if (raw == NULL) return NULL;
+    PyObject *obj = new_instance(t->lazy_cls);
+    if (obj == NULL || PyObject_GenericSetAttr(obj, raw_name, raw) < 0) {
+        Py_XDECREF(obj);
+        obj = NULL;
+    }
+    Py_DECREF(raw);
+    return obj;
+}
+static PyObject *
+dec(Dec *d, int tid, int depth)
+{
+    TypeDesc *t = &d->codec->types[tid];
+    if (t->lazy_cls != NULL && d->lazy && depth < MAX_DEPTH)
+        return dec_lazy(d, t, tid, depth);
+    switch (t->kind) {
+    case K_I32:
+        if (need(d, 4) < 0) return NULL;
+        return PyLong_FromLong((long)(int32_t)rd32(d));
+    case K_U32:
+        if (need(d, 4) < 0) return NULL;
+        return PyLong_FromUnsignedLong((unsigned long)rd32(d));
+    case K_I64:
+        if (need(d, 8) < 0) return NULL;
+        return PyLong_FromLongLong((long long)(int64_t)rd64(d));
+    case K_U64:
+        if (need(d, 8) < 0) return NULL;
+        return PyLong_FromUnsignedLongLong((unsigned long long)rd64(d));
+    case K_BOOL: {
+        if (need(d, 4) < 0) return NULL;
+        PyObject *r = rd32(d) ? Py_True : Py_False;
+        Py_INCREF(r);
+        return r;
+    }
+    case K_F32: {
+        if (need(d, 4) < 0) return NULL;
+        uint32_t u = rd32(d);
+        float f;
+        memcpy(&f, &u, 4);
+        return PyFloat_FromDouble((double)f);
+    }
+    case K_F64: {
+        if (need(d, 8) < 0) return NULL;
+        uint64_t u = rd64(d);
+        double f;
+        memcpy(&f, &u, 8);
+        return PyFloat_FromDouble(f);
+    }
+    case K_OPAQUE:
+        return dec_bytes(d, t->n);
+    case K_VOPAQUE:
+    case K_STRING: {
+        if (need(d, 4) < 0) return NULL;
+        uint32_t n = rd32(d);
+        if (n > t->n) {
+            PyErr_Format(PyExc_ValueError, "%s data size %u exceeds maximum %u.",
+                         t->kind == K_STRING ? "String" : "Opaque", n, t->n);
+            return NULL;
+        }
+        return dec_bytes(d, n);
+    }
+    case K_ARRAY:
+    case K_FARRAY: {
+        uint32_t n;
+        if (t->kind == K_ARRAY) {
+            if (need(d, 4) < 0) return NULL;
+            n = rd32(d);
+            if ((Py_ssize_t)n > d->len - d->pos) {
+                PyErr_Format(PyExc_ValueError, "array length %u exceeds remaining input length %zd",
+                             n, d->len - d->pos);
+                return NULL;
+            }
+            if (n > t->n) {
+                PyErr_Format(PyExc_ValueError, "array length %u exceeds its maximum %u", n, t->n);
+                return NULL;
+            }
+        } else {
+            n = t->n;
+        }
+        PyObject *list = PyList_New(n);
+        if (list == NULL) return NULL;
+        PyObject_GC_UnTrack(list);
+        for (uint32_t i = 0; i < n; i++) {
+            PyObject *item = dec(d, t->elem, depth);
+            if (item == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, i, item);
+        }
+        return list;
+    }
+    case K_OPT: {
+        if (need(d, 4) < 0) return NULL;
+        if (rd32(d) == 0)
+            Py_RETURN_NONE;
+        return dec(d, t->elem, depth);
+    }
+    case K_ENUM: {
+        if (need(d, 4) < 0) return NULL;
+        int64_t v = (int32_t)rd32(d);
+        PyObject *m = NULL;
+        if (t->emembers != NULL) {
+            if (v >= t->emin && v - t->emin < t->ecount)
+                m = t->emembers[v - t->emin];
+        } else {
+            PyObject *key = PyLong_FromLongLong(v);
+            if (key == NULL) return NULL;
+            m = PyDict_GetItemWithError(t->edict, key);
+            Py_DECREF(key);
+            if (m == NULL && PyErr_Occurred()) return NULL;
+        }
+        if (m == NULL) {
+            PyErr_Format(PyExc_ValueError, "%lld is not a valid %U", (long long)v, t->name);
+            return NULL;
+        }
+        Py_INCREF(m);
+        return m;
+    }
+    case K_TYPEDEF: {
+        if (depth <= 0) {
+            PyErr_SetString(PyExc_ValueError, "Maximum decoding depth reached");
+            return NULL;
+        }
+        PyObject *inner = dec(d, t->ftypes[0], depth - 1);
+        if (inner == NULL) return NULL;
+        PyObject *obj = new_instance(t->cls);
+        if (obj == NULL || PyObject_GenericSetAttr(obj, t->fnames[0], inner) < 0) {
+            Py_XDECREF(obj);
+            Py_DECREF(inner);
+            return NULL;
+        }
+        Py_DECREF(inner);
+        return obj;
+    }
+    case K_STRUCT: {
+        PyObject *vals[64];
+        int nf = t->nfields, i;
+        if (depth <= 0) {
+            PyErr_SetString(PyExc_ValueError, "Maximum decoding depth reached");
+            return NULL;
+        }
+        for (i = 0; i < nf; i++) {
+            vals[i] = dec(d, t->ftypes[i], depth - 1);
+            if (vals[i] == NULL) {
+                while (--i >= 0) Py_DECREF(vals[i]);
+                return NULL;
+            }
+        }
+        PyObject *obj = new_instance(t->cls);
+        int bad = obj == NULL;
+        for (i = 0; i < nf && !bad; i++) {
+            int k = t->set_order[i];
+            bad = PyObject_GenericSetAttr(obj, t->fnames[k], vals[k]) < 0;
+        }
+        for (i = 0; i < nf; i++) Py_DECREF(vals[i]);
+        if (bad) {
+            Py_XDECREF(obj);
+            return NULL;
+        }
+        return obj;
+    }
+    case K_UNION: {
+        PyObject *disc, *arm = NULL;
+        int64_t value;
+        if (depth <= 0) {
+            PyErr_SetString(PyExc_ValueError, "Maximum decoding depth reached");
+            return NULL;
+        }
+        if (dec_disc(d, t->ftypes[0], depth - 1, &disc, &value) < 0)
+            return NULL;
+        int c = find_case(t, value);
+        if (c < 0) {
+            PyErr_Format(PyExc_ValueError, "Invalid %U discriminant %lld.", t->fnames[0], (long long)value);
+            Py_DECREF(disc);
+            return NULL;
+        }
+        int f = t->case_field[c];
+        if (f >= 0) {
+            arm = dec(d, t->ftypes[f], depth - 1);
+            if (arm == NULL) {
+                Py_DECREF(disc);
+                return NULL;
+            }
+        }
+        PyObject *obj = new_instance(t->cls);
+        int bad = obj == NULL || PyObject_GenericSetAttr(obj, t->fnames[0], disc) < 0;
+        if (t->n) {
+            /* the class defines every arm as None: set the selected one only */
+            if (f >= 0 && !bad)
+                bad = PyObject_GenericSetAttr(obj, t->fnames[f], arm) < 0;
+        } else {
+            for (int i = 1; i < t->nfields && !bad; i++)
+                bad = PyObject_GenericSetAttr(obj, t->fnames[i], i == f ? arm : Py_None) < 0;
+        }
+        Py_DECREF(disc);
+        Py_XDECREF(arm);
+        if (bad) {
+            Py_XDECREF(obj);
+            return NULL;
+        }
+        return obj;
+    }
+    }
+    PyErr_SetString(PyExc_SystemError, "corrupt codec table");
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* encoding                                                                                   */
+
+typedef struct {
+    char *buf;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    Codec *codec;
+} Enc;
+
+static int
+grow(Enc *e, Py_ssize_t n)
+{
+    if (e->len + n <= e->cap)
+        return 0;
+    Py_ssize_t cap = e->cap ? e->cap : 256;
+    while (cap < e->len + n)
+        cap *= 2;
+    char *nb = PyMem_Realloc(e->buf, cap);
+    if (nb == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    e->buf = nb;
+    e->cap = cap;
+    return 0;
+}
+
+static inline int
+wr32(Enc *e, uint32_t v)
+{
+    if (grow(e, 4) < 0) return -1;
+    unsigned char *q = (unsigned char *)e->buf + e->len;
+    q[0] = v >> 24; q[1] = v >> 16; q[2] = v >> 8; q[3] = v;
+    e->len += 4;
+    return 0;
+}
+
+static inline int
+wr64(Enc *e, uint64_t v)
+{
+    if (wr32(e, (uint32_t)(v >> 32)) < 0) return -1;
+    return wr32(e, (uint32_t)v);
+}
+
+static int
+wr_bytes(Enc *e, const char *p, Py_ssize_t n)
+{
+    Py_ssize_t padded = (n + 3) & ~(Py_ssize_t)3;
+    if (grow(e, padded) < 0) return -1;
+    memcpy(e->buf + e->len, p, n);
+    memset(e->buf + e->len + n, 0, padded - n);
+    e->len += padded;
+    return 0;
+}
+
+static int
+as_int64(PyObject *v, int64_t lo, int64_t hi, int64_t *out, TypeDesc *t)
+{
+    long long x = PyLong_AsLongLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    if (x < lo || x > hi) {
+        PyErr_Format(PyExc_ValueError, "%lld is out of range for %U", x, t->name);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int enc(Enc *e, int tid, PyObject *v, int depth);
+
+/* The integer value of a discriminant object (an enum member, an int, or a typedef of one). */
+static int
+disc_value(Codec *c, int tid, PyObject *v, int64_t *out)
+{
+    TypeDesc *t = &c->types[tid];
+    if (t->kind == K_TYPEDEF) {
+        PyObject *inner = PyObject_GetAttr(v, t->fnames[0]);
+        if (inner == NULL) return -1;
+        int r = disc_value(c, t->ftypes[0], inner, out);
+        Py_DECREF(inner);
+        return r;
+    }
+    long long x = PyLong_AsLongLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int
+enc(Enc *e, int tid, PyObject *v, int depth)
+{
+    TypeDesc *t = &e->codec->types[tid];
+    int64_t x;
+    if (depth <= 0) {
+        PyErr_SetString(PyExc_ValueError, "Maximum encoding depth reached");
+        return -1;
+    }
+    if (t->lazy_cls != NULL && (PyObject *)Py_TYPE(v) == t->lazy_cls) {
+        /* not decoded yet: its raw XDR is its encoding */
+        PyObject *dict = PyObject_GenericGetDict(v, NULL);
+        if (dict == NULL) return -1;
+        PyObject *raw = PyDict_GetItemWithError(dict, raw_name);
+        int r = 1;
+        if (raw != NULL && PyBytes_Check(raw)) {
+            r = grow(e, PyBytes_GET_SIZE(raw));
+            if (r == 0) {
+                memcpy(e->buf + e->len, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw));
+                e->len += PyBytes_GET_SIZE(raw);
+            }
+        } else if (PyErr_Occurred()) {
+            r = -1;
+        }
+        Py_DECREF(dict);
+        if (r <= 0) return r;
+    }
+    switch (t->kind) {
+    case K_I32:
+    case K_ENUM:
+        if (as_int64(v, INT32_MIN, INT32_MAX, &x, t) < 0) return -1;
+        return wr32(e, (uint32_t)(int32_t)x);
+    case K_U32:
+        if (as_int64(v, 0, UINT32_MAX, &x, t) < 0) return -1;
+        return wr32(e, (uint32_t)x);
+    case K_I64:
+        if (as_int64(v, INT64_MIN, INT64_MAX, &x, t) < 0) return -1;
+        return wr64(e, (uint64_t)x);
+    case K_U64: {
+        PyObject *idx = PyNumber_Index(v);
+        if (idx == NULL) return -1;
+        unsigned long long u = PyLong_AsUnsignedLongLong(idx);
+        Py_DECREF(idx);
+        if (u == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+        return wr64(e, (uint64_t)u);
+    }
+    case K_BOOL: {
+        int b = PyObject_IsTrue(v);
+        if (b < 0) return -1;
+        return wr32(e, (uint32_t)b);
+    }
+    case K_F32: {
+        double f = PyFloat_AsDouble(v);
+        if (f == -1.0 && PyErr_Occurred()) return -1;
+        float ff = (float)f;
+        uint32_t u;
+        memcpy(&u, &ff, 4);
+        return wr32(e, u);
+    }
+    case K_F64: {
+        double f = PyFloat_AsDouble(v);
+        if (f == -1.0 && PyErr_Occurred()) return -1;
+        uint64_t u;
+        memcpy(&u, &f, 8);
+        return wr64(e, u);
+    }
+    case K_OPAQUE:
+    case K_VOPAQUE:
+    case K_STRING: {
+        Py_buffer view;
+        int r = -1;
+        if (PyUnicode_Check(v) && t->kind == K_STRING) {
+            Py_ssize_t n;
+            const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+            if (s == NULL) return -1;
+            if (n > t->n) {
+                PyErr_Format(PyExc_ValueError, "%U: length %zd exceeds maximum %u", t->name, n, t->n);
+                return -1;
+            }
+            if (wr32(e, (uint32_t)n) < 0) return -1;
+            return wr_bytes(e, s, n);
+        }
+        if (PyObject_GetBuffer(v, &view, PyBUF_SIMPLE) < 0)
+            return -1;
+        if (t->kind == K_OPAQUE) {
+            if (view.len != t->n)
+                PyErr_Format(PyExc_ValueError, "%U: length %zd, expected %u", t->name, view.len, t->n);
+            else
+                r = wr_bytes(e, view.buf, view.len);
+        } else if (view.len > t->n) {
+            PyErr_Format(PyExc_ValueError, "%U: length %zd exceeds maximum %u", t->name, view.len, t->n);
+        } else if (wr32(e, (uint32_t)view.len) == 0) {
+            r = wr_bytes(e, view.buf, view.len);
+        }
+        PyBuffer_Release(&view);
+        return r;
+    }
+    case K_ARRAY:
+    case K_FARRAY: {
+        PyObject *seq = PySequence_Fast(v, "an XDR array must be a sequence");
+        if (seq == NULL) return -1;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        int r = 0;
+        if (t->kind == K_FARRAY ? n != t->n : n > t->n) {
+            PyErr_Format(PyExc_ValueError, "%U: %zd items, %s %u", t->name, n,
+                         t->kind == K_FARRAY ? "expected" : "maximum", t->n);
+            r = -1;
+        } else if (t->kind == K_ARRAY) {
+            r = wr32(e, (uint32_t)n);
+        }
+        PyObject **items = PySequence_Fast_ITEMS(seq);
+        for (Py_ssize_t i = 0; i < n && r == 0; i++)
+            r = enc(e, t->elem, items[i], depth);
+        Py_DECREF(seq);
+        return r;
+    }
+    case K_OPT:
+        if (v == Py_None)
+            return wr32(e, 0);
+        if (wr32(e, 1) < 0) return -1;
+        return enc(e, t->elem, v, depth);
+    case K_TYPEDEF: {
+        PyObject *inner = PyObject_GetAttr(v, t->fnames[0]);
+        if (inner == NULL) return -1;
+        int r = enc(e, t->ftypes[0], inner, depth - 1);
+        Py_DECREF(inner);
+        return r;
+    }
+    case K_STRUCT:
+        for (int i = 0; i < t->nfields; i++) {
+            PyObject *f = PyObject_GetAttr(v, t->fnames[i]);
+            if (f == NULL) return -1;
+            int r = enc(e, t->ftypes[i], f, depth - 1);
+            Py_DECREF(f);
+            if (r < 0) return -1;
+        }
+        return 0;
+    case K_UNION: {
+        PyObject *disc = PyObject_GetAttr(v, t->fnames[0]);
+        if (disc == NULL) return -1;
+        int64_t value;
+        int r = disc_value(e->codec, t->ftypes[0], disc, &value);
+        if (r == 0)
+            r = enc(e, t->ftypes[0], disc, depth - 1);
+        Py_DECREF(disc);
+        if (r < 0) return -1;
+        int c = find_case(t, value);
+        if (c < 0) {
+            PyErr_Format(PyExc_ValueError, "Invalid %U.", t->fnames[0]);
+            return -1;
+        }
+        int f = t->case_field[c];
+        if (f < 0)
+            return 0;
+        PyObject *arm = PyObject_GetAttr(v, t->fnames[f]);
+        if (arm == NULL) return -1;
+        if (arm == Py_None && e->codec->types[t->ftypes[f]].kind != K_OPT) {
+            PyErr_Format(PyExc_ValueError, "%U should not be None.", t->fnames[f]);
+            Py_DECREF(arm);
+            return -1;
+        }
+        r = enc(e, t->ftypes[f], arm, depth - 1);
+        Py_DECREF(arm);
+        return r;
+    }
+    }
+    PyErr_SetString(PyExc_SystemError, "corrupt codec table");
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the Codec object                                                                           */
+
+static void
+free_types(Codec *self)
+{
+    if (self->types == NULL)
+        return;
+    for (Py_ssize_t i = 0; i < self->ntypes; i++) {
+        TypeDesc *t = &self->types[i];
+        Py_XDECREF(t->cls);
+        Py_XDECREF(t->lazy_cls);
+        Py_XDECREF(t->name);
+        for (int k = 0; k < t->nfields; k++)
+            Py_XDECREF(t->fnames[k]);
+        PyMem_Free(t->fnames);
+        PyMem_Free(t->ftypes);
+        PyMem_Free(t->set_order);
+        PyMem_Free(t->case_values);
+        PyMem_Free(t->case_field);
+        if (t->emembers != NULL) {
+            for (Py_ssize_t k = 0; k < t->ecount; k++)
+                Py_XDECREF(t->emembers[k]);
+            PyMem_Free(t->emembers);
+        }
+        Py_XDECREF(t->edict);
+    }
+    PyMem_Free(self->types);
+    self->types = NULL;
+}
+
+static void
+Codec_dealloc(Codec *self)
+{
+    free_types(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+check_tid(Py_ssize_t ntypes, long tid, int allow_none)
+{
+    if ((allow_none && tid == -1) || (tid >= 0 && tid < ntypes))
+        return 0;
+    PyErr_Format(PyExc_ValueError, "type index %ld out of range", tid);
+    return -1;
+}
+
+/* One descriptor: (kind, name, cls, n, elem, fields, set_order, cases, members, lazy_cls). */
+static int
+load_type(TypeDesc *t, PyObject *desc, Py_ssize_t ntypes)
+{
+    PyObject *name, *cls, *fields, *order, *cases, *members, *lazy_cls;
+    long kind, n, elem;
+    if (!PyArg_ParseTuple(desc, "lUOllOOOOO", &kind, &name, &cls, &n, &elem, &fields, &order, &cases, &members,
+                          &lazy_cls))
+        return -1;
+    if (kind < 0 || kind >= K_COUNT || n < 0 || n > (long)UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "bad descriptor for %U", name);
+        return -1;
+    }
+    t->kind = (int)kind;
+    t->n = (uint32_t)n;
+    t->elem = (int)elem;
+    Py_INCREF(name);
+    t->name = name;
+    if (cls != Py_None) {
+        if (!PyType_Check(cls)) {
+            PyErr_Format(PyExc_TypeError, "%U: class expected", name);
+            return -1;
+        }
+        Py_INCREF(cls);
+        t->cls = cls;
+    }
+    if (lazy_cls != Py_None) {
+        if (!PyType_Check(lazy_cls) || t->cls == NULL || !(kind == K_STRUCT || kind == K_UNION || kind == K_TYPEDEF)) {
+            PyErr_Format(PyExc_TypeError, "%U: a lazy class needs a struct, union or typedef", name);
+            return -1;
+        }
+        Py_INCREF(lazy_cls);
+        t->lazy_cls = lazy_cls;
+    }
+    if ((kind == K_ARRAY || kind == K_FARRAY || kind == K_OPT) && check_tid(ntypes, elem, 0) < 0)
+        return -1;
+    if ((kind == K_STRUCT || kind == K_UNION || kind == K_TYPEDEF) && t->cls == NULL) {
+        PyErr_Format(PyExc_ValueError, "%U: a class is required", name);
+        return -1;
+    }
+    /* fields */
+    if (!PyTuple_Check(fields) || !PyTuple_Check(order) || !PyTuple_Check(cases)) {
+        PyErr_Format(PyExc_TypeError, "%U: fields, order and cases must be tuples", name);
+        return -1;
+    }
+    Py_ssize_t nf = PyTuple_GET_SIZE(fields);
+    if (nf > 64 || (kind == K_TYPEDEF && nf != 1) || (kind == K_UNION && nf < 1)) {
+        PyErr_Format(PyExc_ValueError, "%U: bad field count %zd", name, nf);
+        return -1;
+    }
+    t->fnames = PyMem_Calloc(nf ? nf : 1, sizeof(PyObject *));
+    t->ftypes = PyMem_Calloc(nf ? nf : 1, sizeof(int));
+    t->set_order = PyMem_Calloc(nf ? nf : 1, sizeof(int));
+    if (!t->fnames || !t->ftypes || !t->set_order) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        PyObject *fname;
+        long ftid;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(fields, i), "Ul", &fname, &ftid))
+            return -1;
+        if (check_tid(ntypes, ftid, kind == K_UNION && i > 0) < 0)
+            return -1;
+        Py_INCREF(fname);
+        PyUnicode_InternInPlace(&fname);
+        t->fnames[i] = fname;
+        t->ftypes[i] = (int)ftid;
+        t->nfields = (int)i + 1;
+    }
+    if (kind == K_STRUCT) {
+        if (PyTuple_GET_SIZE(order) != nf) {
+            PyErr_Format(PyExc_ValueError, "%U: set order has the wrong size", name);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < nf; i++) {
+            long k = PyLong_AsLong(PyTuple_GET_ITEM(order, i));
+            if (k < 0 || k >= nf) {
+                if (!PyErr_Occurred())
+                    PyErr_Format(PyExc_ValueError, "%U: bad set order", name);
+                return -1;
+            }
+            t->set_order[i] = (int)k;
+        }
+    }
+    /* union cases */
+    Py_ssize_t nc = PyTuple_GET_SIZE(cases);
+    if (nc) {
+        t->case_values = PyMem_Calloc(nc, sizeof(int64_t));
+        t->case_field = PyMem_Calloc(nc, sizeof(int));
+        if (!t->case_values || !t->case_field) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < nc; i++) {
+        long long value;
+        long field;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(cases, i), "Ll", &value, &field))
+            return -1;
+        if (field != -1 && (field < 1 || field >= nf || t->ftypes[field] < 0)) {
+            PyErr_Format(PyExc_ValueError, "%U: bad case arm", name);
+            return -1;
+        }
+        t->case_values[i] = value;
+        t->case_field[i] = (int)field;
+        t->ncases = (int)i + 1;
+        if (value >= 0 && value < DENSE_CASES && t->dense_cases[value] == 0)
+            t->dense_cases[value] = (int)i + 1;
+    }
+    /* enum members: {value: member} */
+    if (kind == K_ENUM) {
+        PyObject *key, *val;
+        Py_ssize_t pos = 0;
+        long long lo = 0, hi = -1;
+        if (!PyDict_Check(members)) {
+            PyErr_Format(PyExc_TypeError, "%U: members must be a dict", name);
+            return -1;
+        }
+        while (PyDict_Next(members, &pos, &key, &val)) {
+            long long v = PyLong_AsLongLong(key);
+            if (v == -1 && PyErr_Occurred()) return -1;
+            if (hi < lo) lo = hi = v;
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+        if (hi >= lo && hi - lo < DENSE_ENUM) {
+            t->emin = lo;
+            t->ecount = (Py_ssize_t)(hi - lo + 1);
+            t->emembers = PyMem_Calloc(t->ecount, sizeof(PyObject *));
+            if (t->emembers == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            pos = 0;
+            while (PyDict_Next(members, &pos, &key, &val)) {
+                Py_INCREF(val);
+                t->emembers[PyLong_AsLongLong(key) - lo] = val;
+            }
+        } else {
+            Py_INCREF(members);
+            t->edict = members;
+        }
+    }
+    return 0;
+}
+
+static int
+Codec_init(Codec *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *descs;
+    static char *kwlist[] = {"types", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!", kwlist, &PyTuple_Type, &descs))
+        return -1;
+    free_types(self);
+    Py_ssize_t n = PyTuple_GET_SIZE(descs);
+    self->types = PyMem_Calloc(n ? n : 1, sizeof(TypeDesc));
+    if (self->types == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->ntypes = n;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (load_type(&self->types[i], PyTuple_GET_ITEM(descs, i), n) < 0) {
+            free_types(self);
+            self->ntypes = 0;
+            return -1;
+        }
+    return 0;
+}
+
+static int
+get_tid(Codec *self, int tid)
+{
+    if (self->types == NULL || tid < 0 || tid >= self->ntypes) {
+        PyErr_Format(PyExc_ValueError, "unknown type index %d", tid);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(Codec_decode_doc,
+"decode(tid, data, offset=0, exact=True, lazy=True)\n--\n\n"
+"Decode type ``tid`` from ``data`` (any bytes-like object) at ``offset``. With ``exact`` the value\n"
+"must end the data and the value is returned; otherwise ``(value, end_offset)`` is returned.\n"
+"With ``lazy``, values of types that have a lazy class are checked but kept as raw XDR below the top.");
+
+static PyObject *
+Codec_decode(Codec *self, PyObject *args, PyObject *kwds)
+{
+    int tid, exact = 1, lazy = 1;
+    Py_ssize_t offset = 0;
+    Py_buffer view;
+    static char *kwlist[] = {"tid", "data", "offset", "exact", "lazy", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iy*|npp", kwlist, &tid, &view, &offset, &exact, &lazy))
+        return NULL;
+    PyObject *result = NULL;
+    if (get_tid(self, tid) < 0)
+        goto done;
+    if (offset < 0 || offset > view.len) {
+        PyErr_Format(PyExc_ValueError, "offset %zd outside the data (%zd bytes)", offset, view.len);
+        goto done;
+    }
+    Dec d = {view.buf, offset, view.len, self, lazy};
+    /* A decoded value is a tree: no cycles for the collector to find while it is being built. */
+    int gc_was_enabled = PyGC_Disable();
+    PyObject *value = dec(&d, tid, MAX_DEPTH);
+    if (gc_was_enabled)
+        PyGC_Enable();
+    if (value == NULL)
+        goto done;
+    if (exact) {
+        if (d.pos != d.len) {
+            PyErr_Format(PyExc_ValueError, "Unexpected trailing %zd bytes in XDR data", d.len - d.pos);
+            Py_DECREF(value);
+            goto done;
+        }
+        result = value;
+    } else {
+        result = Py_BuildValue("Nn", value, d.pos);
+    }
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(Codec_encode_doc,
+"encode(tid, value)\n--\n\nEncode ``value`` as XDR type ``tid`` and return the bytes.");
+
+static PyObject *
+Codec_encode(Codec *self, PyObject *args)
+{
+    int tid;
+    PyObject *value;
+    if (!PyArg_ParseTuple(args, "iO", &tid, &value))
+        return NULL;
+    if (get_tid(self, tid) < 0)
+        return NULL;
+    Enc e = {NULL, 0, 0, self};
+    PyObject *out = NULL;
+    if (enc(&e, tid, value, MAX_DEPTH) == 0)
+        out = PyBytes_FromStringAndSize(e.buf ? e.buf : "", e.len);
+    PyMem_Free(e.buf);
+    return out;
+}
+
+static PyMethodDef Codec_methods[] = {
+    {"decode", (PyCFunction)(void (*)(void))Codec_decode, METH_VARARGS | METH_KEYWORDS, Codec_decode_doc},
+    {"encode", (PyCFunction)Codec_encode, METH_VARARGS, Codec_encode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CodecType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cdp_ray.xdr.fast._fastxdr.Codec",
+    .tp_basicsize = sizeof(Codec),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = PyDoc_STR("Codec(types): an XDR codec over a table of type descriptors."),
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Codec_init,
+    .tp_dealloc = (destructor)Codec_dealloc,
+    .tp_methods = Codec_methods,
+};
+
+static struct PyModuleDef fastxdr_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_fastxdr",
+    .m_doc = "Table-driven XDR codec producing stellar-sdk objects.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__fastxdr(void)
+{
+    if (PyType_Ready(&CodecType) < 0)
+        return NULL;
+    empty_tuple = PyTuple_New(0);
+    raw_name = PyUnicode_InternFromString("_xdr_raw");
+    if (empty_tuple == NULL || raw_name == NULL)
+        return NULL;
+    PyObject *m = PyModule_Create(&fastxdr_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&CodecType);
+    if (PyModule_AddObject(m, "Codec", (PyObject *)&CodecType) < 0) {
+        Py_DECREF(&CodecType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    static const char *kinds[] = {"I32", "U32", "I64", "U64", "BOOL", "F32", "F64", "OPAQUE", "VOPAQUE",
+                                  "STRING", "ARRAY", "FARRAY", "OPT", "ENUM", "STRUCT", "UNION", "TYPEDEF"};
+    for (int i = 0; i < K_COUNT; i++)
+        if (PyModule_AddIntConstant(m, kinds[i], i) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    return m;
+}

@@ -1,0 +1,256 @@
+"""The compiled XDR codec: schema -> descriptor table -> :class:`_fastxdr.Codec`, plus the classes it builds.
+
+Decoded values are instances of thin subclasses of the ``stellar_sdk.xdr`` classes (same name, same
+attributes, equal to and hashing like the SDK's objects, ``isinstance`` of them) whose only additions
+are codec-backed ``to_xdr_bytes``/``to_xdr``/``from_xdr_bytes``/``from_xdr``: re-encoding a decoded
+value (hashes, base64 columns) is as fast as decoding it. Enum values are the SDK's own members.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import logging
+from typing import Any
+
+import stellar_sdk
+from stellar_sdk import xdr
+
+from cdp_ray.xdr.fast import _fastxdr
+
+log = logging.getLogger(__name__)
+CLASSES_MODULE = "cdp_ray.xdr.fast.classes"
+_PRIM_KINDS = {
+    "i32": _fastxdr.I32,
+    "u32": _fastxdr.U32,
+    "i64": _fastxdr.I64,
+    "u64": _fastxdr.U64,
+    "bool": _fastxdr.BOOL,
+    "f32": _fastxdr.F32,
+    "f64": _fastxdr.F64,
+}
+_UNBOUNDED = 0xFFFFFFFF
+
+
+def load_schema() -> dict[str, tuple]:
+    """The schema for the installed stellar-sdk: the generated one, or one read from the SDK at run time."""
+    from cdp_ray.xdr.fast.schema import SDK_VERSION, TYPES
+
+    if SDK_VERSION == stellar_sdk.__version__:
+        return TYPES
+    from cdp_ray.xdr.fast.generate import build
+
+    log.warning(
+        "cdp_ray.xdr.fast: schema.py was generated for stellar-sdk %s, %s is installed; reading the SDK's "
+        "types at start-up (run `python -m cdp_ray.xdr.fast.generate` to skip this)",
+        SDK_VERSION,
+        stellar_sdk.__version__,
+    )
+    return build()
+
+
+def _to_xdr_bytes(self) -> bytes:
+    return CODEC.encode(self._xdr_tid, self)
+
+
+def _to_xdr(self) -> str:
+    return base64.b64encode(CODEC.encode(self._xdr_tid, self)).decode()
+
+
+def _lazy_to_xdr_bytes(self) -> bytes:
+    raw = self.__dict__.get("_xdr_raw")
+    return raw if raw is not None else CODEC.encode(self._xdr_tid, self)
+
+
+def _lazy_to_xdr(self) -> str:
+    return base64.b64encode(_lazy_to_xdr_bytes(self)).decode()
+
+
+def _materialize(self) -> None:
+    d = self.__dict__
+    raw = d.pop("_xdr_raw", None)
+    if raw is not None:
+        for k, v in CODEC.decode(self._xdr_tid, raw, lazy=True).__dict__.items():
+            d.setdefault(k, v)
+
+
+def _lazy_getattr(self, name: str):
+    if name.startswith("__") or "_xdr_raw" not in self.__dict__:
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    _materialize(self)
+    return object.__getattribute__(self, name)
+
+
+def _lazy_setattr(self, name: str, value) -> None:
+    _materialize(self)
+    object.__setattr__(self, name, value)
+
+
+def _lazy_delattr(self, name: str) -> None:
+    _materialize(self)
+    object.__delattr__(self, name)
+
+
+def _from_xdr_bytes(cls, data: bytes):
+    return CODEC.decode(cls._xdr_tid, data)
+
+
+def _from_xdr(cls, data: str):
+    return CODEC.decode(cls._xdr_tid, base64.b64decode(data.encode()))
+
+
+class _Compiler:
+    """Assigns type indices and builds the descriptor tuples that ``_fastxdr.Codec`` takes."""
+
+    def __init__(self, types: dict[str, tuple], lazy: tuple[str, ...]):
+        self.types = types
+        self.lazy = set(lazy)
+        self.names = sorted(types)
+        self.tid = {name: i for i, name in enumerate(self.names)}
+        self.descs: list[tuple | None] = [None] * len(self.names)
+        self.anon: dict[tuple, int] = {}
+        self.classes: dict[str, type] = {}
+
+    def expr(self, e: tuple) -> int:
+        kind = e[0]
+        if kind == "ref":
+            return self.tid[e[1]]
+        if e in self.anon:
+            return self.anon[e]
+        if kind in _PRIM_KINDS:
+            desc = (_PRIM_KINDS[kind], kind, None, 0, -1, (), (), (), None, None)
+        elif kind in ("opaque", "vopaque", "string"):
+            k = {"opaque": _fastxdr.OPAQUE, "vopaque": _fastxdr.VOPAQUE, "string": _fastxdr.STRING}[kind]
+            desc = (k, f"{kind}<{e[1]}>", None, e[1], -1, (), (), (), None, None)
+        elif kind == "array":
+            elem = self.expr(e[1])
+            bound = _UNBOUNDED if e[2] is None else e[2]
+            desc = (_fastxdr.ARRAY, f"array<{bound}>", None, bound, elem, (), (), (), None, None)
+        elif kind == "farray":
+            desc = (_fastxdr.FARRAY, f"array[{e[2]}]", None, e[2], self.expr(e[1]), (), (), (), None, None)
+        elif kind == "opt":
+            desc = (_fastxdr.OPT, "optional", None, 0, self.expr(e[1]), (), (), (), None, None)
+        else:
+            raise ValueError(f"unknown type expression {e!r}")
+        self.anon[e] = len(self.descs)
+        self.descs.append(desc)
+        return self.anon[e]
+
+    def named(self, name: str) -> tuple:
+        entry = self.types[name]
+        base = getattr(xdr, name)
+        tid = self.tid[name]
+        if entry[0] == "enum":
+            if not issubclass(base, enum.IntEnum):
+                raise TypeError(f"stellar_sdk.xdr.{name} is not an IntEnum")
+            members = {int(v): m for v, m in base._value2member_map_.items()}
+            return (_fastxdr.ENUM, name, base, 0, -1, (), (), (), members, None)
+        ns = {}
+        if entry[0] == "union":
+            # Unselected arms read None from the class instead of being stored on every instance.
+            ns = {attr: None for attr, _ in entry[3]}
+        cls = type(
+            name,
+            (base,),
+            {
+                **ns,
+                "__slots__": (),
+                "__module__": CLASSES_MODULE,
+                "__qualname__": name,
+                "__doc__": base.__doc__,
+                "_xdr_tid": tid,
+                "to_xdr_bytes": _to_xdr_bytes,
+                "to_xdr": _to_xdr,
+                "from_xdr_bytes": classmethod(_from_xdr_bytes),
+                "from_xdr": classmethod(_from_xdr),
+            },
+        )
+        self.classes[name] = cls
+        lazy = None
+        if name in self.lazy:
+            lazy = type(
+                "Lazy" + name,
+                (cls,),
+                {
+                    "__slots__": (),
+                    "__module__": CLASSES_MODULE,
+                    "__qualname__": "Lazy" + name,
+                    "__doc__": f"A {name} kept as raw XDR until an attribute is read.",
+                    "__getattr__": _lazy_getattr,
+                    "__setattr__": _lazy_setattr,
+                    "__delattr__": _lazy_delattr,
+                    "to_xdr_bytes": _lazy_to_xdr_bytes,
+                    "to_xdr": _lazy_to_xdr,
+                },
+            )
+            self.classes[lazy.__name__] = lazy
+        if entry[0] == "typedef":
+            _, attr, e = entry
+            return (_fastxdr.TYPEDEF, name, cls, 0, -1, ((attr, self.expr(e)),), (), (), None, lazy)
+        if entry[0] == "struct":
+            _, reads, params = entry
+            wire = [r[0] for r in reads]
+            fields = tuple((attr, self.expr(e)) for attr, e in reads)
+            order = tuple(wire.index(p) for p in params)
+            return (_fastxdr.STRUCT, name, cls, 0, -1, fields, order, (), None, lazy)
+        _, disc, disc_expr, arms, cases = entry
+        fields = ((disc, self.expr(disc_expr)),) + tuple(
+            (attr, -1 if e is None else self.expr(e)) for attr, e in arms
+        )
+        arm_index = {attr: i + 1 for i, (attr, _) in enumerate(arms)}
+        return (
+            _fastxdr.UNION,
+            name,
+            cls,
+            1,
+            -1,
+            fields,
+            (),
+            tuple((value, -1 if attr is None else arm_index[attr]) for value, attr in cases),
+            None,
+            lazy,
+        )
+
+    def compile(self) -> tuple[tuple, dict[str, int], dict[str, type]]:
+        for name in self.names:
+            self.descs[self.tid[name]] = self.named(name)
+        return tuple(self.descs), self.tid, self.classes
+
+
+#: Types decoded lazily below the top of a decode: kept as checked raw XDR until first read. Ledger
+#: entry changes are over half of a current ledger's bytes and only some processors read them.
+LAZY_TYPES = ("LedgerEntryChanges",)
+
+
+def _build() -> tuple[Any, dict[str, int], dict[str, type]]:
+    descs, tids, classes = _Compiler(load_schema(), LAZY_TYPES).compile()
+    return _fastxdr.Codec(descs), tids, classes
+
+
+CODEC, TIDS, CLASSES = _build()
+
+
+def _tid(cls: type | str) -> int:
+    return TIDS[cls if isinstance(cls, str) else cls.__name__]
+
+
+def decode(cls: type | str, data: bytes, offset: int = 0, *, lazy: bool = True):
+    """Decode one value of XDR type ``cls`` (an SDK class or its name) that fills ``data`` from ``offset``.
+
+    With ``lazy`` the types of :data:`LAZY_TYPES` below the top are checked and kept as raw XDR until
+    first read; ``lazy=False`` builds the whole object graph at once.
+    """
+    return CODEC.decode(_tid(cls), data, offset, True, lazy)
+
+
+def decode_prefix(cls: type | str, data: bytes, offset: int = 0, *, lazy: bool = True) -> tuple[Any, int]:
+    """Decode one value of XDR type ``cls`` at ``offset``; return it and the offset just past it."""
+    return CODEC.decode(_tid(cls), data, offset, False, lazy)
+
+
+def encode(value, cls: type | str | None = None) -> bytes:
+    """XDR bytes of ``value``, an SDK or fast object (``cls`` names its type if it is neither)."""
+    if cls is None:
+        tid = getattr(value, "_xdr_tid", None)
+        return CODEC.encode(tid if tid is not None else _tid(type(value)), value)
+    return CODEC.encode(_tid(cls), value)
