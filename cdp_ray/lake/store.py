@@ -226,7 +226,7 @@ class LedgerLake:
     def _read_config(self) -> dict | None:
         path = self._path(".config.json")
         try:
-            raw = self._with_retries(f"read {path}", lambda: self.fs.cat_file(path))
+            raw = self._with_retries(f"read {path}", lambda: self.fs.cat_file(path, **self._single_get()))
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
             return None
         try:
@@ -239,6 +239,10 @@ class LedgerLake:
                 f"{self.display('.config.json')} is not valid JSON: {exc}",
                 hint="fix or remove the lake's .config.json",
             ) from exc
+
+    def _single_get(self) -> dict[str, Any]:
+        """``cat_file`` options for one plain GET: s3fs otherwise sends a HEAD first, then ranged GETs."""
+        return {"max_concurrency": 1} if self.protocol == "s3" else {}
 
     def _probe(self, key: str) -> bool:
         """Whether object ``key`` exists, by reading its first byte (never a listing)."""
@@ -337,9 +341,8 @@ class LedgerLake:
     def fetch(self, key: str) -> bytes:
         """Bytes of one object, with retries on transient errors (``FileNotFoundError`` when absent)."""
         path = self._path(key) if self.layout == "lake" else key
-        kwargs = {"max_concurrency": 1} if self.protocol == "s3" and self.schema.ledgers_per_file <= 8 else {}
+        kwargs = self._single_get() if self.schema.ledgers_per_file <= 8 else {}
         try:
-            # s3fs's default splits a read into a HEAD and ranged GETs; one GET is cheaper for small objects.
             return self._with_retries(f"read {self._where(key)}", lambda: self.fs.cat_file(path, **kwargs))
         except PermissionError as exc:
             raise self._denied(self._where(key), exc) from exc
