@@ -137,7 +137,8 @@ def ledger_entry_changes(ledger: Ledger) -> list[EntryChange]:
             out += changes_from(group, reason=reason, transaction=t, operation_index=op_index)
     for t in ledger.transactions:
         out += changes_from(t.post_apply_fee_changes, reason="fee_refund", transaction=t)
-    for upgrade in ledger.body.upgrades_processing or []:
+    upgrades = ledger.body.upgrades_processing if ledger.lcm is not None else None
+    for upgrade in upgrades or []:
         out += changes_from(upgrade.changes, reason="upgrade")
     return out
 
