@@ -436,3 +436,19 @@ def test_ray_job_executor_submits_with_a_report_token_and_watches_the_job(tmp_pa
         time.sleep(0.05)
     status = client.get(f"/pipelines/{pid}/status").json()
     assert status["state"] == "failed" and status["error"] == f"Ray job {pid} FAILED: worker OOM"
+
+
+def test_plan_from_yaml_text_expands_only_cdp_variables(tmp_path: Path, monkeypatch) -> None:
+    from cdp_ray.sample import SAMPLE_PIPELINE
+
+    monkeypatch.setenv("CDP_RAY_SAMPLE_LAKE", str(SAMPLE_LAKE))
+    monkeypatch.setenv("CDP_RAY_OUT", str(tmp_path / "out"))
+    client, _ = make_client(tmp_path)
+    plan = client.post("/plans", json={"desired": SAMPLE_PIPELINE.read_text()}).json()
+    assert plan["desired"]["source"]["uri"] == str(SAMPLE_LAKE)
+    assert plan["desired"]["sinks"][0]["uri"] == str(tmp_path / "out")
+    monkeypatch.setenv("SECRET_TOKEN", "s3cr3t")
+    leak = SAMPLE_PIPELINE.read_text().replace("${CDP_RAY_OUT:-out/sample}", "/tmp/${SECRET_TOKEN}")
+    r = client.post("/plans", json={"desired": leak})
+    assert r.status_code == 422 and "${SECRET_TOKEN} is not allowed" in r.json()["detail"]["message"]
+    assert "s3cr3t" not in r.text

@@ -8,11 +8,14 @@ re-checks the policies and hands the exact planned pipeline to an executor.
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Literal
 
 import fsspec
+import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from cdp_ray.control import telemetry
@@ -43,7 +46,9 @@ class PlanNotFound(CdpRayError):
 class PlanRequest(BaseModel):
     """A desired pipeline (document or one-line form) and, optionally, the one running now."""
 
-    desired: dict[str, Any] | str = Field(description="PipelineConfig document, or `SOURCE | processor | SINK`")
+    desired: dict[str, Any] | str = Field(
+        description="PipelineConfig document, pipeline YAML text (only ${CDP_RAY_*} expanded), or `SOURCE | processor | SINK`"
+    )
     current: dict[str, Any] | str | None = Field(None, description="the pipeline as it is now, to diff against")
     comment: str = ""
 
@@ -101,12 +106,45 @@ class Plan(BaseModel):
         return {**self.model_dump(mode="json"), "status": self.effective_status()}
 
 
+_SERVER_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate_cdp_env(text: str, what: str) -> str:
+    """``${CDP_RAY_*}`` from the server's environment; other variables are refused, so a request
+    cannot copy the server's secrets into a stored plan."""
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if not name.startswith("CDP_RAY_"):
+            raise ConfigError(f"{what}: ${{{name}}} is not allowed over the API",
+                              hint="only ${CDP_RAY_*} variables are expanded server-side; expand others client-side")
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{what}: ${{{name}}} is not set on the control plane")
+
+    return _SERVER_ENV.sub(sub, text)
+
+
 def parse_desired(doc: dict[str, Any] | str, what: str = "desired") -> PipelineConfig:
-    """A pipeline from an API document or the one-line form (file paths are not read over the API)."""
+    """A pipeline from an API document, pipeline YAML text, or the one-line form.
+
+    File paths are not read over the API; YAML text may use ``${CDP_RAY_*}`` variables.
+    """
     if isinstance(doc, str):
-        if "|" not in doc:
-            raise ConfigError(f"{what}: give a pipeline document or the one-line form `SOURCE | processor | SINK`")
-        return parse_pipeline(doc)
+        if "\n" in doc or doc.lstrip().startswith(("name:", "source:")):
+            try:
+                doc = yaml.safe_load(_interpolate_cdp_env(doc, what))
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{what}: not valid YAML: {exc}") from exc
+            if not isinstance(doc, dict):
+                raise ConfigError(f"{what}: the YAML text is not a pipeline document")
+        elif "|" in doc:
+            return parse_pipeline(doc)
+        else:
+            raise ConfigError(f"{what}: give a pipeline document, pipeline YAML text, or the one-line form "
+                              "`SOURCE | processor | SINK`")
     try:
         return PipelineConfig.model_validate(doc)
     except ValidationError as exc:
