@@ -248,6 +248,14 @@ def sac_contract_id(asset: xdr.Asset, passphrase: str) -> bytes:
     return _sac_id(asset.to_xdr_bytes(), passphrase)
 
 
+@functools.lru_cache(maxsize=4096)
+def sac_asset(name: str, contract_id: bytes, passphrase: str) -> xdr.Asset | None:
+    """The asset a SEP-11 ``name`` denotes when ``contract_id`` (raw 32 bytes) is its Stellar Asset Contract
+    on ``passphrase``, else ``None``. Cached: treat the returned ``Asset`` as read-only."""
+    asset = parse_sep11_asset(name)
+    return asset if asset is not None and sac_contract_id(asset, passphrase) == contract_id else None
+
+
 def native_sac_strkey(passphrase: str) -> str:
     """``C...`` of the native (XLM) asset contract on ``passphrase``."""
     return contract_strkey(sac_contract_id(xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE), passphrase))
@@ -270,6 +278,7 @@ __all__ = [
     "int128",
     "native_sac_strkey",
     "parse_sep11_asset",
+    "sac_asset",
     "sac_contract_id",
     "scval_address",
     "scval_i128",

@@ -51,7 +51,7 @@ from cdp_ray.processors.entries import changes_from
 from cdp_ray.processors.scval import (
     account_id_xdr,
     native_sac_strkey,
-    parse_sep11_asset,
+    sac_asset,
     sac_contract_id,
     scval_address,
     scval_i128,
@@ -256,9 +256,8 @@ def _operation_row(ctx: _Ctx, tx: Transaction, op_index: int, ev: xdr.ContractEv
     asset = None
     if len(topics) == _EXPECTED_TOPICS[fn]:
         name = scval_string(topics[-1])
-        candidate = parse_sep11_asset(name) if name else None
-        if candidate is not None and sac_contract_id(candidate, ctx.passphrase) == ev.contract_id.contract_id.hash:
-            asset = candidate
+        if name:
+            asset = sac_asset(name, ev.contract_id.contract_id.hash, ctx.passphrase)
     return ctx.row(
         tx, op_index, fn, frm=frm, to=to, amount=amount, asset=asset,
         contract_id=contract_strkey(ev.contract_id), muxed_id=muxed_id,
@@ -589,10 +588,8 @@ class _Deriver:
         asset = None
         if len(topics) == _SEP41_V3_TOPICS[fn]:
             name = scval_string(topics[-1])
-            candidate = parse_sep11_asset(name) if name else None
-            sac_id = sac_contract_id(candidate, self.ctx.passphrase) if candidate is not None else None
-            if sac_id == ev.contract_id.contract_id.hash:
-                asset = candidate
+            if name:
+                asset = sac_asset(name, ev.contract_id.contract_id.hash, self.ctx.passphrase)
         if asset is not None and fn == "transfer":
             return self.move(op, asset, _base(frm), _base(to), amount)
         return self.ctx.row(self.tx, op, fn, frm=frm, to=to, amount=amount, asset=asset, contract_id=cid)
