@@ -231,3 +231,17 @@ def test_meta_v3_ledger(stellar_data, inventory):
     assert Counter(r["event_topic"] for r in derived) == {"fee": 164, "transfer": 132}
     (inv,) = get_processor("contract_invocations").process([ledger]).to_pylist()
     assert inv["host_function_type"] in {"invoke_contract", "create_contract", "upload_contract_wasm", "create_contract_v2"}
+
+
+def test_config_options(first):
+    usdc_sac = "CCW67TSZV3SSS2HXMBQ5JFGCKJNXKZM7UQUWUZPUTHXSTZLEO7SJMI75"
+    rows = get_processor("contract_events").process([first], {"contract_ids": [usdc_sac]}).to_pylist()
+    assert rows and {r["contract_id"] for r in rows} == {usdc_sac}
+    everything = get_processor("contract_events").process([first]).to_pylist()
+    assert [r["event_index"] for r in rows] == [r["event_index"] for r in everything if r["contract_id"] == usdc_sac]
+    no_diag = get_processor("contract_events").process([first], {"include_diagnostic": False}).to_pylist()
+    assert len(no_diag) == len(everything) - 1201
+    ok = get_processor("contract_invocations").process([first], {"include_failed": False}).to_pylist()
+    all_inv = get_processor("contract_invocations").process([first]).to_pylist()
+    assert all(r["successful"] for r in ok) and len(ok) == sum(r["successful"] for r in all_inv) < len(all_inv)
+    assert {r["result_code"] for r in all_inv if not r["successful"]} - {"success"}
