@@ -100,7 +100,6 @@ EFFECT_TYPES: dict[str, int] = {
     "extend_footprint_ttl": 98,
     "restore_footprint": 99,
 }
-_EFFECT_NAMES = {v: k for k, v in EFFECT_TYPES.items()}
 
 EFFECTS_SCHEMA = pa.schema(
     [
@@ -492,7 +491,7 @@ class _OperationEffects:
     def manage_data(self, body) -> None:
         op = body.manage_data_op
         d = {"name": _text(op.data_name.string64)}
-        kind = _EFFECT_NAMES[0]
+        kind = "account_created"  # Go's zero EffectType, kept for parity if no data entry changed
         for pre, post in self.changes:
             if _entry_type((pre, post)) != LET.DATA:
                 continue
