@@ -89,12 +89,18 @@ class LedgerRangeDatasource(Datasource):
         return (self.end - self.start + 1) * self.bytes_per_ledger
 
     def plan(self, parallelism: int) -> list[tuple[int, int]]:
-        """The ``(first, last)`` ledger range of each read task."""
-        n = self.end - self.start + 1
-        per_task = self.ledgers_per_task or -(-n // max(1, parallelism))
+        """The ``(first, last)`` ledger range of each read task.
+
+        With ``ledgers_per_task`` the ranges are :func:`plan_chunks` (boundaries at its multiples, rounded
+        up to whole objects); otherwise the range's objects are shared out into at most ``parallelism``
+        tasks of consecutive objects.
+        """
         per_file = self.lake.schema.ledgers_per_file if self.lake.layout == "lake" else 1
-        per_task = -(-per_task // per_file) * per_file
-        return plan_chunks(self.start, self.end, per_task)
+        if self.ledgers_per_task:
+            return plan_chunks(self.start, self.end, -(-self.ledgers_per_task // per_file) * per_file)
+        objects = plan_chunks(self.start, self.end, per_file)
+        per_task = -(-len(objects) // max(1, parallelism))
+        return [(group[0][0], group[-1][1]) for group in (objects[i : i + per_task] for i in range(0, len(objects), per_task))]
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
         lake, verify = self.lake, self.verify
