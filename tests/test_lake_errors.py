@@ -181,3 +181,10 @@ def test_invalid_config_json(tmp_path: Path) -> None:
     with pytest.raises(LakeError) as err:
         LedgerLake(str(tmp_path))
     assert ".config.json is not valid JSON" in str(err.value)
+
+
+def test_invalid_config_json_schema(tmp_path: Path) -> None:
+    (tmp_path / ".config.json").write_text('{"ledgersPerBatch": 0, "batchesPerPartition": 64000}')
+    with pytest.raises(LakeError) as err:
+        LedgerLake(str(tmp_path))
+    assert "invalid schema (ledgers_per_file: Input should be greater than or equal to 1)" in str(err.value)

@@ -145,6 +145,13 @@ def test_retries_give_up_with_a_lake_error(lakes, monkeypatch: pytest.MonkeyPatc
     assert sleeps == [0.5, 1.0]
 
 
+def test_transient_error_classification() -> None:
+    assert store.is_transient(OSError(errno.EIO, "500")) and store.is_transient(TimeoutError())
+    assert not store.is_transient(OSError(errno.EINVAL, "InvalidBucketName"))
+    assert not store.is_transient(FileNotFoundError("k")) and not store.is_transient(PermissionError("k"))
+    assert not store.is_transient(ValueError("bad"))
+
+
 def test_permanent_errors_are_not_retried(lakes, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store.time, "sleep", lambda s: pytest.fail("slept before a permanent error"))
     src = lakes["s3"]

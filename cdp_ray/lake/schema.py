@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_UINT32 = 0xFFFFFFFF
 
@@ -32,11 +32,20 @@ class LakeSchema(BaseModel):
                 f".config.json declares compression {compression!r}; only zstd is defined by SEP-54",
                 hint="point the source at a SEP-54 lake written by galexie",
             )
-        return cls(
-            ledgers_per_file=int(doc.get("ledgersPerBatch", 1)),
-            files_per_partition=int(doc.get("batchesPerPartition", 64000)),
-            network_passphrase=doc.get("networkPassphrase"),
-        )
+        try:
+            return cls(
+                ledgers_per_file=doc.get("ledgersPerBatch", 1),
+                files_per_partition=doc.get("batchesPerPartition", 64000),
+                network_passphrase=doc.get("networkPassphrase"),
+            )
+        except ValidationError as exc:
+            from cdp_ray.errors import LakeError
+
+            problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+            raise LakeError(
+                f".config.json has an invalid schema ({problems})",
+                hint="ledgersPerBatch and batchesPerPartition must be positive integers",
+            ) from None
 
     def file_start(self, seq: int) -> int:
         """First ledger of the batch object holding ``seq``."""

@@ -16,6 +16,7 @@ backoff; a missing object is a :class:`LedgerNotFoundError` naming the exact key
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from dataclasses import dataclass
@@ -110,8 +111,8 @@ def is_transient(exc: BaseException) -> bool:
     """Whether a storage error is worth retrying (timeouts, resets, 5xx, throttling), not a 4xx."""
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
         return False
-    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
-        return True
+    if isinstance(exc, OSError):
+        return exc.errno not in (errno.EINVAL, errno.ENAMETOOLONG)  # s3fs maps 400s (bad bucket name...) to EINVAL
     code = getattr(exc, "code", None)
     if isinstance(code, int):  # gcsfs HttpError, google.api_core errors
         return code >= 500 or code in (408, 429)
@@ -226,7 +227,7 @@ class LedgerLake:
     def _read_config(self) -> dict | None:
         path = self._path(".config.json")
         try:
-            raw = self._with_retries(f"read {path}", lambda: self.fs.cat_file(path, **self._single_get()))
+            raw = self._with_retries(f"read {self.display('.config.json')}", lambda: self.fs.cat_file(path, **self._single_get()))
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
             return None
         try:
