@@ -301,6 +301,8 @@ dec_lazy(Dec *d, TypeDesc *t, int tid, int depth)
     Py_DECREF(raw);
     return obj;
 }
+static int fill(Dec *d, TypeDesc *t, int depth, PyObject *obj);
+
 static PyObject *
 dec(Dec *d, int tid, int depth)
 {
@@ -411,86 +413,13 @@ dec(Dec *d, int tid, int depth)
         Py_INCREF(m);
         return m;
     }
-    case K_TYPEDEF: {
-        if (depth <= 0) {
-            PyErr_SetString(PyExc_ValueError, "Maximum decoding depth reached");
-            return NULL;
-        }
-        PyObject *inner = dec(d, t->ftypes[0], depth - 1);
-        if (inner == NULL) return NULL;
-        PyObject *obj = new_instance(t->cls);
-        if (obj == NULL || PyObject_GenericSetAttr(obj, t->fnames[0], inner) < 0) {
-            Py_XDECREF(obj);
-            Py_DECREF(inner);
-            return NULL;
-        }
-        Py_DECREF(inner);
-        return obj;
-    }
-    case K_STRUCT: {
-        PyObject *vals[64];
-        int nf = t->nfields, i;
-        if (depth <= 0) {
-            PyErr_SetString(PyExc_ValueError, "Maximum decoding depth reached");
-            return NULL;
-        }
-        for (i = 0; i < nf; i++) {
-            vals[i] = dec(d, t->ftypes[i], depth - 1);
-            if (vals[i] == NULL) {
-                while (--i >= 0) Py_DECREF(vals[i]);
-                return NULL;
-            }
-        }
-        PyObject *obj = new_instance(t->cls);
-        int bad = obj == NULL;
-        for (i = 0; i < nf && !bad; i++) {
-            int k = t->set_order[i];
-            bad = PyObject_GenericSetAttr(obj, t->fnames[k], vals[k]) < 0;
-        }
-        for (i = 0; i < nf; i++) Py_DECREF(vals[i]);
-        if (bad) {
-            Py_XDECREF(obj);
-            return NULL;
-        }
-        return obj;
-    }
+    case K_TYPEDEF:
+    case K_STRUCT:
     case K_UNION: {
-        PyObject *disc, *arm = NULL;
-        int64_t value;
-        if (depth <= 0) {
-            PyErr_SetString(PyExc_ValueError, "Maximum decoding depth reached");
-            return NULL;
-        }
-        if (dec_disc(d, t->ftypes[0], depth - 1, &disc, &value) < 0)
-            return NULL;
-        int c = find_case(t, value);
-        if (c < 0) {
-            PyErr_Format(PyExc_ValueError, "Invalid %U discriminant %lld.", t->fnames[0], (long long)value);
-            Py_DECREF(disc);
-            return NULL;
-        }
-        int f = t->case_field[c];
-        if (f >= 0) {
-            arm = dec(d, t->ftypes[f], depth - 1);
-            if (arm == NULL) {
-                Py_DECREF(disc);
-                return NULL;
-            }
-        }
         PyObject *obj = new_instance(t->cls);
-        int bad = obj == NULL || PyObject_GenericSetAttr(obj, t->fnames[0], disc) < 0;
-        if (t->n) {
-            /* the class defines every arm as None: set the selected one only */
-            if (f >= 0 && !bad)
-                bad = PyObject_GenericSetAttr(obj, t->fnames[f], arm) < 0;
-        } else {
-            for (int i = 1; i < t->nfields && !bad; i++)
-                bad = PyObject_GenericSetAttr(obj, t->fnames[i], i == f ? arm : Py_None) < 0;
-        }
-        Py_DECREF(disc);
-        Py_XDECREF(arm);
-        if (bad) {
-            Py_XDECREF(obj);
+        if (obj == NULL) return NULL;
+        if (fill(d, t, depth, obj) < 0) {
+            Py_DECREF(obj);
             return NULL;
         }
         return obj;
@@ -498,6 +427,69 @@ dec(Dec *d, int tid, int depth)
     }
     PyErr_SetString(PyExc_SystemError, "corrupt codec table");
     return NULL;
+}
+
+/* Decode a typedef, struct or union value into the attributes of ``obj``. */
+static int
+fill(Dec *d, TypeDesc *t, int depth, PyObject *obj)
+{
+    if (depth <= 0)
+        return depth_error();
+    if (t->kind == K_TYPEDEF) {
+        PyObject *inner = dec(d, t->ftypes[0], depth - 1);
+        if (inner == NULL) return -1;
+        int r = PyObject_GenericSetAttr(obj, t->fnames[0], inner);
+        Py_DECREF(inner);
+        return r;
+    }
+    if (t->kind == K_STRUCT) {
+        PyObject *vals[64];
+        int nf = t->nfields, i, r = 0;
+        for (i = 0; i < nf; i++) {
+            vals[i] = dec(d, t->ftypes[i], depth - 1);
+            if (vals[i] == NULL) {
+                while (--i >= 0) Py_DECREF(vals[i]);
+                return -1;
+            }
+        }
+        for (i = 0; i < nf && r == 0; i++) {
+            int k = t->set_order[i];
+            r = PyObject_GenericSetAttr(obj, t->fnames[k], vals[k]);
+        }
+        for (i = 0; i < nf; i++) Py_DECREF(vals[i]);
+        return r;
+    }
+    /* union */
+    PyObject *disc, *arm = NULL;
+    int64_t value;
+    if (dec_disc(d, t->ftypes[0], depth - 1, &disc, &value) < 0)
+        return -1;
+    int c = find_case(t, value);
+    if (c < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid %U discriminant %lld.", t->fnames[0], (long long)value);
+        Py_DECREF(disc);
+        return -1;
+    }
+    int f = t->case_field[c];
+    if (f >= 0) {
+        arm = dec(d, t->ftypes[f], depth - 1);
+        if (arm == NULL) {
+            Py_DECREF(disc);
+            return -1;
+        }
+    }
+    int r = PyObject_GenericSetAttr(obj, t->fnames[0], disc);
+    if (t->n) {
+        /* the class defines every arm as None: set the selected one only */
+        if (f >= 0 && r == 0)
+            r = PyObject_GenericSetAttr(obj, t->fnames[f], arm);
+    } else {
+        for (int i = 1; i < t->nfields && r == 0; i++)
+            r = PyObject_GenericSetAttr(obj, t->fnames[i], i == f ? arm : Py_None);
+    }
+    Py_DECREF(disc);
+    Py_XDECREF(arm);
+    return r;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1054,9 +1046,69 @@ Codec_encode(Codec *self, PyObject *args)
     return out;
 }
 
+PyDoc_STRVAR(Codec_materialize_doc,
+"materialize(tid, obj)\n--\n\n"
+"Decode the raw XDR a lazy ``obj`` holds in ``_xdr_raw`` into its own attributes (type ``tid``).\n"
+"Returns True when it did, False when ``obj`` was already decoded.");
+
+static PyObject *
+Codec_materialize(Codec *self, PyObject *args)
+{
+    int tid;
+    PyObject *obj;
+    if (!PyArg_ParseTuple(args, "iO", &tid, &obj))
+        return NULL;
+    if (get_tid(self, tid) < 0)
+        return NULL;
+    TypeDesc *t = &self->types[tid];
+    if (t->kind != K_TYPEDEF && t->kind != K_STRUCT && t->kind != K_UNION) {
+        PyErr_Format(PyExc_TypeError, "%U values are not lazy", t->name);
+        return NULL;
+    }
+    PyObject *dict = PyObject_GenericGetDict(obj, NULL);
+    if (dict == NULL) return NULL;
+    PyObject *raw = PyDict_GetItemWithError(dict, raw_name);
+    if (raw == NULL) {
+        Py_DECREF(dict);
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    if (!PyBytes_Check(raw)) {
+        Py_DECREF(dict);
+        PyErr_SetString(PyExc_TypeError, "_xdr_raw must be bytes");
+        return NULL;
+    }
+    Py_INCREF(raw);
+    PyObject *result = NULL;
+    if (PyDict_DelItem(dict, raw_name) == 0) {
+        Dec d = {(const unsigned char *)PyBytes_AS_STRING(raw), 0, PyBytes_GET_SIZE(raw), self, 1};
+        int gc_was_enabled = PyGC_Disable();
+        int r = fill(&d, t, MAX_DEPTH, obj);
+        if (gc_was_enabled)
+            PyGC_Enable();
+        if (r == 0 && d.pos != d.len) {
+            PyErr_Format(PyExc_ValueError, "Unexpected trailing %zd bytes in XDR data", d.len - d.pos);
+            r = -1;
+        }
+        if (r < 0) {
+            PyObject *exc_type, *exc_value, *exc_tb;
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+            PyDict_SetItem(dict, raw_name, raw);
+            PyErr_Restore(exc_type, exc_value, exc_tb);
+        } else {
+            result = Py_True;
+            Py_INCREF(result);
+        }
+    }
+    Py_DECREF(raw);
+    Py_DECREF(dict);
+    return result;
+}
+
 static PyMethodDef Codec_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))Codec_decode, METH_VARARGS | METH_KEYWORDS, Codec_decode_doc},
     {"encode", (PyCFunction)Codec_encode, METH_VARARGS, Codec_encode_doc},
+    {"materialize", (PyCFunction)Codec_materialize, METH_VARARGS, Codec_materialize_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -67,11 +67,7 @@ def _lazy_to_xdr(self) -> str:
 
 
 def _materialize(self) -> None:
-    d = self.__dict__
-    raw = d.pop("_xdr_raw", None)
-    if raw is not None:
-        for k, v in CODEC.decode(self._xdr_tid, raw, lazy=True).__dict__.items():
-            d.setdefault(k, v)
+    CODEC.materialize(self._xdr_tid, self)
 
 
 def _lazy_getattr(self, name: str):

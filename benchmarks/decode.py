@@ -1,0 +1,260 @@
+"""Decode speed: stellar-sdk vs the fast engine, per core and through a Ray pipeline.
+
+    python -m benchmarks.decode [--set p26|all] [--repeat 2] [--workers 1,2] [--no-ray] [--json]
+
+Per core (one process, CPU seconds, so other load on the machine counts less): for each engine,
+``decode_ledger`` alone, then decode plus the core processors (ledgers, transactions, operations,
+contract_events, token_transfers) to Arrow tables. Reports MB of LedgerCloseMeta XDR and ledgers
+per CPU second, the speed-up, and checks that both engines produced equal tables.
+
+Ray: a temporary SEP-54 lake of the contiguous protocol-26 pubnet ledgers, run end to end (read,
+decode, core processors, Parquet) at each worker count and engine; ledgers/s over the wall time
+(actor start-up included) and over the workers' busy time, and the peak RSS of the Ray workers.
+
+The ledgers are the real ones of ``shared/stellar-data`` beside the project, or
+``$CDP_RAY_STELLAR_DATA``: ``p26`` = the 20 protocol-26 pubnet ledgers (1 MB each), ``all`` = every
+inventoried ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+CORE = ("ledgers", "transactions", "operations", "contract_events", "token_transfers")
+NETWORKS = {
+    "pubnet": "Public Global Stellar Network ; September 2015",
+    "testnet": "Test SDF Network ; September 2015",
+    "loadtest": "load test network",
+    None: "Public Global Stellar Network ; September 2015",
+}
+
+
+def stellar_data() -> Path:
+    here = Path(__file__).resolve().parents[1]
+    for cand in (os.environ.get("CDP_RAY_STELLAR_DATA"), here.parent / "shared" / "stellar-data"):
+        if cand and Path(cand, "inventory.jsonl").exists():
+            return Path(cand)
+    raise SystemExit("shared/stellar-data not found beside the project; set CDP_RAY_STELLAR_DATA")
+
+
+def load(which: str) -> list[tuple[int, str, bytes]]:
+    """``(sequence, passphrase, LedgerCloseMeta XDR)`` in sequence order."""
+    from cdp_ray.lake.formats import peek_header, split_ledgers
+
+    root = stellar_data()
+    entries = [json.loads(line) for line in (root / "inventory.jsonl").open()]
+    if which == "p26":
+        entries = [e for e in entries if e["protocol"] == 26 and e["network"] == "pubnet"]
+    net = {e["seq"]: NETWORKS[e["network"]] for e in entries}
+    out = []
+    for name in sorted({e["file"] for e in entries}):
+        for raw in split_ledgers((root / name).read_bytes(), name):
+            seq = peek_header(raw).sequence
+            if seq in net:
+                out.append((seq, net[seq], raw))
+    return sorted(out, key=lambda x: x[0])
+
+
+def per_core(ledgers: list[tuple[int, str, bytes]], engine: str, repeat: int) -> dict:
+    """Best of ``repeat`` CPU-time passes: decode only, and decode + core processors."""
+    from cdp_ray.processors import get_processor
+    from cdp_ray.xdr import decode_ledger
+
+    procs = [get_processor(n) for n in CORE]
+    nbytes = sum(len(raw) for _, _, raw in ledgers)
+    best_decode = best_total = float("inf")
+    per_table = {n: 0.0 for n in CORE}
+    tables: dict[str, list] = {}
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.process_time()
+        for _, pp, raw in ledgers:
+            decode_ledger(raw, pp, engine=engine)
+        best_decode = min(best_decode, time.process_time() - t0)
+        gc.collect()
+        t0 = time.process_time()
+        spent = {n: 0.0 for n in CORE}
+        tables = {n: [] for n in CORE}
+        for _, pp, raw in ledgers:
+            ledger = decode_ledger(raw, pp, engine=engine)
+            for p in procs:
+                t1 = time.process_time()
+                tables[p.name].append(p.process([ledger]))
+                spent[p.name] += time.process_time() - t1
+            del ledger
+        total = time.process_time() - t0
+        if total < best_total:
+            best_total, per_table = total, spent
+    mb = nbytes / 1e6
+    return {
+        "engine": engine,
+        "ledgers": len(ledgers),
+        "mb": round(mb, 2),
+        "decode_cpu_s": round(best_decode, 3),
+        "decode_mb_per_s": round(mb / best_decode, 2),
+        "decode_ledgers_per_s": round(len(ledgers) / best_decode, 2),
+        "core_cpu_s": round(best_total, 3),
+        "core_mb_per_s": round(mb / best_total, 2),
+        "core_ledgers_per_s": round(len(ledgers) / best_total, 2),
+        "processor_cpu_s": {n: round(v, 3) for n, v in per_table.items()},
+        "_tables": tables,
+    }
+
+
+class PeakRss:
+    """Samples the RSS of Ray worker processes (``ray::`` command lines) in a thread."""
+
+    def __init__(self, every: float = 0.1):
+        self.every, self.peak_total, self.peak_one = every, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = one = 0
+            for p in psutil.process_iter(["cmdline", "memory_info"]):
+                cmd = p.info.get("cmdline") or []
+                if cmd and cmd[0].startswith("ray::") and p.info.get("memory_info"):
+                    rss = p.info["memory_info"].rss
+                    total, one = total + rss, max(one, rss)
+            self.peak_total, self.peak_one = max(self.peak_total, total), max(self.peak_one, one)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def ray_pipeline(ledgers: list[tuple[int, str, bytes]], workers: list[int], engines: list[str]) -> list[dict]:
+    """Run the core processors end to end on a temporary lake at each worker count and engine."""
+    import ray
+
+    from cdp_ray.lake.schema import LakeSchema
+    from cdp_ray.lake.writer import write_lake
+    from cdp_ray.pipeline.config import PipelineConfig
+    from cdp_ray.pipeline.runner import run_pipeline
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    seqs = [s for s, _, _ in ledgers]
+    run = [x for x in ledgers if x[0] - seqs[0] == seqs.index(x[0])]  # the contiguous run from the first
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        lake = Path(tmp, "lake")
+        write_lake([raw for _, _, raw in run], str(lake), LakeSchema(), network_passphrase=run[0][1])
+        for engine in engines:
+            os.environ["CDP_RAY_XDR_ENGINE"] = engine
+            ray.init(
+                num_cpus=max(workers),
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"CDP_RAY_XDR_ENGINE": engine}},
+            )
+            try:
+                for n in workers:
+                    out = Path(tmp, f"out-{engine}-{n}")
+                    cfg = PipelineConfig(
+                        name=f"bench-{engine}-{n}",
+                        source={"uri": str(lake), "start": run[0][0], "end": run[-1][0], "network": "pubnet"},
+                        processors=list(CORE),
+                        sinks=[{"type": "parquet", "uri": str(out)}],
+                        options={"ledgers_per_task": 2, "workers": n},
+                    )
+                    busy: dict[int, float] = {}
+                    with PeakRss() as mem:
+                        summary = run_pipeline(
+                            cfg,
+                            on_chunk=lambda r: busy.__setitem__(
+                                r["worker_pid"], busy.get(r["worker_pid"], 0.0) + r["seconds"]
+                            ),
+                        )
+                    results.append(
+                        {
+                            "engine": engine,
+                            "workers": n,
+                            "ledgers": summary.ledgers,
+                            "wall_s": round(summary.wall_seconds, 2),
+                            "ledgers_per_s_wall": round(summary.ledgers / summary.wall_seconds, 2),
+                            "ledgers_per_s_busy": round(summary.ledgers / max(busy.values()), 2),
+                            "worker_peak_rss_mb": round(mem.peak_one / 2**20),
+                            "workers_peak_rss_total_mb": round(mem.peak_total / 2**20),
+                        }
+                    )
+            finally:
+                ray.shutdown()
+                os.environ.pop("CDP_RAY_XDR_ENGINE", None)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", choices=["p26", "all"], default="p26", help="which real ledgers (default: p26)")
+    ap.add_argument("--repeat", type=int, default=2, help="per-core passes; the best is reported")
+    ap.add_argument("--workers", default="1,2", help="Ray worker counts, comma-separated")
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray pipeline runs")
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    args = ap.parse_args()
+
+    from cdp_ray.xdr import fast
+
+    engines = ["sdk", "fast"] if fast.available() else ["sdk"]
+    ledgers = load(args.set)
+    cores = {e: per_core(ledgers, e, args.repeat) for e in engines}
+    identical = None
+    if "fast" in cores:
+        import pyarrow as pa
+
+        identical = all(
+            pa.concat_tables(cores["sdk"]["_tables"][n]).equals(pa.concat_tables(cores["fast"]["_tables"][n]))
+            for n in CORE
+        )
+    for c in cores.values():
+        del c["_tables"]
+    doc = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "set": args.set,
+        "per_core": cores,
+        "identical_tables": identical,
+    }
+    if "fast" in cores:
+        doc["speedup"] = {
+            "decode": round(cores["sdk"]["decode_cpu_s"] / cores["fast"]["decode_cpu_s"], 1),
+            "decode_plus_core_tables": round(cores["sdk"]["core_cpu_s"] / cores["fast"]["core_cpu_s"], 1),
+        }
+    if not args.no_ray:
+        doc["ray"] = ray_pipeline(ledgers if args.set == "p26" else load("p26"),
+                                  [int(w) for w in args.workers.split(",")], engines)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return
+    print(f"{len(ledgers)} ledgers ({args.set}), {cores['sdk']['mb']} MB of XDR; CPU seconds, best of {args.repeat}")
+    print(f"{'engine':6} {'decode MB/s':>12} {'ledgers/s':>10} {'+core MB/s':>11} {'ledgers/s':>10}")
+    for c in cores.values():
+        print(f"{c['engine']:6} {c['decode_mb_per_s']:12.2f} {c['decode_ledgers_per_s']:10.2f} "
+              f"{c['core_mb_per_s']:11.2f} {c['core_ledgers_per_s']:10.2f}")
+        print("       processors (CPU s): " + ", ".join(f"{n} {v}" for n, v in c["processor_cpu_s"].items()))
+    if "speedup" in doc:
+        print(f"speed-up: decode {doc['speedup']['decode']}x, decode + core tables "
+              f"{doc['speedup']['decode_plus_core_tables']}x; identical tables: {identical}")
+    for r in doc.get("ray", []):
+        print(f"ray {r['engine']:4} workers={r['workers']}: {r['ledgers']} ledgers in {r['wall_s']} s = "
+              f"{r['ledgers_per_s_wall']} ledgers/s wall, {r['ledgers_per_s_busy']} busy; peak RSS per worker "
+              f"{r['worker_peak_rss_mb']} MB, all workers {r['workers_peak_rss_total_mb']} MB")
+
+
+if __name__ == "__main__":
+    main()
