@@ -31,7 +31,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="skip ranges every sink already committed")
     p.add_argument("--force", action="store_true", help="run although the sinks hold ranges of another config")
     p.add_argument("--address", default=None,
-                   help="Ray cluster address (default: $RAY_ADDRESS, else the running local cluster, else a new local Ray)")
+                   help="Ray cluster address; `local` starts a new local Ray (default: $RAY_ADDRESS, else the cluster "
+                        "`ray start` started on this machine, else a new local Ray)")
     return p.parse_args(argv)
 
 

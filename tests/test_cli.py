@@ -147,7 +147,7 @@ def test_run_on_the_sample_prints_only_its_own_lines(tmp_path: Path) -> None:
            "RAY_AUTH_MODE": "disabled"}
     for k in ("CDP_RAY_SAMPLE_LAKE", "RAY_ADDRESS", "RAY_DATA_DISABLE_PROGRESS_BARS"):
         env.pop(k, None)
-    proc = subprocess.run([sys.executable, "-m", "cdp_ray.cli.main", "run", "--workers", "2"],
+    proc = subprocess.run([sys.executable, "-m", "cdp_ray.cli.main", "run", "--workers", "2", "--address", "local"],
                           env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     err = proc.stderr.splitlines()

@@ -164,7 +164,7 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="skip ledger ranges every sink already committed"),
     force: bool = typer.Option(False, "--force", help="run although the sinks hold ranges written by another config"),
     address: Optional[str] = typer.Option(
-        None, "--address", help="Ray cluster to use (default: $RAY_ADDRESS, a running local cluster, else a new local Ray)"
+        None, "--address", help="Ray cluster address; `local` starts a new local Ray (default: $RAY_ADDRESS, the cluster `ray start` started here, else a new local Ray)"
     ),
     engine: str = typer.Option("ray", "--engine", help="ray, or local: one process without Ray (small ranges, debugging)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own logs instead of writing them to a file"),

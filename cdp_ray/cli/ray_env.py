@@ -39,8 +39,9 @@ def quiet_environment() -> None:
 def connect(address: str | None = None, *, verbose: bool = False, num_cpus: int | None = None) -> str:
     """Connect to the Ray cluster at ``address`` (``auto``: the running one) or start a local Ray.
 
-    With ``address=None``: ``$RAY_ADDRESS`` or a running local cluster if there is one (as under
-    ``ray job submit``), else a new local Ray. Returns a one-line description of what it joined.
+    With ``address=None``, like ``ray.init()``: ``$RAY_ADDRESS`` (set under ``ray job submit``), else
+    the cluster ``ray start`` last started on this machine, else a new local Ray. ``local`` always
+    starts a new local Ray. Returns a one-line description of what it joined.
     """
     import ray
 
@@ -48,6 +49,9 @@ def connect(address: str | None = None, *, verbose: bool = False, num_cpus: int 
         return "Ray (already connected)"
     quiet = {"logging_level": logging.INFO if verbose else logging.WARNING, "log_to_driver": verbose}
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
+    if target == "local":
+        ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, **quiet)
+        return f"local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
     try:
         ray.init(address=target, **quiet)
         cpus = int(ray.cluster_resources().get("CPU", 0))
