@@ -43,7 +43,7 @@ def _log(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     from cdp_ray.cli.main import summary_doc
-    from cdp_ray.cli.ray_env import connect, quiet_environment
+    from cdp_ray.cli.ray_env import connect, quiet_environment, remote_user_error
 
     quiet_environment()
     from cdp_ray.errors import CdpRayError, ConfigError
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                          start_time=args.start_time, end_time=args.end_time)
         if args.workers:
             cfg.options.workers = args.workers
+        cfg.source.open()  # fail fast on a wrong URI, missing root or credentials
         where = connect(args.address)
         src = cfg.source
         total = src.end - src.start + 1
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"{done:,}/{total:,} ledgers")
                 last = time.monotonic()
 
-        summary = run_pipeline(cfg, on_chunk=progress, resume=args.resume, force=args.force)
+        try:
+            summary = run_pipeline(cfg, on_chunk=progress, resume=args.resume, force=args.force)
+        except Exception as exc:
+            raise remote_user_error(exc) or exc
     except CdpRayError as exc:
         print(json.dumps({"ok": False, "error": type(exc).__name__, "message": exc.message, "hint": exc.hint}))
         _log(f"error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""))

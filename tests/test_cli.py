@@ -163,3 +163,19 @@ def test_run_on_the_sample_prints_only_its_own_lines(tmp_path: Path) -> None:
     assert not any(line and line in proc.stderr for line in log.read_text().splitlines())
     assert "INFO" not in proc.stderr and "core_worker" not in proc.stderr
     assert pq.read_table(tmp_path / "out" / "operations").num_rows == 7032
+
+
+def test_errors_ray_shipped_as_text_are_rebuilt() -> None:
+    from cdp_ray.cli.ray_env import remote_user_error
+    from cdp_ray.errors import CdpRayError, LedgerNotFoundError
+
+    text = ("Traceback (most recent call last):\n  File \"runner.py\", line 71, in process\n"
+            "cdp_ray.errors.LedgerNotFoundError: ledger 63092992 is missing: expected object 'x.xdr.zst' does not exist\n"
+            "  hint: shorten the range\n\nThe above exception was the direct cause of the following exception:\n"
+            "ray.exceptions.UserCodeException: UDF failed to process a data block.")
+    err = remote_user_error(RuntimeError(text))
+    assert isinstance(err, LedgerNotFoundError)
+    assert (err.message, err.hint) == ("ledger 63092992 is missing: expected object 'x.xdr.zst' does not exist", "shorten the range")
+    other = remote_user_error(RuntimeError("cdp_ray.processors.token_transfers.LegacyMetaError: meta v3"))
+    assert type(other) is CdpRayError and other.message == "meta v3"
+    assert remote_user_error(RuntimeError("ValueError: boom")) is None

@@ -178,7 +178,7 @@ def run(
     Exits 3 when the run finished but quarantined ranges (on_error: quarantine); rerun with --resume
     once the files are fixed.
     """
-    from cdp_ray.cli.ray_env import connect, quiet_environment, ray_output_to, run_log_path
+    from cdp_ray.cli.ray_env import connect, quiet_environment, ray_output_to, remote_user_error, run_log_path
 
     quiet_environment()
     if engine not in ("ray", "local"):
@@ -189,6 +189,7 @@ def run(
         cfg = with_range(parse_pipeline(_spec_or_sample(spec)), start=start, end=end, start_time=start_time, end_time=end_time)
         if workers:
             cfg.options.workers = workers
+        cfg.source.open()  # fail fast, before Ray starts, on a wrong URI, missing root or credentials
     except CdpRayError as exc:
         _fail(exc, as_json)
     from contextlib import nullcontext
@@ -216,6 +217,8 @@ def run(
                 import ray
 
                 ray.shutdown()
+    if error is not None and not isinstance(error, (CdpRayError, KeyboardInterrupt)):
+        error = remote_user_error(error) or error
     if isinstance(error, KeyboardInterrupt):
         typer.secho("interrupted: committed ranges are kept; rerun with --resume to continue", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -16,6 +17,8 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
+
+from cdp_ray.errors import CdpRayError
 
 QUIET_ENV = {
     "RAY_AUTH_MODE": "disabled",
@@ -58,8 +61,6 @@ def connect(address: str | None = None, *, verbose: bool = False, num_cpus: int 
         return f"Ray cluster at {target} ({cpus} CPUs)"
     except ConnectionError:
         if address not in (None, "auto"):
-            from cdp_ray.errors import CdpRayError
-
             raise CdpRayError(
                 f"cannot connect to the Ray cluster at {address!r}",
                 hint="start it (`ray start --head`, `ray up ray-cluster.yaml`) or drop --address to run locally",
@@ -77,22 +78,51 @@ def run_log_path() -> Path:
 
 @contextmanager
 def ray_output_to(path: Path) -> Iterator[IO[str]]:
-    """Send everything written to file descriptor 2 (Ray's Python and native logs) to ``path``.
+    """Send everything written to file descriptors 1 and 2 (Ray's Python and native logs, errors
+    the raylet pushes to the driver) to ``path``, so that stdout stays clean for ``--json``.
 
-    Yields a text stream on the real terminal for the CLI's own messages.
+    Yields a text stream on the real stderr for the CLI's own messages.
     """
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with open(path, "ab") as log:
-        os.dup2(log.fileno(), 2)
-    terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8")
+        for fd in saved:
+            os.dup2(log.fileno(), fd)
+    terminal = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8")
     try:
         yield terminal
     finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os.dup2(saved, 2)
-        os.close(saved)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
         terminal.close()
+
+
+_REMOTE_ERROR = re.compile(r"^(?:cdp_ray\.errors|[\w.]*cdp_ray[\w.]*)\.(\w+Error): (.*)$(?:\n  hint: (.*)$)?", re.M)
+
+
+def remote_user_error(exc: BaseException) -> CdpRayError | None:
+    """The cdp-ray error behind a Ray task failure whose exception chain Ray did not keep.
+
+    Ray Data wraps a worker's exception in ``UserCodeException`` and ships only its traceback text;
+    the last ``cdp_ray...SomeError: message`` / ``  hint: ...`` lines of it are rebuilt as that
+    error class (or :class:`CdpRayError` for a class it cannot find).
+    """
+    from cdp_ray import errors
+
+    matches = list(_REMOTE_ERROR.finditer(str(exc)))
+    if not matches:
+        return None
+    name, message, hint = matches[-1].groups()
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, CdpRayError)):
+        cls = CdpRayError
+    err = cls.__new__(cls)
+    CdpRayError.__init__(err, message, hint=hint or "")
+    return err
