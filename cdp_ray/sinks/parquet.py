@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import fsspec
 import pyarrow as pa
@@ -74,6 +75,17 @@ def range_file(table: str, start: int, end: int, date: str | None = None) -> str
     return f"{table}/{part}{range_name(start, end)}.parquet"
 
 
+def _bytes_writer(data: bytes) -> Callable[[Any], None]:
+    def write(target: Any) -> None:
+        if isinstance(target, str):
+            with open(target, "wb") as f:
+                f.write(data)
+        else:
+            target.write(data)
+
+    return write
+
+
 @sink("parquet", ParquetSinkConfig)
 class ParquetSink(Sink):
     config: ParquetSinkConfig
@@ -96,26 +108,43 @@ class ParquetSink(Sink):
                 what, fn, retries=self.config.retries, backoff_s=self.config.retry_backoff_s,
                 transient=(OSError,), permanent=(FileNotFoundError, PermissionError, IsADirectoryError),
             )
+        except FileNotFoundError:
+            raise
         except PermissionError as exc:
             raise SinkError(f"{what}: permission denied: {exc}", hint="check the credentials and the bucket's policy") from exc
         except OSError as exc:
             raise SinkError(f"{what} failed after {self.config.retries + 1} attempts: {exc}") from exc
 
-    def _put(self, rel: str, data: bytes) -> None:
-        """Make ``rel`` appear whole: tmp file + rename locally, a single PUT on object storage."""
+    def _put(self, rel: str, write: Callable[[Any], None]) -> int:
+        """Make ``rel`` appear whole: tmp file + rename locally, a single PUT on object storage.
+
+        ``write(target)`` writes the content to ``target``, a local path or a binary file object;
+        returns the bytes written.
+        """
         final = self.path(rel)
 
-        def put() -> None:
+        def put() -> int:
             if self.local:
                 parent = final.rsplit("/", 1)[0]
-                self.fs.makedirs(parent, exist_ok=True)
+                os.makedirs(parent, exist_ok=True)
                 tmp = f"{parent}/_tmp-{uuid.uuid4().hex}"
-                self.fs.pipe_file(tmp, data)
-                self.fs.mv(tmp, final)
-            else:
-                self.fs.pipe_file(final, data)
+                try:
+                    write(tmp)
+                    size = os.path.getsize(tmp)
+                    os.replace(tmp, final)
+                finally:
+                    if os.path.exists(tmp):
+                        os.remove(tmp)
+                return size
+            buf = io.BytesIO()
+            write(buf)
+            self.fs.pipe_file(final, buf.getvalue())
+            return buf.tell()
 
-        self._retry(f"writing {final}", put)
+        try:
+            return self._retry(f"writing {final}", put)
+        except FileNotFoundError as exc:
+            raise SinkError(f"writing {final} failed: {exc}", hint="check that the bucket (or parent directory) exists") from exc
 
     def prepare(self, processors: list[Processor]) -> None:
         if self.config.partitioning == "date":
@@ -141,15 +170,15 @@ class ParquetSink(Sink):
         written: dict[str, int] = {}
         files: dict[str, list[str]] = {}
         for name, (proc, table) in tables.items():
-            table = table.cast(proc.schema)
+            if table.schema != proc.schema:
+                table = table.cast(proc.schema)
             written[name] = 0
             files[name] = []
             for date, part in self._parts(table):
-                buf = io.BytesIO()
-                pq.write_table(part, buf, compression=codec, row_group_size=self.config.row_group_rows)
                 rel = range_file(name, start, end, date)
-                self._put(rel, buf.getvalue())
-                written[name] += buf.tell()
+                written[name] += self._put(
+                    rel, lambda f, part=part: pq.write_table(part, f, compression=codec, row_group_size=self.config.row_group_rows)
+                )
                 files[name].append(rel)
         if run is not None:
             record = RangeRecord(
@@ -157,7 +186,7 @@ class ParquetSink(Sink):
                 {n: t.num_rows for n, (_, t) in tables.items()}, datetime.now(timezone.utc),
             )
             doc = {**record.to_json(), "files": files}
-            self._put(self._manifest(run.pipeline, start, end), json.dumps(doc, indent=1).encode())
+            self._put(self._manifest(run.pipeline, start, end), _bytes_writer(json.dumps(doc, indent=1).encode()))
             if (start, end) in run.dead_letter_ranges:
                 self._remove(self._dead_letter(run.pipeline, start, end))
         return written
@@ -187,9 +216,13 @@ class ParquetSink(Sink):
                 return []
 
         self.fs.invalidate_cache()
+        paths = self._retry(f"listing {base}", listing)
+        # one concurrent batch on object storage; a failed read is retried on its own
+        contents = self.fs.cat(paths, on_error="return") if paths else {}
         docs = []
-        for p in self._retry(f"listing {base}", listing):
-            raw = self._retry(f"reading {p}", lambda p=p: self.fs.cat_file(p))
+        for p, raw in sorted(contents.items()):
+            if isinstance(raw, BaseException):
+                raw = self._retry(f"reading {p}", lambda p=p: self.fs.cat_file(p))
             try:
                 docs.append(json.loads(raw))
             except ValueError as exc:
@@ -203,9 +236,10 @@ class ParquetSink(Sink):
         base = self.path(META_DIR)
         self.fs.invalidate_cache()
         try:
-            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False) if self.fs.isdir(p))
+            entries = self._retry(f"listing {base}", lambda: self.fs.ls(base, detail=True))
         except FileNotFoundError:
             return []
+        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory")
 
     def discard(self, pipeline: str, records: list[RangeRecord]) -> None:
         docs = {(d["start"], d["end"]): d for d in self._read_docs(f"{META_DIR}/{pipeline}/ranges")}
@@ -223,7 +257,8 @@ class ParquetSink(Sink):
         return len(records)
 
     def record_dead_letter(self, letter: DeadLetter) -> None:
-        self._put(self._dead_letter(letter.pipeline, letter.start, letter.end), json.dumps(letter.to_json(), indent=1).encode())
+        body = json.dumps(letter.to_json(), indent=1).encode()
+        self._put(self._dead_letter(letter.pipeline, letter.start, letter.end), _bytes_writer(body))
 
     def dead_letters(self, pipeline: str) -> list[DeadLetter]:
         return [DeadLetter.from_json(d) for d in self._read_docs(f"{META_DIR}/{pipeline}/dead_letters")]

@@ -47,6 +47,11 @@ class PostgresSinkConfig(SinkConfig):
     db_schema: str = Field("public", alias="schema", description="database schema of the tables")
     create_tables: bool = Field(True, description="create missing tables (and the schema) from the processors' schemas")
     batch_rows: int = Field(50_000, ge=1, description="rows per COPY batch sent to the server")
+    toast_compression: Literal["lz4", "pglz", "server"] = Field(
+        "lz4",
+        description="compression of large values (XDR columns) while loading: lz4 loads ~2.5x faster than "
+        "pglz at about the same size (PostgreSQL 14+); `server` keeps the server's default_toast_compression",
+    )
     connect_timeout_s: int = Field(10, ge=1, description="connection timeout in seconds")
 
     @model_validator(mode="after")
@@ -262,6 +267,16 @@ class PostgresSink(Sink):
 
         def setup(conn: psycopg.Connection) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdp_ray_ddl'))")
+            if self.config.toast_compression != "server":
+                try:
+                    with conn.transaction():
+                        conn.execute(f"SET LOCAL default_toast_compression = '{self.config.toast_compression}'")
+                except psycopg.Error as exc:
+                    raise SinkError(
+                        f"PostgreSQL at {self.config.target()} does not support toast_compression "
+                        f"{self.config.toast_compression!r}: {str(exc).strip()}",
+                        hint="set toast_compression: server (PostgreSQL before 14, or built without lz4)",
+                    ) from exc
             if self.config.create_tables:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema)}")
             for stmt in self._meta_ddl():
@@ -296,6 +311,8 @@ class PostgresSink(Sink):
 
         def load(conn: psycopg.Connection) -> None:
             with conn.cursor() as cur:
+                if self.config.toast_compression != "server":
+                    cur.execute(f"SET LOCAL default_toast_compression = '{self.config.toast_compression}'")
                 for name, (proc, table) in tables.items():
                     current[0] = name
                     qname = qualified(self.schema, name)
