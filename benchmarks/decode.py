@@ -13,7 +13,7 @@ decode, core processors, Parquet) at each worker count and engine; ledgers/s ove
 
 The ledgers are the real ones of ``shared/stellar-data`` beside the project, or
 ``$CDP_RAY_STELLAR_DATA``: ``p26`` = the 20 protocol-26 pubnet ledgers (1 MB each), ``all`` = every
-inventoried ledger.
+inventoried ledger of real network data (``synthetic/`` left out).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -51,6 +52,7 @@ def load(which: str) -> list[tuple[int, str, bytes]]:
 
     root = stellar_data()
     entries = [json.loads(line) for line in (root / "inventory.jsonl").open()]
+    entries = [e for e in entries if not e["file"].startswith("synthetic/")]  # real network data only
     if which == "p26":
         entries = [e for e in entries if e["protocol"] == 26 and e["network"] == "pubnet"]
     net = {e["seq"]: NETWORKS[e["network"]] for e in entries}
@@ -150,6 +152,8 @@ def ray_pipeline(ledgers: list[tuple[int, str, bytes]], workers: list[int], engi
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    ray.data.DataContext.get_current().enable_progress_bars = False
     seqs = [s for s, _, _ in ledgers]
     run = [x for x in ledgers if x[0] - seqs[0] == seqs.index(x[0])]  # the contiguous run from the first
     results = []
@@ -191,7 +195,7 @@ def ray_pipeline(ledgers: list[tuple[int, str, bytes]], workers: list[int], engi
                             "ledgers_per_s_wall": round(summary.ledgers / summary.wall_seconds, 2),
                             "ledgers_per_s_busy": round(summary.ledgers / max(busy.values()), 2),
                             "worker_peak_rss_mb": round(mem.peak_one / 2**20),
-                            "workers_peak_rss_total_mb": round(mem.peak_total / 2**20),
+                            "ray_workers_peak_rss_total_mb": round(mem.peak_total / 2**20),
                         }
                     )
             finally:
@@ -253,7 +257,7 @@ def main() -> None:
     for r in doc.get("ray", []):
         print(f"ray {r['engine']:4} workers={r['workers']}: {r['ledgers']} ledgers in {r['wall_s']} s = "
               f"{r['ledgers_per_s_wall']} ledgers/s wall, {r['ledgers_per_s_busy']} busy; peak RSS per worker "
-              f"{r['worker_peak_rss_mb']} MB, all workers {r['workers_peak_rss_total_mb']} MB")
+              f"{r['worker_peak_rss_mb']} MB, all Ray worker processes {r['ray_workers_peak_rss_total_mb']} MB")
 
 
 if __name__ == "__main__":

@@ -236,3 +236,25 @@ def test_fast_objects_behave_like_sdk_objects(p26_lcm):
     assert type(env).from_xdr(sdk_env.to_xdr()) == sdk_env
     assert pickle.loads(pickle.dumps(lcm.v2.ledger_header)) == sdk.v2.ledger_header
     assert lcm.v2.ledger_header.header.ledger_seq.uint32 == 63092982
+
+
+def test_without_the_extension_the_sdk_engine_is_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'cdp_ray.xdr.fast._fastxdr': raise ImportError('no compiler')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from cdp_ray.errors import ConfigError\n"
+        "from cdp_ray.xdr import fast\n"
+        "print(fast.available(), fast.resolve_engine())\n"
+        "try:\n"
+        "    fast.resolve_engine('fast')\n"
+        "except ConfigError as exc:\n"
+        "    print(exc.message)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["False sdk", "the fast XDR engine is not built (ImportError: no compiler)"]
