@@ -184,9 +184,13 @@ def run(
     if engine not in ("ray", "local"):
         _fail(ConfigError(f"unknown engine {engine!r}", hint="use --engine ray or --engine local"), as_json)
     try:
-        from cdp_ray.pipeline.config import parse_pipeline, with_range
+        from cdp_ray.pipeline.config import validate_spec, with_range
 
-        cfg = with_range(parse_pipeline(_spec_or_sample(spec)), start=start, end=end, start_time=start_time, end_time=end_time)
+        checked = validate_spec(_spec_or_sample(spec))
+        cfg = with_range(checked.config_or_raise(), start=start, end=end, start_time=start_time, end_time=end_time)
+        if not as_json:
+            for w in checked.warnings:
+                typer.secho(w.format(checked.where), fg=typer.colors.YELLOW, err=True)
         if workers:
             cfg.options.workers = workers
         cfg.source.open()  # fail fast, before Ray starts, on a wrong URI, missing root or credentials
