@@ -256,3 +256,13 @@ def test_pipeline_with_start_time(tmp_path: Path) -> None:
     assert (moved.source.start, moved.source.end) == (63092982, 63092990)
     with pytest.raises(ConfigError, match="end .* is before start"):
         with_range(one, start=63092991, end=63092985)
+
+
+def test_times_left_unresolved_still_check_the_rest() -> None:
+    text = (f"source:\n  uri: {SAMPLE_LAKE}\n  start: 63092982\n  end_time: 2030-01-01T00:00:00Z\n"
+            "processors: [ledgers, paymnts]\nsinks: ['parquet://out']\n")
+    v = validate_text(text, "p.yaml", resolve_times=False)
+    assert [(p.path, p.line) for p in v.errors] == [("processors[1]", 5)]
+    resolved = validate_text(text.replace("paymnts", "payments"), "p.yaml")
+    assert (resolved.config.source.start, resolved.config.source.end) == SAMPLE_RANGE
+    assert resolved.time_resolution_reads >= 2

@@ -14,6 +14,9 @@ times increase strictly with the sequence, so the ledger of a time is found by s
 
 ``start_time`` resolves to the first ledger closed at or after it, ``end_time`` to the last ledger
 closed at or before it, so ``[start_time, end_time]`` selects exactly the ledgers closed inside.
+Times beyond the lake's ends clamp to its first or last ledger (``end_time`` in the future means "up
+to the newest ledger"); a ``start_time`` after the last ledger or an ``end_time`` before the first
+is an error that says which ledgers and times the lake holds.
 """
 
 from __future__ import annotations
