@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -189,13 +190,17 @@ def test_killed_run_resumes_to_exactly_the_clean_output(lake, postgres_dsn, pg_c
     n_pg, n_pq = _committed(conn, schema, out, "killed")
     assert 3 <= min(n_pg, n_pq) and max(n_pg, n_pq) < total, f"the kill did not land mid-run ({n_pg}, {n_pq} of {total})"
 
-    cfg = PipelineConfig.model_validate(doc)
-    cfg.options.workers = 2  # not part of the config hash: parallelism may change on resume
-    rows: list[dict] = []
-    summary = run_pipeline(cfg, resume=True, on_chunk=rows.append)
-    done_before = min(n_pg, n_pq)
-    assert summary.skipped_chunks >= done_before and summary.skipped_chunks + summary.chunks == total
-    assert all(r["status"] == "committed" for r in rows)
+    # resume with the CLI, on this process's Ray cluster; --workers is not part of the config hash
+    from typer.testing import CliRunner
+
+    from cdp_ray.cli.main import app
+
+    res = CliRunner().invoke(app, ["run", str(spec), "--resume", "--workers", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    skipped = summary["skipped_chunks"]
+    assert min(n_pg, n_pq) <= skipped < total
+    assert summary["ledgers"] == (total - skipped) * PER_TASK and summary["quarantined"] == []
     assert_same_as_reference(reference, conn, schema, out)
     assert _committed(conn, schema, out, "killed") == (total, total)
     # one file per table per range: the interrupted range's file was replaced, not duplicated
@@ -239,11 +244,11 @@ def test_corrupt_file_is_quarantined_or_fails_the_run(lake, postgres_dsn, pg_con
     assert [(d.start, d.end) for d in summary.quarantined] == [bad_range]
     assert summary.ledgers == last - first + 1 - PER_TASK
     letters = conn.execute(
-        f'SELECT pipeline, start_ledger, end_ledger, file_key, error, message FROM "{schema}".cdp_ray_dead_letters'
+        f'SELECT pipeline, start_ledger, end_ledger, ledger, file_key, error, message FROM "{schema}".cdp_ray_dead_letters'
     ).fetchall()
     assert len(letters) == 1
-    pipeline, s, e, key, error, message = letters[0]
-    assert (pipeline, s, e, error) == ("quarantine", *bad_range, "CorruptLedgerFileError")
+    pipeline, s, e, ledger, key, error, message = letters[0]
+    assert (pipeline, s, e, ledger, error) == ("quarantine", *bad_range, bad, "CorruptLedgerFileError")
     assert key.endswith(f"--{bad}.xdr.zst") and "decompression failed" in message
     from cdp_ray.sinks.parquet import ParquetSink, ParquetSinkConfig
 
@@ -278,8 +283,6 @@ def test_cli_exit_code_3_when_ranges_are_quarantined(lake, postgres_dsn, pg_conn
     spec.write_text(yaml.safe_dump(doc))
     res = CliRunner().invoke(app, ["run", str(spec), "--json"])
     assert res.exit_code == 3, res.output
-    import json
-
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["ok"] is False and out["ledgers"] == 4
     assert [(q["start"], q["end"], q["error"]) for q in out["quarantined"]] == [(FIRST, FIRST + 3, "CorruptLedgerFileError")]

@@ -142,6 +142,9 @@ def test_real_ledgers_round_trip(pg, sample_tables):
     row = conn.execute(f'SELECT sequence, ledger_hash, closed_at, total_byte_size_of_live_soroban_state FROM "{schema}".ledgers WHERE sequence = 63092983').fetchone()
     ref = led.filter(pa.compute.equal(led["sequence"], 63092983)).to_pylist()[0]
     assert row == (63092983, ref["ledger_hash"], ref["closed_at"], Decimal(ref["total_byte_size_of_live_soroban_state"]))
+    # large XDR values were TOAST-compressed with lz4 (the sink's default), not the server's pglz
+    methods = {m for (m,) in conn.execute(f'SELECT DISTINCT pg_column_compression(tx_meta) FROM "{schema}".transactions')}
+    assert methods - {None} == {"lz4"}
 
 
 def test_replayed_range_replaces_rows_and_records_checkpoint(pg, sample_tables):

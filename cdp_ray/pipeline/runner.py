@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Literal
@@ -42,6 +43,8 @@ def run_processors(ledgers: list[Ledger], steps: Iterable[tuple[Processor, dict]
 
 
 QUARANTINABLE = (CorruptLedgerFileError, LedgerIntegrityError)
+# first ledger of a SEP-54 object key: ``.../FC3D4709--63092982[-63092985].xdr.zst``
+_KEY_LEDGER = re.compile(r"--(\d+)(?:-\d+)?\.xdr")
 
 
 def _empty_tables(steps: Iterable[tuple[Processor, dict]]) -> dict[str, int]:
@@ -72,10 +75,12 @@ class ChunkWorker:
         except QUARANTINABLE as exc:
             if self.cfg.options.on_error != "quarantine":
                 raise
-            letter = DeadLetter(
-                self.cfg.name, start, end, getattr(exc, "sequence", None), getattr(exc, "key", None),
-                type(exc).__name__, exc.message,
-            )
+            key = getattr(exc, "key", None)
+            ledger = getattr(exc, "sequence", None)
+            if ledger is None and key:
+                m = _KEY_LEDGER.search(key)
+                ledger = int(m.group(1)) if m else None
+            letter = DeadLetter(self.cfg.name, start, end, ledger, key, type(exc).__name__, exc.message)
             for s in self.sinks:
                 s.record_dead_letter(letter)
             return _row(start, end, "quarantined", 0, 0, _empty_tables(self.steps), 0, time.perf_counter() - t0, letter)
