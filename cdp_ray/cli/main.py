@@ -7,6 +7,7 @@ finished but quarantined ranges, 130 interrupted. ``--json`` prints one JSON doc
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -213,7 +214,7 @@ def run(
                 where = connect(address, verbose=verbose)
                 progress.say(f"on {where}" + (f"; Ray logs: {log_path}" if log_path else ""))
             summary = run_pipeline(cfg, on_chunk=progress.chunk, resume=resume, force=force, engine=engine)  # type: ignore[arg-type]
-        except (CdpRayError, KeyboardInterrupt, Exception) as exc:  # reported below, once the terminal is back
+        except (KeyboardInterrupt, Exception) as exc:  # reported below, once the terminal is back
             error = exc
         finally:
             progress.stop()
@@ -224,7 +225,11 @@ def run(
     if error is not None and not isinstance(error, (CdpRayError, KeyboardInterrupt)):
         error = remote_user_error(error) or error
     if isinstance(error, KeyboardInterrupt):
-        typer.secho("interrupted: committed ranges are kept; rerun with --resume to continue", fg=typer.colors.YELLOW, err=True)
+        msg, hint = "interrupted", "committed ranges are kept; rerun with --resume to continue"
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "error": "Interrupted", "message": msg, "hint": hint}))
+        else:
+            typer.secho(f"{msg}: {hint}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if isinstance(error, CdpRayError):
         if log_path and not isinstance(error, ConfigError):
@@ -233,7 +238,7 @@ def run(
     if error is not None:
         if verbose:
             raise error
-        first = (str(error).strip().splitlines() or [""])[0]
+        first = re.sub(r"\x1b\[[0-9;]*m", "", (str(error).strip().splitlines() or [""])[0])
         _fail(CdpRayError(f"unexpected {type(error).__name__}: {first}",
                           hint="rerun with --verbose for the traceback" + (f"; Ray's logs of this run: {log_path}" if log_path else "")),
               as_json)
