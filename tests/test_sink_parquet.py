@@ -101,3 +101,21 @@ def test_discard_dead_letters_and_forget(tmp_path):
 def test_ledgers_processor_declares_its_ledger_column():
     assert get_processor("ledgers").sequence_column == "sequence"
     assert get_processor("transactions").sequence_column == "ledger_sequence"
+
+
+def test_tmp_files_of_dead_writers_are_swept(tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    proc = subprocess.Popen(["true"])  # a pid that has exited
+    proc.wait()
+    host = socket.gethostname()
+    (tmp_path / "events").mkdir()
+    stale = tmp_path / "events" / f"_tmp-{host}-{proc.pid}-abc"
+    live = tmp_path / "events" / f"_tmp-{host}-{os.getpid()}-def"
+    other_host = tmp_path / "events" / f"_tmp-otherhost-{proc.pid}-ghi"
+    for p in (stale, live, other_host):
+        p.write_bytes(b"partial")
+    make_sink({"type": "parquet", "uri": str(tmp_path)}).prepare([PROC])
+    assert not stale.exists() and live.exists() and other_host.exists()

@@ -16,9 +16,11 @@ Spark) skip the ``_``-prefixed names.
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
+import socket
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
@@ -75,6 +77,16 @@ def range_file(table: str, start: int, end: int, date: str | None = None) -> str
     return f"{table}/{part}{range_name(start, end)}.parquet"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _bytes_writer(data: bytes) -> Callable[[Any], None]:
     def write(target: Any) -> None:
         if isinstance(target, str):
@@ -127,7 +139,7 @@ class ParquetSink(Sink):
             if self.local:
                 parent = final.rsplit("/", 1)[0]
                 os.makedirs(parent, exist_ok=True)
-                tmp = f"{parent}/_tmp-{uuid.uuid4().hex}"
+                tmp = f"{parent}/_tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
                 try:
                     write(tmp)
                     size = os.path.getsize(tmp)
@@ -147,6 +159,8 @@ class ParquetSink(Sink):
             raise SinkError(f"writing {final} failed: {exc}", hint="check that the bucket (or parent directory) exists") from exc
 
     def prepare(self, processors: list[Processor]) -> None:
+        if self.local:
+            self._sweep_tmp([p.name for p in processors])
         if self.config.partitioning == "date":
             for p in processors:
                 if self.config.date_column not in p.schema.names:
@@ -154,6 +168,19 @@ class ParquetSink(Sink):
                         f"Parquet sink {self.config.uri}: table {p.name!r} has no column {self.config.date_column!r} to partition by date",
                         hint="set date_column to a timestamp column every table has, or use partitioning: range",
                     )
+
+    def _sweep_tmp(self, tables: list[str]) -> None:
+        """Delete ``_tmp-`` files left by writers on this host that were killed mid-write."""
+        patterns = [f"{t}/_tmp-*" for t in tables] + [f"{t}/*/_tmp-*" for t in tables] + [f"{META_DIR}/*/*/_tmp-*"]
+        for pattern in patterns:
+            for path in glob.glob(self.path(pattern)):
+                host, _, rest = path.rsplit("/", 1)[-1][len("_tmp-"):].rpartition("-")
+                host, _, pid = host.rpartition("-")
+                if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                    try:
+                        os.remove(path)
+                    except FileNotFoundError:
+                        pass
 
     def _parts(self, table: pa.Table) -> list[tuple[str | None, pa.Table]]:
         if self.config.partitioning == "range":
