@@ -282,7 +282,8 @@ def validate(
             v.problems.append(Problem(("source",), exc.message, exc.hint))
             v.config = None
     if as_json:
-        doc: dict[str, Any] = {"ok": not v.errors, "file": v.where, "problems": [p.to_json() for p in v.problems]}
+        doc: dict[str, Any] = {"ok": not v.errors, "file": v.where, "problems": [p.to_json() for p in v.problems],
+                               "time_resolution_reads": v.time_resolution_reads}
         if v.config is not None:
             doc["pipeline"] = v.config.model_dump(mode="json")
         typer.echo(json.dumps(doc))
