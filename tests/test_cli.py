@@ -179,3 +179,22 @@ def test_errors_ray_shipped_as_text_are_rebuilt() -> None:
     other = remote_user_error(RuntimeError("cdp_ray.processors.token_transfers.LegacyMetaError: meta v3"))
     assert type(other) is CdpRayError and other.message == "meta v3"
     assert remote_user_error(RuntimeError("ValueError: boom")) is None
+
+
+@pytest.mark.parametrize("template", ["core", "payments", "contract-events", "token-transfers"])
+def test_every_template_runs_on_the_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CDP_RAY_OUT", raising=False)
+    assert cli("init", template).exit_code == 0
+    r = cli("run", "pipeline.yaml", "--engine", "local", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert doc["ok"] is True and doc["ledgers"] == 10
+    assert all(n > 0 for n in doc["rows"].values()), doc["rows"]
+    for table in doc["rows"]:
+        assert pq.read_table(tmp_path / "out" / template / table).num_rows == doc["rows"][table]
+    if template == "core":
+        assert (doc["rows"]["ledgers"], doc["rows"]["transactions"], doc["rows"]["operations"]) == (10, 2650, 7032)
+    if template == "contract-events":
+        events = pq.read_table(tmp_path / "out" / template / "contract_events")
+        assert set(events.column("contract_id").to_pylist()) == {"CAS3J7GYLGXMF6TDJBBYYSE3HQ6BBSMLNUQ34T6TZMYMW2EVH34XOWMA"}
