@@ -1,8 +1,9 @@
 """Reference docs from the registries: one Markdown page per processor, and the pipeline JSON Schema.
 
 Everything comes from the processors' declarations (description, output schema with column
-descriptions, primary key, config model), so ``cdp-ray docs generate --check`` can tell when the
-committed docs no longer match the code.
+descriptions, primary key, config model) and the declared part of their tool cards (errors,
+idempotency, version; never the measured costs, which vary by machine), so
+``cdp-ray docs generate --check`` can tell when the committed docs no longer match the code.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def _option_type(prop: dict[str, Any]) -> str:
 
 
 def processor_page(p: Processor) -> str:
-    """The Markdown page of one processor."""
+    """The Markdown page of one processor, from its declarations and the declared part of its tool card."""
+    from cdp_ray.control.toolcards import processor_card
+
     doc = processor_doc(p)
     cfg = doc["config_schema"]
     props = cfg.get("properties", {})
@@ -78,7 +81,13 @@ def processor_page(p: Processor) -> str:
     lines += ["", "## Columns", "", "| column | type | nullable | description |", "|---|---|---|---|"]
     for c in doc["columns"]:
         lines.append(f"| `{c['name']}` | `{_cell(c['type'])}` | {'yes' if c['nullable'] else 'no'} | {_cell(c['description'])} |")
-    lines += ["", "## Config JSON Schema", "", "```json", json.dumps(cfg, indent=2), "```", ""]
+    card = processor_card(p)
+    lines += ["", "## Errors", "", "| error | when | what to do |", "|---|---|---|"]
+    lines += [f"| `{e.error}` | {_cell(e.when)} | {_cell(e.hint)} |" for e in card.errors]
+    lines += ["", f"**Idempotency:** {card.idempotency}.", "",
+              f"**Tool card:** `{card.id}` version `{card.version}` (`cdp-ray tools show {card.id}`), the "
+              "machine-readable form of this page that the control plane serves.", ""]
+    lines += ["## Config JSON Schema", "", "```json", json.dumps(cfg, indent=2), "```", ""]
     return "\n".join(lines)
 
 
