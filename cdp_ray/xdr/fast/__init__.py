@@ -58,15 +58,6 @@ def resolve_engine(engine: str | None = None) -> Engine:
     return chosen  # type: ignore[return-value]
 
 
-__all__ = [
-    "ENGINES",
-    "ENV_VAR",
-    "Engine",
-    "LAZY_TYPES",
-    "available",
-    "decode",
-    "decode_prefix",
-    "encode",
-    "resolve_engine",
-    "unavailable_reason",
-]
+__all__ = ["ENGINES", "ENV_VAR", "Engine", "available", "resolve_engine", "unavailable_reason"]
+if _UNAVAILABLE is None:
+    __all__ += ["LAZY_TYPES", "decode", "decode_prefix", "encode"]
