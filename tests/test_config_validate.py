@@ -81,7 +81,7 @@ def test_load_raises_one_error_listing_every_problem(tmp_path: Path) -> None:
         load_pipeline(f)
     assert f"{f}:9:5: error: processors[1]" in err.value.message
     assert f"{f}:17:21:" in err.value.message
-    assert "(7 problems)" in err.value.message
+    assert err.value.message.startswith(f"{f} has 7 problems:\n")
     assert "cdp-ray validate" in err.value.hint
 
 
@@ -134,6 +134,10 @@ def test_one_liner_errors_are_config_errors() -> None:
     with pytest.raises(ConfigError) as err:
         parse_pipeline(f"lake://{SAMPLE_LAKE}?start=63092982&end=63092983 | transactons | parquet://out")
     assert "unknown processor 'transactons'" in err.value.message and "did you mean 'transactions'" in err.value.message
+    with pytest.raises(PipelineValidationError) as err:
+        parse_pipeline(f"lake://{SAMPLE_LAKE}?start=63092985&end=63092983 | ledgers")
+    assert err.value.message == ("one-line pipeline has 1 problem:\n"
+                                 "  one-line pipeline: error: source: end (63092983) is before start (63092985)")
 
 
 def test_json_schema_accepts_what_the_loader_accepts() -> None:

@@ -162,8 +162,8 @@ class PipelineValidationError(ConfigError):
         errors = [p for p in problems if p.severity == "error"]
         noun = "problem" if len(errors) == 1 else "problems"
         super().__init__(
-            f"invalid pipeline {where} ({len(errors)} {noun}):\n  " + "\n  ".join(p.format(where) for p in errors),
-            hint=f"fix the lines above; `cdp-ray validate {where}` checks the file again",
+            f"{where} has {len(errors)} {noun}:\n  " + "\n  ".join(p.format(where) for p in errors),
+            hint="fix the lines above" + (f"; `cdp-ray validate {where}` checks the file again" if Path(where).is_file() else ""),
         )
         self.where, self.problems = where, problems
 
@@ -400,7 +400,12 @@ def _lake_for(source: dict[str, Any]):
     """The lake a source document points at, without settling its layout on a ledger."""
     from cdp_ray.lake import LedgerLake
 
-    src = LakeSource.model_validate({**source, "start": source.get("start") or 2, "end": source.get("end") or source.get("start") or 2})
+    try:
+        src = LakeSource.model_validate({**source, "start": source.get("start") or 2, "end": source.get("end") or source.get("start") or 2})
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise ConfigError(f"source.{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}",
+                          hint="fix the source before its times can be resolved") from None
     return LedgerLake(src.uri, schema=src.lake_schema(), layout=src.layout, file_format=src.file_format,
                       storage_options=src.fsspec_options(), retries=src.retries)
 
@@ -498,17 +503,23 @@ def validate_file(path: str | Path, *, resolve_times: bool = True) -> Validation
     return validate_text(text, str(path), resolve_times=resolve_times)
 
 
+ONE_LINER = "one-line pipeline"
+
+
 def validate_spec(spec: str, *, resolve_times: bool = True) -> Validation:
     """A pipeline YAML path or one-liner, checked (see :func:`parse_pipeline`)."""
     if "|" not in spec:
         return validate_file(spec, resolve_times=resolve_times)
     parts = [p.strip() for p in spec.split("|") if p.strip()]
-    source = _source_from_uri(parts[0], resolve_times)
+    try:
+        source = _source_from_uri(parts[0], resolve_times)
+    except ValidationError as exc:
+        return Validation(ONE_LINER, None, _pydantic_problems(None, exc, ("source",), LakeSource))
     processors, sinks = [], []
     for part in parts[1:]:
         (sinks if "://" in part else processors).append(part)
     doc = {"name": "oneliner", "source": source.model_dump(), "processors": processors, "sinks": sinks}
-    return validate_document(doc, "pipeline")
+    return validate_document(doc, ONE_LINER)
 
 
 def _source_from_uri(uri: str, resolve_times: bool = True) -> LakeSource:
