@@ -318,7 +318,7 @@ def _check_sinks(root: yaml.Node | None, sinks: Any) -> tuple[list[Problem], lis
 _NETWORK_ALIASES = {"mainnet": "pubnet", "public": "pubnet", "main": "pubnet", "test": "testnet", "future": "futurenet"}
 
 
-def flow_problems(cfg: PipelineConfig, root: yaml.Node | None = None) -> list[Problem]:
+def flow_problems(cfg: PipelineConfig, root: yaml.Node | None = None, *, warn_no_sinks: bool = True) -> list[Problem]:
     """Checks across components: tables flowing from processors into sinks, source vs. sinks, network."""
     from cdp_ray.networks import PASSPHRASES
 
@@ -357,7 +357,7 @@ def flow_problems(cfg: PipelineConfig, root: yaml.Node | None = None) -> list[Pr
                         pg_type(f.type)
                     except CdpRayError as exc:
                         out.append(_problem(root, ("sinks", i), f"table {p.name!r} column {f.name!r}: {exc.message}", exc.hint))
-    if not cfg.sinks:
+    if not cfg.sinks and warn_no_sinks:
         out.append(_problem(root, ("processors",), "the pipeline has no sinks: its tables are computed and dropped",
                             "add e.g. `sinks: [parquet: out/]`", key=True, severity="warning"))
     return out
@@ -385,7 +385,7 @@ def validate_document(doc: Any, where: str = "pipeline", root: yaml.Node | None 
     except CdpRayError as exc:
         problems.append(_problem(root, (), exc.message, exc.hint))
     if cfg is not None:
-        problems += flow_problems(cfg, root)
+        problems += flow_problems(cfg, root, warn_no_sinks=not s_problems)
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     ok = not any(p.severity == "error" for p in problems)
     return Validation(where, cfg if ok else None, problems)
