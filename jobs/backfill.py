@@ -17,6 +17,13 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+
+# Under `ray job submit --working-dir .` the submitted tree is the working directory: import cdp_ray
+# from it (the code you submitted), also where it is not installed.
+ROOT = Path(__file__).resolve().parents[1]
+if (ROOT / "cdp_ray" / "__init__.py").is_file() and str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
