@@ -69,6 +69,11 @@ def test_init_parameters(tmp_path: Path) -> None:
     assert unknown.exit_code == EXIT_BAD_INPUT and "did you mean 'payments'" in unknown.output
     listing = cli("init", "--list")
     assert listing.exit_code == 0 and all(t in listing.output for t in ("core", "payments", "contract-events", "token-transfers"))
+    assert [t["name"] for t in json.loads(cli("init", "--list", "--json").output)] == ["core", "payments", "contract-events", "token-transfers"]
+    made = json.loads(cli("init", "core", "-o", str(tmp_path / "core.yaml"), "--json").output)
+    assert made == {"ok": True, "template": "core", "path": str(tmp_path / "core.yaml")}
+    exists = json.loads(cli("init", "core", "-o", str(tmp_path / "core.yaml"), "--json").output)
+    assert exists["ok"] is False and exists["error"] == "ConfigError"
 
 
 def test_validate_reports_lines_and_exits_2(tmp_path: Path) -> None:

@@ -319,6 +319,7 @@ def init(
     name: Optional[str] = typer.Option(None, help="pipeline name (default: the template's name)"),
     overwrite: bool = typer.Option(False, "--force", help="overwrite an existing file"),
     list_templates: bool = typer.Option(False, "--list", help="list the templates"),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Write a pipeline YAML from a template. Defaults run on the bundled sample lake as is."""
     from pydantic import ValidationError
@@ -326,6 +327,9 @@ def init(
     from cdp_ray.cli.templates import TEMPLATES, TemplateParams, get_template, render
     from cdp_ray.pipeline.config import validate_text
 
+    if as_json and list_templates:
+        typer.echo(json.dumps([{"name": t.name, "title": t.title, "description": t.description} for t in TEMPLATES.values()]))
+        return
     if list_templates or template is None:
         width = max(len(t) for t in TEMPLATES)
         for t in TEMPLATES.values():
@@ -352,9 +356,12 @@ def init(
             raise ConfigError("the template produced an invalid pipeline:\n  " + "\n  ".join(p.format(str(output)) for p in v.errors),
                               hint="check the values passed to init")
     except CdpRayError as exc:
-        _fail(exc, False)
+        _fail(exc, as_json)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, "template": template, "path": str(output)}))
+        return
     typer.echo(f"wrote {output} ({template})")
     typer.echo(f"  check it:  cdp-ray validate {output}")
     typer.echo(f"  run it:    cdp-ray run {output}")
