@@ -6,9 +6,9 @@ done when every sink of the pipeline holds a record for it with the pipeline's c
 hash, so ``--resume`` never skips a range one sink is missing.
 
 The config hash covers what decides the output: processors and their options, their declared
-schemas, the network, ``ledgers_per_task`` (range boundaries) and each sink's layout options. The
-ledger range, worker count, retries and credentials are not part of it: a run may extend a range
-or change its parallelism and still resume.
+schemas, the pipeline's ``where`` filter, the network, ``ledgers_per_task`` (range boundaries) and
+each sink's layout options. The ledger range, worker count, retries and credentials are not part
+of it: a run may extend a range or change its parallelism and still resume.
 """
 
 from __future__ import annotations
@@ -40,12 +40,16 @@ def config_fingerprint(cfg: PipelineConfig) -> dict[str, Any]:
                 "schema": [[f.name, str(f.type), f.nullable] for f in p.schema],
             }
         )
-    return {
+    doc = {
         "processors": procs,
         "network": cfg.source.network_passphrase,
         "ledgers_per_task": cfg.options.ledgers_per_task,
         "sinks": sorted((s.type, json.dumps(s.fingerprint(), sort_keys=True)) for s in cfg.sinks),
     }
+    if cfg.where is not None and not cfg.where.empty:
+        # Only when set: pipelines without a filter keep the hashes of checkpoints written before it existed.
+        doc["where"] = cfg.where.model_dump(mode="json")
+    return doc
 
 
 def config_hash(cfg: PipelineConfig) -> str:

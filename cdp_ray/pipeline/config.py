@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from cdp_ray.errors import CdpRayError, ConfigError, UnknownComponentError
 from cdp_ray.pipeline.source import LakeSource
 from cdp_ray.processors.base import get_processor
+from cdp_ray.processors.filters import TransactionFilter
 from cdp_ray.sinks.base import SINKS, SinkConfig, sink_config
 
 
@@ -46,6 +47,13 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("pipeline", description="pipeline name, used for checkpoints and stats")
     source: LakeSource
+    where: TransactionFilter | None = Field(
+        None,
+        description="keep only the transactions matching these criteria (operation_types, accounts, contract_ids, "
+        "assets, event_topics; AND across criteria, OR within one) in every table: each processor sees only the "
+        "matching transactions, so the ledgers table has rows only for ledgers holding one, counting those alone. "
+        "Ledgers whose raw XDR cannot match are read but not decoded. Part of the checkpoint's config hash",
+    )
     processors: list[ProcessorStep] = Field(min_length=1)
     sinks: list[SerializeAsAny[SinkConfig]] = Field(default_factory=list)
     options: RunOptions = Field(default_factory=RunOptions)

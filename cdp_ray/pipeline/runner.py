@@ -5,12 +5,18 @@ decoded once, run through every processor and written to every sink by one Ray w
 commit a chunk atomically together with its checkpoint record, so a chunk is either fully written
 and recorded or not at all. ``resume`` skips the chunks every sink recorded; a chunk retried after a
 worker died, or rerun, replaces its rows instead of duplicating them.
+
+A pipeline's ``where`` filter is pushed down into decoding: a ledger whose raw XDR cannot hold a
+matching transaction is read (and verified by the lake) but never decoded, and every processor sees
+only the matching transactions.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import pickle
 import re
 import time
 from dataclasses import dataclass, field
@@ -22,18 +28,45 @@ from cdp_ray.errors import CdpRayError, CorruptLedgerFileError, LedgerIntegrityE
 from cdp_ray.lake import LedgerLake
 from cdp_ray.pipeline.checkpoint import Checkpoint
 from cdp_ray.pipeline.config import PipelineConfig
+from cdp_ray.pipeline.dataset import decode_raw
 from cdp_ray.pipeline.datasource import plan_chunks
 from cdp_ray.processors.base import Processor, get_processor
+from cdp_ray.processors.filters import PushDownStats, TransactionFilter, select
 from cdp_ray.sinks.base import DeadLetter, RunContext, make_sink
-from cdp_ray.xdr import Ledger, decode_ledger
+from cdp_ray.xdr import Ledger
 
 
-def decode_range(lake: LedgerLake, start: int, end: int, passphrase: str, *, verify: bool = True) -> tuple[list[Ledger], int]:
-    """Read and decode ``[start, end]``; return the ledgers and the XDR bytes read."""
-    ledgers, nbytes = [], 0
+def decode_range(
+    lake: LedgerLake,
+    start: int,
+    end: int,
+    passphrase: str,
+    *,
+    verify: bool = True,
+    where: TransactionFilter | None = None,
+    stats: PushDownStats | None = None,
+) -> tuple[list[Ledger], int]:
+    """Read and decode ``[start, end]``; return the ledgers and the XDR bytes read.
+
+    With ``where``, a ledger whose raw XDR cannot match is read but not decoded, and the decoded
+    ledgers are narrowed to their matching transactions (:func:`~cdp_ray.processors.filters.select`):
+    ledgers without any are dropped. ``stats`` accumulates the ledgers read, decoded and kept.
+    Decoding errors name the file and the ledger sequence.
+    """
+    active = where is not None and not where.empty
+    compiled = where.compile(passphrase) if active else None
+    stats = stats if stats is not None else PushDownStats()
+    ledgers, nbytes, read = [], 0, 0
     for raw in lake.read_range(start, end, verify=verify):
-        ledgers.append(decode_ledger(raw.xdr, passphrase, key=raw.key, verify=verify))
+        read += 1
         nbytes += len(raw.xdr)
+        if compiled is None or compiled.may_match(raw.xdr):
+            ledgers.append(decode_raw(raw.xdr, passphrase, key=raw.key, sequence=raw.sequence, verify=verify))
+    stats.ledgers += read
+    stats.decoded += len(ledgers)
+    if active:
+        ledgers = select(ledgers, where)
+    stats.kept += len(ledgers)
     return ledgers, nbytes
 
 
@@ -70,8 +103,11 @@ class ChunkWorker:
     def process(self, start: int, end: int) -> dict:
         t0 = time.perf_counter()
         src = self.cfg.source
+        stats = PushDownStats()
         try:
-            ledgers, nbytes = decode_range(self.lake, start, end, src.network_passphrase, verify=src.verify)
+            ledgers, nbytes = decode_range(
+                self.lake, start, end, src.network_passphrase, verify=src.verify, where=self.cfg.where, stats=stats
+            )
         except QUARANTINABLE as exc:
             if self.cfg.options.on_error != "quarantine":
                 raise
@@ -89,22 +125,49 @@ class ChunkWorker:
         for s in self.sinks:
             written += sum(s.write_range(start, end, tables, self.run).values())
         rows = {n: t.num_rows for n, (_, t) in tables.items()}
-        return _row(start, end, "committed", len(ledgers), nbytes, rows, written, time.perf_counter() - t0)
+        return _row(
+            start, end, "committed", stats.ledgers, nbytes, rows, written, time.perf_counter() - t0,
+            decoded=stats.decoded,
+        )
 
     def __call__(self, batch: dict) -> dict:
-        results = [self.process(int(s), int(e)) for s, e in zip(batch["start"], batch["end"])]
-        return {k: [r[k] for r in results] for k in results[0]}
+        """Ray Data entry point. A :class:`CdpRayError` comes back as a ``failed`` row carrying the error,
+        which the driver raises again: Ray Data would wrap it and drop it from the exception chain."""
+        results = []
+        for s, e in zip(batch["start"], batch["end"]):
+            try:
+                results.append(self.process(int(s), int(e)))
+            except CdpRayError as exc:
+                failed = _row(int(s), int(e), "failed", 0, 0, _empty_tables(self.steps), 0, 0.0)
+                results.append({**failed, "exception": _pack_error(exc)})
+                break
+        return {k: [r.get(k) for r in results] for k in {**results[0], "exception": None}}
+
+
+def _pack_error(exc: CdpRayError) -> str:
+    """``exc`` as text that survives a Ray Data row (its attributes kept, its ``__init__`` not rerun)."""
+    return base64.b64encode(pickle.dumps((type(exc), exc.args, exc.__dict__))).decode()
+
+
+def _unpack_error(text: str) -> CdpRayError:
+    """The error :func:`_pack_error` packed (text from this run's own workers)."""
+    cls, args, attrs = pickle.loads(base64.b64decode(text))
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(attrs)
+    return exc
 
 
 def _row(
     start: int, end: int, status: str, ledgers: int, xdr_bytes: int, rows: dict[str, int], written: int,
-    seconds: float, letter: DeadLetter | None = None,
+    seconds: float, letter: DeadLetter | None = None, *, decoded: int | None = None,
 ) -> dict:
     return {
         "start": start,
         "end": end,
         "status": status,
         "ledgers": ledgers,
+        "ledgers_decoded": ledgers if decoded is None else decoded,
         "xdr_bytes": xdr_bytes,
         "rows": sum(rows.values()),
         "rows_by_table": rows,
@@ -129,11 +192,13 @@ def _run_context_from_json(doc: str) -> RunContext:
 
 @dataclass
 class RunSummary:
-    """What a run did, summed over its chunks."""
+    """What a run did, summed over its chunks: ``ledgers`` read, of which ``ledgers_decoded`` were decoded
+    (fewer than read when the pipeline's ``where`` filter skips ledgers that cannot match)."""
 
     pipeline: str
     chunks: int = 0
     ledgers: int = 0
+    ledgers_decoded: int = 0
     xdr_bytes: int = 0
     rows_by_table: dict[str, int] = field(default_factory=dict)
     bytes_written: int = 0
@@ -155,6 +220,7 @@ class RunSummary:
             )
             return
         self.ledgers += int(row["ledgers"])
+        self.ledgers_decoded += int(row.get("ledgers_decoded", row["ledgers"]))
         self.xdr_bytes += int(row["xdr_bytes"])
         self.bytes_written += int(row["bytes_written"])
         for k, v in row["rows_by_table"].items():
@@ -250,7 +316,10 @@ def _run_ray(cfg: PipelineConfig, chunks: list[tuple[int, int]], args: dict) -> 
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
         num_cpus=1,
     )
-    yield from ds.iter_rows()
+    for row in ds.iter_rows():
+        if row.get("status") == "failed":
+            raise _unpack_error(row["exception"])
+        yield {k: v for k, v in row.items() if k != "exception"}
 
 
 def _user_error(exc: BaseException) -> CdpRayError | None:
@@ -266,12 +335,12 @@ def _user_error(exc: BaseException) -> CdpRayError | None:
 
 
 def process_local(cfg: PipelineConfig) -> dict[str, pa.Table]:
-    """Run ``cfg``'s processors in this process and return the tables (no Ray, no sinks)."""
+    """Run ``cfg``'s processors (after its ``where`` filter) in this process and return the tables (no Ray, no sinks)."""
     lake = cfg.source.open()
     steps = [(get_processor(s.name), s.config) for s in cfg.processors]
     parts: dict[str, list[pa.Table]] = {p.name: [] for p, _ in steps}
     for s, e in plan_chunks(cfg.source.start, cfg.source.end, cfg.options.ledgers_per_task):
-        ledgers, _ = decode_range(lake, s, e, cfg.source.network_passphrase, verify=cfg.source.verify)
+        ledgers, _ = decode_range(lake, s, e, cfg.source.network_passphrase, verify=cfg.source.verify, where=cfg.where)
         for name, (_, table) in run_processors(ledgers, steps).items():
             parts[name].append(table)
     return {n: pa.concat_tables(ts) if ts else get_processor(n).schema.empty_table() for n, ts in parts.items()}
