@@ -236,3 +236,26 @@ def test_truncated_ledger_error_names_key_and_sequence_on_ray(truncated_lake, ra
         run_pipeline(_cfg(lake=root, options={"ledgers_per_task": 4, "workers": 1}), engine="ray")
     assert err.value.key == str(path) and err.value.sequence == BAD
     assert f"ledger {BAD}" in str(err.value)
+
+
+def test_cli_runs_a_yaml_pipeline_with_where(tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from cdp_ray.cli.main import app
+
+    doc = _doc(where={"accounts": [SOME]}, sinks=[{"parquet": str(tmp_path / "out")}])
+    doc["processors"] = ["transactions"]
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    r = CliRunner().invoke(app, ["run", str(spec), "--engine", "local", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{"):])
+    assert (summary["ledgers"], summary["ledgers_decoded"]) == (LAST - FIRST + 1, 3)
+    expected = process_local(_cfg(where={"accounts": [SOME]}))["transactions"]
+    assert summary["rows"] == {"transactions": expected.num_rows}
+    r = CliRunner().invoke(app, ["run", str(spec), "--engine", "local"])
+    assert r.exit_code == 0, r.output
+    assert f"filter: 3 of {LAST - FIRST + 1} ledgers could match and were decoded" in r.output

@@ -121,6 +121,7 @@ def summary_doc(cfg, summary) -> dict[str, Any]:
         "start": cfg.source.start,
         "end": cfg.source.end,
         "ledgers": summary.ledgers,
+        "ledgers_decoded": summary.ledgers_decoded,
         "rows": summary.rows_by_table,
         "xdr_bytes": summary.xdr_bytes,
         "bytes_written": summary.bytes_written,
@@ -135,6 +136,8 @@ def _print_summary(cfg, summary) -> None:
     rate = summary.ledgers / summary.wall_seconds if summary.wall_seconds else 0.0
     typer.echo(f"done: {summary.ledgers} ledgers in {summary.wall_seconds:.1f}s ({rate:.1f} ledgers/s), "
                f"{summary.bytes_written / 1e6:.1f} MB written")
+    if cfg.where is not None and not cfg.where.empty:
+        typer.echo(f"filter: {summary.ledgers_decoded} of {summary.ledgers} ledgers could match and were decoded")
     width = max((len(k) for k in summary.rows_by_table), default=0)
     for table, n in summary.rows_by_table.items():
         typer.echo(f"  {table:<{width}}  {n:>10,} rows")
