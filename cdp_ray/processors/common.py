@@ -64,6 +64,7 @@ def camel_to_snake(name: str) -> str:
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]*|[a-z]+|\d+")
 
 
+@functools.lru_cache(maxsize=4096)
 def go_name(name: str) -> str:
     """Go (xdrgen) spelling of an XDR identifier: ``ExtendFootprintTTLResultCode`` -> ``ExtendFootprintTtlResultCode``,
     ``opINNER`` -> ``OpInner``, ``MEMO_NONE`` -> ``MemoNone``."""
@@ -72,8 +73,14 @@ def go_name(name: str) -> str:
 
 def go_enum_string(value) -> str:
     """Go's ``String()`` of any stellar_sdk XDR enum value, e.g. ``OperationResultCode.opINNER`` ->
-    ``OperationResultCodeOpInner``, ``MemoType.MEMO_NONE`` -> ``MemoTypeMemoNone``."""
-    return go_name(type(value).__name__) + go_name(value.name)
+    ``OperationResultCodeOpInner``, ``MemoType.MEMO_NONE`` -> ``MemoTypeMemoNone`` (cached per member)."""
+    return _go_enum_string(type(value), value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _go_enum_string(cls: type, value) -> str:
+    # keyed by class too: the SDK's enums are IntEnums, equal members of different enums compare equal
+    return go_name(cls.__name__) + go_name(value.name)
 
 
 # --- strkeys ------------------------------------------------------------------------------------------
@@ -88,11 +95,13 @@ def _crc16_xmodem(data: bytes) -> int:
     return binascii.crc_hqx(data, 0)
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def strkey(prefix: str, payload: bytes) -> str:
     """Encode ``payload`` as a strkey with version ``prefix`` (``G``, ``M``, ``T``, ``X``, ``P``, ``C``, ``L``, ``B``).
 
     Like Go's ``strkey.Encode`` it does not check the payload length, so stellar-etl's ``tx_signers``
-    (64-byte signatures encoded with the account version byte) can be reproduced.
+    (64-byte signatures encoded with the account version byte) can be reproduced. Cached: addresses
+    repeat heavily and base32 is pure Python.
     """
     raw = bytes([_STRKEY_VERSION[prefix]]) + payload
     return base64.b32encode(raw + _crc16_xmodem(raw).to_bytes(2, "little")).decode().rstrip("=")

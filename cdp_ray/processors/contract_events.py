@@ -19,7 +19,7 @@ from stellar_sdk import xdr
 
 from cdp_ray.processors.base import col, processor
 from cdp_ray.processors.common import TIMESTAMP, go_enum_string, toid
-from cdp_ray.processors.scval import contract_id_strkey, scval_to_json, to_json
+from cdp_ray.processors.scval import contract_id_strkey, scval_json_of
 from cdp_ray.xdr import Ledger, Transaction
 
 CONTRACT_EVENTS_SCHEMA = pa.schema(
@@ -119,26 +119,48 @@ def event_row(
     op_index: int | None = None,
     stage: str | None = None,
 ) -> dict:
+    """One ``contract_events`` row."""
+    return _event_row(_tx_fields(ledger, tx), ledger.sequence, event, in_successful_call, source, index, op_index, stage)
+
+
+def _tx_fields(ledger: Ledger, tx: Transaction) -> tuple:
+    """The columns every event row of ``tx`` shares: hash, TOID, successful, closed_at."""
+    tx_id = toid(ledger.sequence, tx.index)
+    return tx.hash.hex(), tx_id, tx.successful, ledger.closed_at
+
+
+def _event_row(
+    shared: tuple,
+    sequence: int,
+    event: xdr.ContractEvent,
+    in_successful_call: bool,
+    source: str,
+    index: int,
+    op_index: int | None,
+    stage: str | None,
+) -> dict:
+    tx_hash, tx_id, successful, closed_at = shared
     body = event.body.v0
-    topics = list(body.topics)
+    topics = body.topics
     topics_raw = [t.to_xdr_bytes() for t in topics]
-    data_raw = body.data.to_xdr_bytes()
+    data = body.data
+    data_raw = data.to_xdr_bytes()
     return {
-        "transaction_hash": tx.hash.hex(),
-        "transaction_id": toid(ledger.sequence, tx.index),
-        "successful": tx.successful,
-        "ledger_sequence": ledger.sequence,
-        "closed_at": ledger.closed_at,
+        "transaction_hash": tx_hash,
+        "transaction_id": tx_id,
+        "successful": successful,
+        "ledger_sequence": sequence,
+        "closed_at": closed_at,
         "in_successful_contract_call": in_successful_call,
         "contract_id": contract_id_strkey(event.contract_id) or "",
         "type": event.type.value,
         "type_string": go_enum_string(event.type),
         "topics": [_b64(t) for t in topics_raw],
-        "topics_decoded": to_json([scval_to_json(t) for t in topics]),
+        "topics_decoded": "[" + ",".join([scval_json_of(t, r) for t, r in zip(topics, topics_raw)]) + "]",
         "data": _b64(data_raw),
-        "data_decoded": to_json(scval_to_json(body.data)),
+        "data_decoded": scval_json_of(data, data_raw),
         "contract_event_xdr": _b64(_diagnostic_event_xdr(event, in_successful_call, topics_raw, data_raw)),
-        "operation_id": None if op_index is None else toid(ledger.sequence, tx.index, op_index),
+        "operation_id": None if op_index is None else tx_id | op_index,
         "operation_index": op_index,
         "event_index": index,
         "event_source": source,
@@ -149,17 +171,21 @@ def event_row(
 def transaction_event_rows(ledger: Ledger, tx: Transaction, include_diagnostic: bool = True) -> list[dict]:
     """Every event row of one transaction, in stellar-etl's order."""
     tx_events, op_events, diagnostic = transaction_events(tx)
+    if not (tx_events or diagnostic or any(op_events)):
+        return []
+    shared = _tx_fields(ledger, tx)
+    seq = ledger.sequence
     rows: list[dict] = []
     for te in tx_events:
         stage = _STAGE.get(te.stage.value)
-        rows.append(event_row(ledger, tx, te.event, True, source="transaction", index=len(rows), stage=stage))
+        rows.append(_event_row(shared, seq, te.event, True, "transaction", len(rows), None, stage))
     for i, events in enumerate(op_events, start=1):
         for ev in events:
-            rows.append(event_row(ledger, tx, ev, True, source="operation", index=len(rows), op_index=i))
+            rows.append(_event_row(shared, seq, ev, True, "operation", len(rows), i, None))
     if include_diagnostic:
         for de in diagnostic:
             rows.append(
-                event_row(ledger, tx, de.event, de.in_successful_contract_call, source="diagnostic", index=len(rows))
+                _event_row(shared, seq, de.event, de.in_successful_contract_call, "diagnostic", len(rows), None, None)
             )
     return rows
 

@@ -52,6 +52,7 @@ def _result_codes(t: Transaction, index: int) -> tuple[str, str]:
 
 
 _TR_FIELD = {"bump_sequence": "bump_seq_result"}
+_DETAILS_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
@@ -77,7 +78,7 @@ def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
                 "source_account_muxed": muxed,
                 "type": op.body.type.value,
                 "type_string": OPERATION_TYPE_NAMES[op.body.type],
-                "details": json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+                "details": _DETAILS_JSON.encode(details),
                 "closed_at": ledger.closed_at,
                 "operation_result_code": result_code,
                 "operation_trace_code": trace_code,

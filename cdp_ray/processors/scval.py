@@ -44,11 +44,12 @@ _ERROR_TYPE = {
 }
 
 _ESCAPES = {0: "\\0", 9: "\\t", 10: "\\n", 13: "\\r", 92: "\\\\"}
+_NEEDS_ESCAPE = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")
 
 
 def escape_bytes(raw: bytes) -> str:
     """Rust ``escape-bytes``: printable ASCII kept, ``\\0 \\t \\n \\r \\\\`` named, anything else ``\\xNN``."""
-    if all(0x20 <= b <= 0x7E and b != 92 for b in raw):
+    if _NEEDS_ESCAPE.search(raw) is None:
         return raw.decode("ascii")
     out = []
     for b in raw:
@@ -105,67 +106,73 @@ def _map(m) -> list | None:
     return [{"key": scval_to_json(e.key), "val": scval_to_json(e.val)} for e in m.sc_map]
 
 
+_SCVAL_JSON: dict[xdr.SCValType, Any] = {
+    _T.SCV_BOOL: lambda v: {"bool": v.b},
+    _T.SCV_VOID: lambda v: "void",
+    _T.SCV_ERROR: lambda v: {"error": _error(v.error)},
+    _T.SCV_U32: lambda v: {"u32": v.u32.uint32},
+    _T.SCV_I32: lambda v: {"i32": v.i32.int32},
+    _T.SCV_U64: lambda v: {"u64": str(v.u64.uint64)},
+    _T.SCV_I64: lambda v: {"i64": str(v.i64.int64)},
+    _T.SCV_TIMEPOINT: lambda v: {"timepoint": str(v.timepoint.time_point.uint64)},
+    _T.SCV_DURATION: lambda v: {"duration": str(v.duration.duration.uint64)},
+    _T.SCV_U128: lambda v: {"u128": str(uint128(v.u128))},
+    _T.SCV_I128: lambda v: {"i128": str(int128(v.i128))},
+    _T.SCV_U256: lambda v: {"u256": str(_uint256(v.u256))},
+    _T.SCV_I256: lambda v: {"i256": str(_int256(v.i256))},
+    _T.SCV_BYTES: lambda v: {"bytes": v.bytes.sc_bytes.hex()},
+    _T.SCV_STRING: lambda v: {"string": escape_bytes(v.str.sc_string)},
+    _T.SCV_SYMBOL: lambda v: {"symbol": escape_bytes(v.sym.sc_symbol)},
+    _T.SCV_VEC: lambda v: {"vec": None if v.vec is None else [scval_to_json(x) for x in v.vec.sc_vec]},
+    _T.SCV_MAP: lambda v: {"map": _map(v.map)},
+    _T.SCV_ADDRESS: lambda v: {"address": sc_address(v.address)},
+    _T.SCV_CONTRACT_INSTANCE: lambda v: {
+        "contract_instance": {"executable": _executable(v.instance.executable), "storage": _map(v.instance.storage)}
+    },
+    _T.SCV_LEDGER_KEY_CONTRACT_INSTANCE: lambda v: "ledger_key_contract_instance",
+    _T.SCV_LEDGER_KEY_NONCE: lambda v: {"ledger_key_nonce": {"nonce": str(v.nonce_key.nonce.int64)}},
+}
+if hasattr(_T, "SCV_EXECUTABLE_TAG"):
+    _SCVAL_JSON[_T.SCV_EXECUTABLE_TAG] = lambda v: {"executable_tag": escape_bytes(v.executable_tag.sc_string)}
+
+
 def scval_to_json(v: xdr.SCVal) -> Any:
     """The JSON value (dicts, lists, str, int, bool, None) stellar-etl writes for an ``SCVal``."""
-    t = v.type
-    if t == _T.SCV_BOOL:
-        return {"bool": v.b}
-    if t == _T.SCV_VOID:
-        return "void"
-    if t == _T.SCV_ERROR:
-        return {"error": _error(v.error)}
-    if t == _T.SCV_U32:
-        return {"u32": v.u32.uint32}
-    if t == _T.SCV_I32:
-        return {"i32": v.i32.int32}
-    if t == _T.SCV_U64:
-        return {"u64": str(v.u64.uint64)}
-    if t == _T.SCV_I64:
-        return {"i64": str(v.i64.int64)}
-    if t == _T.SCV_TIMEPOINT:
-        return {"timepoint": str(v.timepoint.time_point.uint64)}
-    if t == _T.SCV_DURATION:
-        return {"duration": str(v.duration.duration.uint64)}
-    if t == _T.SCV_U128:
-        return {"u128": str(uint128(v.u128))}
-    if t == _T.SCV_I128:
-        return {"i128": str(int128(v.i128))}
-    if t == _T.SCV_U256:
-        return {"u256": str(_uint256(v.u256))}
-    if t == _T.SCV_I256:
-        return {"i256": str(_int256(v.i256))}
-    if t == _T.SCV_BYTES:
-        return {"bytes": v.bytes.sc_bytes.hex()}
-    if t == _T.SCV_STRING:
-        return {"string": escape_bytes(v.str.sc_string)}
-    if t == _T.SCV_SYMBOL:
-        return {"symbol": escape_bytes(v.sym.sc_symbol)}
-    if t == _T.SCV_VEC:
-        return {"vec": None if v.vec is None else [scval_to_json(x) for x in v.vec.sc_vec]}
-    if t == _T.SCV_MAP:
-        return {"map": _map(v.map)}
-    if t == _T.SCV_ADDRESS:
-        return {"address": sc_address(v.address)}
-    if t == _T.SCV_CONTRACT_INSTANCE:
-        inst = v.instance
-        return {"contract_instance": {"executable": _executable(inst.executable), "storage": _map(inst.storage)}}
-    if t == _T.SCV_LEDGER_KEY_CONTRACT_INSTANCE:
-        return "ledger_key_contract_instance"
-    if t == _T.SCV_LEDGER_KEY_NONCE:
-        return {"ledger_key_nonce": {"nonce": str(v.nonce_key.nonce.int64)}}
-    if t.name == "SCV_EXECUTABLE_TAG":
-        return {"executable_tag": escape_bytes(v.executable_tag.sc_string)}
-    raise ValueError(f"unsupported SCVal type {t.name}")
+    render = _SCVAL_JSON.get(v.type)
+    if render is None:
+        raise ValueError(f"unsupported SCVal type {v.type.name}")
+    return render(v)
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def to_json(value: Any) -> str:
     """Compact JSON text, ``serde_json::to_string`` layout (no spaces, non-ASCII kept)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 def scval_json(v: xdr.SCVal) -> str:
     """:func:`scval_to_json` as compact JSON text."""
     return to_json(scval_to_json(v))
+
+
+_JSON_BY_XDR: dict[bytes, str] = {}
+_JSON_BY_XDR_MAX = 1 << 15
+_JSON_BY_XDR_SIZE = 512
+
+
+def scval_json_of(v: xdr.SCVal, raw: bytes) -> str:
+    """:func:`scval_json` of ``v`` whose XDR is ``raw``, memoised by ``raw`` for small values (event topics,
+    symbols, addresses and amounts repeat across a ledger)."""
+    text = _JSON_BY_XDR.get(raw)
+    if text is None:
+        text = to_json(scval_to_json(v))
+        if len(raw) <= _JSON_BY_XDR_SIZE:
+            if len(_JSON_BY_XDR) >= _JSON_BY_XDR_MAX:
+                _JSON_BY_XDR.clear()
+            _JSON_BY_XDR[raw] = text
+    return text
 
 
 # --- typed accessors (``None`` when the value has another type) ------------------------------------
@@ -283,6 +290,7 @@ __all__ = [
     "scval_address",
     "scval_i128",
     "scval_json",
+    "scval_json_of",
     "scval_string",
     "scval_symbol",
     "scval_to_json",

@@ -731,8 +731,8 @@ def _trustline_asset(asset: xdr.TrustLineAsset) -> str | None:
     return f"{name}:{account_id(a.issuer)}"
 
 
-def _change_deltas(changes: list[tuple], deltas: dict) -> None:
-    for t, pre, post, _ in changes:
+def _change_deltas(changes, deltas: dict) -> None:
+    for t, pre, post in changes:
         if t == _LT.ACCOUNT:
             e = (post or pre).account
             d = (post.account.balance.int64 if post else 0) - (pre.account.balance.int64 if pre else 0)
@@ -772,7 +772,33 @@ def _event_deltas(rows: list[dict], deltas: dict) -> None:
             _add(deltas, r["to"], asset, amount)
 
 
-def _transaction_changes(tx: Transaction) -> list[tuple]:
+_BALANCE_TYPES = frozenset((_LT.ACCOUNT, _LT.TRUSTLINE, _LT.CLAIMABLE_BALANCE, _LT.LIQUIDITY_POOL))
+_LCT_CREATED, _LCT_UPDATED, _LCT_REMOVED, _LCT_STATE, _LCT_RESTORED = (
+    _CT.LEDGER_ENTRY_CREATED, _CT.LEDGER_ENTRY_UPDATED, _CT.LEDGER_ENTRY_REMOVED, _CT.LEDGER_ENTRY_STATE,
+    _CT.LEDGER_ENTRY_RESTORED,
+)
+
+
+def _balance_changes(group):
+    """``(entry type, pre data, post data)`` of the balance-holding entries (accounts, trustlines, claimable
+    balances, pools) a ``LedgerEntryChanges`` group changes, paired as :func:`changes_from` pairs them
+    (STATE folded into the next change's pre-state) but unsorted: the deltas they feed are sums."""
+    raw = group.ledger_entry_changes
+    for i, c in enumerate(raw):
+        t = c.type
+        if t == _LCT_CREATED or t == _LCT_RESTORED:
+            data = (c.created if t == _LCT_CREATED else c.restored).data
+            if data.type in _BALANCE_TYPES:
+                yield data.type, None, data
+        elif t == _LCT_UPDATED or t == _LCT_REMOVED:
+            prev = raw[i - 1]
+            pre = (prev.state if prev.type == _LCT_STATE else prev.restored).data
+            if pre.type in _BALANCE_TYPES:
+                yield pre.type, pre, c.updated.data if t == _LCT_UPDATED else None
+
+
+def _transaction_changes(tx: Transaction):
+    """Balance changes of a transaction: fee, before, operations, after, post-apply fee groups."""
     m = tx.meta
     body = {0: None, 1: m.v1, 2: m.v2, 3: m.v3, 4: m.v4}[m.v]
     lists = [tx.fee_changes]
@@ -782,7 +808,9 @@ def _transaction_changes(tx: Transaction) -> list[tuple]:
     if body is not None:
         lists.append(getattr(body, "tx_changes_after", None))
     lists.append(tx.post_apply_fee_changes)
-    return [c for group in lists if group is not None for c in _changes(group)]
+    for group in lists:
+        if group is not None:
+            yield from _balance_changes(group)
 
 
 def verify_token_transfers(ledger: Ledger, rows: list[dict]) -> None:
