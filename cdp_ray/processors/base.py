@@ -71,7 +71,9 @@ class Processor:
         out = self.fn(ledgers, self.parse_config(config))
         if isinstance(out, pa.Table):
             return out.select(self.schema.names).cast(self.schema)
-        return pa.Table.from_pylist(list(out), schema=self.schema)
+        rows = out if isinstance(out, list) else list(out)
+        # column lists built here, then one conversion per column: cheaper than from_pylist's per-row path
+        return pa.Table.from_pydict({n: [r.get(n) for r in rows] for n in self.schema.names}, schema=self.schema)
 
 
 REGISTRY: dict[str, Processor] = {}

@@ -54,6 +54,10 @@ _LCT = xdr.LedgerEntryChangeType
 
 
 EntryPair = tuple[xdr.LedgerEntry | None, xdr.LedgerEntry | None]
+_CREATED, _UPDATED, _REMOVED, _STATE, _RESTORED = (
+    _LCT.LEDGER_ENTRY_CREATED, _LCT.LEDGER_ENTRY_UPDATED, _LCT.LEDGER_ENTRY_REMOVED, _LCT.LEDGER_ENTRY_STATE,
+    _LCT.LEDGER_ENTRY_RESTORED,
+)
 
 
 def operation_changes(t: Transaction, index: int, protocol: int) -> list[EntryPair]:
@@ -70,14 +74,15 @@ def operation_changes(t: Transaction, index: int, protocol: int) -> list[EntryPa
     changes = metas[index].changes.ledger_entry_changes
     out = []
     for i, c in enumerate(changes):
-        if c.type == _LCT.LEDGER_ENTRY_CREATED:
+        t = c.type
+        if t == _CREATED:
             out.append((None, c.created))
-        elif c.type == _LCT.LEDGER_ENTRY_RESTORED:
+        elif t == _RESTORED:
             out.append((None, c.restored))
-        elif c.type in (_LCT.LEDGER_ENTRY_UPDATED, _LCT.LEDGER_ENTRY_REMOVED):
+        elif t == _UPDATED or t == _REMOVED:
             prev = changes[i - 1]
-            pre = prev.state if prev.type == _LCT.LEDGER_ENTRY_STATE else prev.restored
-            out.append((pre, c.updated if c.type == _LCT.LEDGER_ENTRY_UPDATED else None))
+            pre = prev.state if prev.type == _STATE else prev.restored
+            out.append((pre, c.updated if t == _UPDATED else None))
     return out
 
 

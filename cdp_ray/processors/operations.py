@@ -58,6 +58,10 @@ _DETAILS_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_a
 def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
     """stellar-etl ``OperationOutput`` rows of one transaction."""
     tx_source = t.tx.source_account if hasattr(t.tx, "source_account") else None
+    seq, closed_at, protocol, passphrase = (
+        ledger.sequence, ledger.closed_at, ledger.protocol_version, ledger.network_passphrase
+    )
+    tx_id = toid(seq, t.index)
     rows = []
     for i, op in enumerate(t.operations):
         if op.source_account is not None:
@@ -68,21 +72,21 @@ def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
             source, muxed = muxed_account(
                 xdr.MuxedAccount(type=xdr.CryptoKeyType.KEY_TYPE_ED25519, ed25519=t.tx.source_account_ed25519)
             )
-        details = operation_details(op, i, t, ledger.protocol_version, ledger.network_passphrase)
+        details = operation_details(op, i, t, protocol, passphrase)
         result_code, trace_code = _result_codes(t, i)
         rows.append(
             {
-                "id": toid(ledger.sequence, t.index, i + 1),
-                "transaction_id": toid(ledger.sequence, t.index),
+                "id": tx_id | (i + 1),
+                "transaction_id": tx_id,
                 "source_account": source,
                 "source_account_muxed": muxed,
                 "type": op.body.type.value,
                 "type_string": OPERATION_TYPE_NAMES[op.body.type],
                 "details": _DETAILS_JSON.encode(details),
-                "closed_at": ledger.closed_at,
+                "closed_at": closed_at,
                 "operation_result_code": result_code,
                 "operation_trace_code": trace_code,
-                "ledger_sequence": ledger.sequence,
+                "ledger_sequence": seq,
             }
         )
     return rows

@@ -175,6 +175,9 @@ def scval_json_of(v: xdr.SCVal, raw: bytes) -> str:
     return text
 
 
+scval_json_of.cache_clear = _JSON_BY_XDR.clear  # type: ignore[attr-defined]  (like functools' caches)
+
+
 # --- typed accessors (``None`` when the value has another type) ------------------------------------
 
 

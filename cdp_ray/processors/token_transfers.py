@@ -149,6 +149,7 @@ class _Ctx:
         self.passphrase = passphrase
         self.native_sac = native_sac_strkey(passphrase)
         self.native = xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE)
+        self.closed_at = ledger.closed_at
 
     def row(self, tx: Transaction, op_index: int | None, topic: str, *, frm=None, to=None, amount: int,
             asset: xdr.Asset | None, contract_id: str, muxed_id: int | None = None) -> dict:
@@ -166,7 +167,7 @@ class _Ctx:
             "amount_raw": str(amount),
             "contract_id": contract_id,
             "ledger_sequence": seq,
-            "closed_at": self.ledger.closed_at,
+            "closed_at": self.closed_at,
             "to_muxed": to_muxed,
             "to_muxed_id": to_muxed_id,
         }

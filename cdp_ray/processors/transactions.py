@@ -222,6 +222,7 @@ def transaction_row(ledger: Ledger, t: Transaction, *, include_xdr: bool = True)
         min_gap = v2.min_seq_ledger_gap.uint32
         extra = [signer_key_address(k) for k in v2.extra_signers] or None
     fee_charged = t.result.result.fee_charged.int64
+    closed_at = ledger.closed_at
     row = {
         "transaction_hash": t.hash.hex(),
         "ledger_sequence": ledger.sequence,
@@ -235,7 +236,7 @@ def transaction_row(ledger: Ledger, t: Transaction, *, include_xdr: bool = True)
         "tx_result": b64(t.result.result) if include_xdr else None,
         "tx_meta": b64(t.meta) if include_xdr else None,
         "tx_fee_meta": b64(t.fee_changes) if include_xdr else None,
-        "created_at": ledger.closed_at,
+        "created_at": closed_at,
         "memo_type": go_enum_string(tx.memo.type),
         "memo": _memo(tx.memo),
         "time_bounds": tb,
@@ -250,7 +251,7 @@ def transaction_row(ledger: Ledger, t: Transaction, *, include_xdr: bool = True)
         "min_account_sequence_age": min_age,
         "min_account_sequence_ledger_gap": min_gap,
         "extra_signers": extra,
-        "closed_at": ledger.closed_at,
+        "closed_at": closed_at,
         "resource_fee": 0,
         "soroban_resources_instructions": 0,
         "soroban_resources_read_bytes": 0,
