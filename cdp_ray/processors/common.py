@@ -42,7 +42,7 @@ def muxed_account(m: xdr.MuxedAccount) -> tuple[str, str | None]:
         return g_strkey(m.ed25519.uint256), None
     med = m.med25519
     base = g_strkey(med.ed25519.uint256)
-    return base, StrKey.encode_med25519_public_key(med.ed25519.uint256 + med.id.uint64.to_bytes(8, "big"))
+    return base, strkey("M", med.ed25519.uint256 + med.id.uint64.to_bytes(8, "big"))
 
 
 def _go_case(name: str) -> str:
