@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import re
 
 import farmhash
 import pyarrow as pa
-from stellar_sdk import StrKey, xdr
+from stellar_sdk import xdr
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -21,7 +20,7 @@ def toid(ledger: int, tx_index: int = 0, op_index: int = 0) -> int:
 
 def b64(value) -> str:
     """Base64 of an XDR value."""
-    return base64.b64encode(value.to_xdr_bytes()).decode()
+    return binascii.b2a_base64(value.to_xdr_bytes(), newline=False).decode()
 
 
 def g_strkey(raw: bytes) -> str:

@@ -10,8 +10,8 @@ beside them; meta v1/v2 carry none. The kind of event stays visible twice: ``typ
 
 from __future__ import annotations
 
-import base64
 import struct
+from binascii import b2a_base64
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,7 +88,7 @@ def transaction_events(tx: Transaction):
 
 
 def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
+    return b2a_base64(raw, newline=False).decode()
 
 
 def _diagnostic_event_xdr(
