@@ -732,12 +732,16 @@ def _trustline_asset(asset: xdr.TrustLineAsset) -> str | None:
     return f"{name}:{account_id(a.issuer)}"
 
 
+_ACCOUNT = _LT.ACCOUNT
+
+
 def _change_deltas(changes, deltas: dict) -> None:
     for t, pre, post in changes:
-        if t == _LT.ACCOUNT:
+        if t == _ACCOUNT:  # the common case, inlined: holders here are G... keys, never contracts
             e = (post or pre).account
             d = (post.account.balance.int64 if post else 0) - (pre.account.balance.int64 if pre else 0)
-            _add(deltas, account_id(e.account_id), "native", d)
+            key = (account_id(e.account_id), "native")
+            deltas[key] = deltas.get(key, 0) + d
         elif t == _LT.TRUSTLINE:
             e = (post or pre).trust_line
             asset = _trustline_asset(e.asset)
