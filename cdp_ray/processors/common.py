@@ -107,16 +107,21 @@ def _crc16_xmodem(data: bytes) -> int:
     return binascii.crc_hqx(data, 0)
 
 
-@functools.lru_cache(maxsize=1 << 15)
-def strkey(prefix: str, payload: bytes) -> str:
+def encode_strkey(prefix: str, payload: bytes) -> str:
     """Encode ``payload`` as a strkey with version ``prefix`` (``G``, ``M``, ``T``, ``X``, ``P``, ``C``, ``L``, ``B``).
 
     Like Go's ``strkey.Encode`` it does not check the payload length, so stellar-etl's ``tx_signers``
-    (64-byte signatures encoded with the account version byte) can be reproduced. Cached: addresses
-    repeat heavily and base32 is pure Python.
+    (64-byte signatures encoded with the account version byte) can be reproduced.
     """
     raw = bytes((_STRKEY_VERSION[prefix],)) + payload
     return _b32_unpadded(raw + _crc16_xmodem(raw).to_bytes(2, "little"))
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def strkey(prefix: str, payload: bytes) -> str:
+    """:func:`encode_strkey`, cached: addresses repeat heavily. One-off payloads (signatures) should call
+    :func:`encode_strkey` so they do not evict the addresses."""
+    return encode_strkey(prefix, payload)
 
 
 def signer_key_address(key: xdr.SignerKey) -> str:

@@ -20,10 +20,10 @@ from cdp_ray.processors.common import (
     TIMESTAMP,
     account_id,
     b64,
+    encode_strkey,
     go_enum_string,
     muxed_account,
     signer_key_address,
-    strkey,
     toid,
 )
 from cdp_ray.xdr import Ledger, Transaction
@@ -195,7 +195,7 @@ def _soroban_fields(t: Transaction, protocol: int, fee_charged: int) -> dict:
 
 
 def _signers(signatures) -> list[str]:
-    return [strkey("G", s.signature.signature) for s in signatures or ()]
+    return [encode_strkey("G", s.signature.signature) for s in signatures or ()]
 
 
 def transaction_row(ledger: Ledger, t: Transaction, *, include_xdr: bool = True) -> dict:
