@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import json
 
-from cdp_ray.lake.formats import split_ledgers
 from cdp_ray.processors import get_processor
 from cdp_ray.processors.assets import ledger_assets
 from cdp_ray.processors.common import NATIVE_ASSET_ID
-from cdp_ray.xdr import decode_ledger
 
-PUBNET = "Public Global Stellar Network ; September 2015"
-
-
-def reconstructed(stellar_data, seq: int):
-    (path,) = (stellar_data / "stellar-etl-golden" / "reconstructed").glob(f"*--{seq}.reconstructed.xdr")
-    (raw,) = split_ledgers(path.read_bytes(), str(path))
-    return decode_ledger(raw, PUBNET)
+from ledger_files import reconstructed
 
 
 def test_golden_one_ledger_every_field(stellar_data):

@@ -9,23 +9,10 @@ from decimal import Decimal
 import pytest
 from stellar_sdk import StrKey
 
-from cdp_ray.lake.formats import split_ledgers
 from cdp_ray.processors import get_processor
 from cdp_ray.processors.effects import EFFECT_TYPES, transaction_effects
-from cdp_ray.xdr import decode_ledger
 
-PUBNET = "Public Global Stellar Network ; September 2015"
-
-
-def load(stellar_data, rel: str):
-    path = stellar_data / rel
-    (raw,) = split_ledgers(path.read_bytes(), str(path))
-    return decode_ledger(raw, PUBNET)
-
-
-def reconstructed(stellar_data, seq: int):
-    (path,) = (stellar_data / "stellar-etl-golden" / "reconstructed").glob(f"*--{seq}.reconstructed.xdr")
-    return load(stellar_data, str(path.relative_to(stellar_data)))
+from ledger_files import load, reconstructed
 
 
 def tx_effects(ledger, tx_hash_prefix: str) -> tuple:

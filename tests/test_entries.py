@@ -15,19 +15,10 @@ from cdp_ray.processors.common import asset_id
 from cdp_ray.processors.entries import EntryChange, compact_changes
 from cdp_ray.xdr import decode_ledger
 
-PUBNET = "Public Global Stellar Network ; September 2015"
+from conftest import PUBNET
+from ledger_files import load, reconstructed
+
 ENTRY_TABLES = ["accounts", "trustlines", "offers", "liquidity_pools", "claimable_balances", "contract_data", "ttl"]
-
-
-def load(stellar_data, rel: str):
-    path = stellar_data / rel
-    (raw,) = split_ledgers(path.read_bytes(), str(path))
-    return decode_ledger(raw, PUBNET)
-
-
-def reconstructed(stellar_data, seq: int):
-    (path,) = (stellar_data / "stellar-etl-golden" / "reconstructed").glob(f"*--{seq}.reconstructed.xdr")
-    return load(stellar_data, str(path.relative_to(stellar_data)))
 
 
 @pytest.fixture(scope="module")

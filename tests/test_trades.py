@@ -5,25 +5,13 @@ from __future__ import annotations
 
 from stellar_sdk import StrKey
 
-from cdp_ray.lake.formats import split_ledgers
 from cdp_ray.processors import get_processor
 from cdp_ray.processors.common import asset_id, asset_parts
 from cdp_ray.processors.trades import ledger_trades, pool_payout
-from cdp_ray.xdr import decode_ledger
 
-PUBNET = "Public Global Stellar Network ; September 2015"
+from ledger_files import load, reconstructed
+
 SYNTHETIC_OFFER = 1 << 62
-
-
-def load(stellar_data, rel: str):
-    path = stellar_data / rel
-    (raw,) = split_ledgers(path.read_bytes(), str(path))
-    return decode_ledger(raw, PUBNET)
-
-
-def reconstructed(stellar_data, seq: int):
-    (path,) = (stellar_data / "stellar-etl-golden" / "reconstructed").glob(f"*--{seq}.reconstructed.xdr")
-    return load(stellar_data, str(path.relative_to(stellar_data)))
 
 
 def offer_states(t, op_index: int) -> dict[int, list]:
