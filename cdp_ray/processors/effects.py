@@ -573,26 +573,14 @@ class _OperationEffects:
 
     def liquidity_pool_deposit(self, body) -> None:
         op = body.liquidity_pool_deposit_op
-        found = _pool_and_delta(self.changes, op.liquidity_pool_id.pool_id.hash)
-        if found is None:
-            raise EffectError(f"operation {self.op_id}: liquidity pool change not found")
-        lp, (da, db, ds) = found
-        params = lp.body.constant_product.params
-        self.add_muxed(
-            self.source,
-            "liquidity_pool_deposited",
-            {
-                "liquidity_pool": liquidity_pool_details(lp),
-                "reserves_deposited": [
-                    {"asset": asset_canonical(params.asset_a), "amount": amount_string(da)},
-                    {"asset": asset_canonical(params.asset_b), "amount": amount_string(db)},
-                ],
-                "shares_received": amount_string(ds),
-            },
-        )
+        self._pool_flow(op, "liquidity_pool_deposited", "reserves_deposited", "shares_received", 1)
 
     def liquidity_pool_withdraw(self, body) -> None:
         op = body.liquidity_pool_withdraw_op
+        self._pool_flow(op, "liquidity_pool_withdrew", "reserves_received", "shares_redeemed", -1)
+
+    def _pool_flow(self, op, effect: str, reserves_key: str, shares_key: str, sign: int) -> None:
+        """A deposit (``sign`` 1) or withdrawal (-1): the pool's reserve and share deltas, as positive amounts."""
         found = _pool_and_delta(self.changes, op.liquidity_pool_id.pool_id.hash)
         if found is None:
             raise EffectError(f"operation {self.op_id}: liquidity pool change not found")
@@ -600,14 +588,14 @@ class _OperationEffects:
         params = lp.body.constant_product.params
         self.add_muxed(
             self.source,
-            "liquidity_pool_withdrew",
+            effect,
             {
                 "liquidity_pool": liquidity_pool_details(lp),
-                "reserves_received": [
-                    {"asset": asset_canonical(params.asset_a), "amount": amount_string(-da)},
-                    {"asset": asset_canonical(params.asset_b), "amount": amount_string(-db)},
+                reserves_key: [
+                    {"asset": asset_canonical(params.asset_a), "amount": amount_string(sign * da)},
+                    {"asset": asset_canonical(params.asset_b), "amount": amount_string(sign * db)},
                 ],
-                "shares_redeemed": amount_string(-ds),
+                shares_key: amount_string(sign * ds),
             },
         )
 
