@@ -16,20 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import xdr
 
 from cdp_ray.processors.base import col, processor
-from cdp_ray.processors.common import TIMESTAMP, asset_parts, b64, contract_strkey, sc_address, toid
+from cdp_ray.processors.common import asset_parts, b64, contract_strkey, sc_address
 from cdp_ray.processors.contract_events import transaction_events
-from cdp_ray.processors.payments import operation_source
+from cdp_ray.processors.payments import OPERATION_KEY_COLUMNS, operation_key, operation_source
 from cdp_ray.processors.scval import created_contract_id, escape_bytes, scval_to_json, to_json
 from cdp_ray.xdr import Ledger, Transaction
 
 CONTRACT_INVOCATIONS_SCHEMA = pa.schema(
     [
-        col("ledger_sequence", pa.uint32(), "ledger sequence", nullable=False),
-        col("closed_at", TIMESTAMP, "ledger close time (UTC)"),
-        col("transaction_hash", pa.string(), "hex transaction hash", nullable=False),
-        col("transaction_id", pa.int64(), "TOID of the transaction", nullable=False),
-        col("operation_id", pa.int64(), "TOID of the operation", nullable=False),
-        col("operation_index", pa.int32(), "1-based index of the operation in its transaction"),
+        *OPERATION_KEY_COLUMNS,
         col("successful", pa.bool_(), "whether the transaction succeeded"),
         col("result_code", pa.string(), "invoke host function result: success, trapped, resource_limit_exceeded, ..."),
         col("source_account", pa.string(), "G... operation source (transaction source when unset)"),
@@ -203,14 +198,8 @@ def invocation_row(ledger: Ledger, tx: Transaction, op_index: int, op: xdr.Opera
     fees = sm.ext.v1 if sm is not None and sm.ext.v == 1 else None
     ret = getattr(sm, "return_value", None) if sm is not None else None
     _, op_events, _ = transaction_events(tx)
-    seq = ledger.sequence
     return {
-        "ledger_sequence": seq,
-        "closed_at": ledger.closed_at,
-        "transaction_hash": tx.hash.hex(),
-        "transaction_id": toid(seq, tx.index),
-        "operation_id": toid(seq, tx.index, op_index),
-        "operation_index": op_index,
+        **operation_key(ledger, tx, op_index),
         "successful": tx.successful,
         "result_code": result_code,
         "source_account": source,

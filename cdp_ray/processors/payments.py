@@ -23,14 +23,19 @@ from cdp_ray.processors.base import col, processor
 from cdp_ray.processors.common import TIMESTAMP, account_id, amount_string, asset_parts, muxed_account, strkey, toid
 from cdp_ray.xdr import Ledger, Transaction
 
+OPERATION_KEY_COLUMNS = [
+    col("ledger_sequence", pa.uint32(), "ledger sequence", nullable=False),
+    col("closed_at", TIMESTAMP, "ledger close time (UTC)"),
+    col("transaction_hash", pa.string(), "hex transaction hash", nullable=False),
+    col("transaction_id", pa.int64(), "TOID of the transaction", nullable=False),
+    col("operation_id", pa.int64(), "TOID of the operation", nullable=False),
+    col("operation_index", pa.int32(), "1-based index of the operation in its transaction"),
+]
+"""Leading columns of the one-row-per-operation tables: where the operation sits in the chain."""
+
 PAYMENTS_SCHEMA = pa.schema(
     [
-        col("ledger_sequence", pa.uint32(), "ledger sequence", nullable=False),
-        col("closed_at", TIMESTAMP, "ledger close time (UTC)"),
-        col("transaction_hash", pa.string(), "hex transaction hash", nullable=False),
-        col("transaction_id", pa.int64(), "TOID of the transaction", nullable=False),
-        col("operation_id", pa.int64(), "TOID of the operation", nullable=False),
-        col("operation_index", pa.int32(), "1-based index of the operation in its transaction"),
+        *OPERATION_KEY_COLUMNS,
         col("operation_type", pa.string(), "payment, path_payment_strict_receive, path_payment_strict_send, "
             "create_account or account_merge"),
         col("successful", pa.bool_(), "whether the transaction succeeded"),
@@ -90,6 +95,19 @@ def operation_source(tx: Transaction, op: xdr.Operation) -> tuple[str, str | Non
     if isinstance(body, xdr.TransactionV0):
         return strkey("G", body.source_account_ed25519.uint256), None
     return muxed_account(body.source_account)
+
+
+def operation_key(ledger: Ledger, tx: Transaction, op_index: int) -> dict:
+    """The ``OPERATION_KEY_COLUMNS`` values of operation ``op_index`` (1-based) of ``tx``."""
+    seq = ledger.sequence
+    return {
+        "ledger_sequence": seq,
+        "closed_at": ledger.closed_at,
+        "transaction_hash": tx.hash.hex(),
+        "transaction_id": toid(seq, tx.index),
+        "operation_id": toid(seq, tx.index, op_index),
+        "operation_index": op_index,
+    }
 
 
 def _muxed_id(m: xdr.MuxedAccount) -> int | None:
@@ -187,14 +205,8 @@ def payment_row(ledger: Ledger, tx: Transaction, op_index: int, op: xdr.Operatio
     if dest is not None:
         to, to_muxed = muxed_account(dest)
     memo_type, memo = _memo(tx)
-    seq = ledger.sequence
     return {
-        "ledger_sequence": seq,
-        "closed_at": ledger.closed_at,
-        "transaction_hash": tx.hash.hex(),
-        "transaction_id": toid(seq, tx.index),
-        "operation_id": toid(seq, tx.index, op_index),
-        "operation_index": op_index,
+        **operation_key(ledger, tx, op_index),
         "operation_type": _TYPES[t],
         "successful": tx.successful,
         "from": frm,
