@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-from pathlib import Path
 
 import pyarrow as pa
 import pytest

@@ -53,10 +53,6 @@ def go_enum_name(value, prefix: str) -> str:
     return prefix + _go_case(value.name)
 
 
-def camel_to_snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
 # --- Go-compatible names --------------------------------------------------------------------------
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]*|[a-z]+|\d+")
