@@ -38,7 +38,7 @@ from cdp_ray.processors.common import (
 )
 from cdp_ray.processors.entries import changes_from
 from cdp_ray.processors.filters import FilterConfig, apply_where
-from cdp_ray.processors.operation_details import claim_predicate_json
+from cdp_ray.processors.operation_details import claim_predicate_json, transaction_source
 from cdp_ray.xdr import Ledger, Transaction
 
 log = logging.getLogger(__name__)
@@ -223,14 +223,6 @@ def _signer_summary(account: xdr.AccountEntry) -> dict[str, int]:
     for s in account.signers:
         out[signer_key_address(s.key)] = s.weight.uint32
     return out
-
-
-def transaction_source(t: Transaction) -> xdr.MuxedAccount:
-    """Source account of the (inner) transaction as a ``MuxedAccount`` (v0 envelopes included)."""
-    tx = t.tx
-    if hasattr(tx, "source_account"):
-        return tx.source_account
-    return xdr.MuxedAccount(type=xdr.CryptoKeyType.KEY_TYPE_ED25519, ed25519=tx.source_account_ed25519)
 
 
 def _text(raw: bytes) -> str:

@@ -543,7 +543,7 @@ def operation_details(
     d: dict = {}
     body = op.body
     ty = body.type
-    source = op.source_account if op.source_account is not None else _tx_source(t)
+    source = op.source_account if op.source_account is not None else transaction_source(t)
     ok = t.successful
     changes = operation_changes(t, index, protocol)
 
@@ -735,7 +735,8 @@ def operation_details(
     return d
 
 
-def _tx_source(t: Transaction) -> xdr.MuxedAccount:
+def transaction_source(t: Transaction) -> xdr.MuxedAccount:
+    """Source account of the (inner) transaction as a ``MuxedAccount`` (v0 envelopes included)."""
     tx = t.tx
     if hasattr(tx, "source_account"):
         return tx.source_account
@@ -780,7 +781,7 @@ def _begin_sponsor_source(t: Transaction, index: int, source: xdr.MuxedAccount) 
         if prev.body.type == OT.BEGIN_SPONSORING_FUTURE_RESERVES and (
             account_id(prev.body.begin_sponsoring_future_reserves_op.sponsored_id) == sponsoree
         ):
-            return prev.source_account if prev.source_account is not None else _tx_source(t)
+            return prev.source_account if prev.source_account is not None else transaction_source(t)
     return None
 
 

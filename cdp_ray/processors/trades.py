@@ -24,7 +24,8 @@ from cdp_ray.processors.common import (
     stroops_to_real,
     toid,
 )
-from cdp_ray.processors.effects import claim_body, claim_seller, sorted_operation_changes, transaction_source
+from cdp_ray.processors.effects import claim_body, claim_seller, sorted_operation_changes
+from cdp_ray.processors.operation_details import transaction_source
 from cdp_ray.processors.filters import FilterConfig, apply_where
 from cdp_ray.xdr import Ledger, Transaction
 
