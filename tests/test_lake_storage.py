@@ -162,8 +162,9 @@ def test_permanent_errors_are_not_retried(lakes, monkeypatch: pytest.MonkeyPatch
 
 
 def test_ray_engine_reads_object_storage(ray_cluster, lakes, local_tables) -> None:
-    tables = cdp_ray.load(["ledgers"], lakes["s3"], engine="ray")
-    assert tables["ledgers"].equals(local_tables["ledgers"])
+    tables = cdp_ray.load(PROCESSORS, lakes["s3"], engine="ray")
+    for name in PROCESSORS:
+        assert tables[name].equals(local_tables[name]), name
     ds = cdp_ray.read_ledgers(lakes["gcs"], ledgers_per_task=2)
     rows = ds.take_all()
     assert [r["sequence"] for r in sorted(rows, key=lambda r: r["sequence"])] == list(range(FIRST + 1, LAST))

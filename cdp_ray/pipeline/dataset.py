@@ -43,6 +43,15 @@ def read_ledgers(
     return ray.data.read_datasource(ds)
 
 
+def _decode_block(batch: pa.Table, passphrase: str, verify: bool) -> list:
+    return [
+        decode_raw(x, passphrase, key=k, sequence=q, verify=verify)
+        for q, x, k in zip(
+            batch.column("sequence").to_pylist(), batch.column("xdr").to_pylist(), batch.column("key").to_pylist()
+        )
+    ]
+
+
 class ProcessLedgers:
     """``map_batches`` callable: a block of raw ledgers -> one processor's table."""
 
@@ -52,13 +61,37 @@ class ProcessLedgers:
         self.passphrase, self.verify = network_passphrase, verify
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        ledgers = [
-            decode_raw(x, self.passphrase, key=k, sequence=q, verify=self.verify)
-            for q, x, k in zip(
-                batch.column("sequence").to_pylist(), batch.column("xdr").to_pylist(), batch.column("key").to_pylist()
-            )
-        ]
-        return self.proc.process(ledgers, self.config)
+        return self.proc.process(_decode_block(batch, self.passphrase, self.verify), self.config)
+
+
+class PackedTables:
+    """``map_batches`` callable: a block of raw ledgers, decoded once -> every processor's table.
+
+    Tables of different schemas cannot share a Ray block, so each comes back as Arrow IPC bytes in a
+    row ``(first_sequence, processor, ipc)``; ``first_sequence`` restores the ledger order.
+    """
+
+    def __init__(self, processors: list[str], network_passphrase: str = "", verify: bool = True):
+        self.procs = [get_processor(n) for n in processors]
+        self.passphrase, self.verify = network_passphrase, verify
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        ledgers = _decode_block(batch, self.passphrase, self.verify)
+        first = batch.column("sequence")[0].as_py()
+        payloads = []
+        for proc in self.procs:
+            table = proc.process(ledgers)
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            payloads.append(sink.getvalue().to_pybytes())
+        return pa.table(
+            {
+                "first_sequence": pa.array([first] * len(self.procs), pa.uint32()),
+                "processor": pa.array([p.name for p in self.procs], pa.string()),
+                "ipc": pa.array(payloads, pa.large_binary()),
+            }
+        )
 
 
 def decode_raw(xdr_bytes: bytes, passphrase: str, *, key: str, sequence: int, verify: bool = True):
@@ -73,13 +106,15 @@ def decode_raw(xdr_bytes: bytes, passphrase: str, *, key: str, sequence: int, ve
 
 def table_dataset(processor: str, source: str | LakeSource, start: int | None = None, end: int | None = None, *, config: dict | None = None, **source_options: Any):
     """A ``ray.data.Dataset`` of one processor's rows over ``[start, end]``."""
+    import ray.data
+
     src = _source(source, start, end, **source_options)
     return read_ledgers(src).map_batches(
         ProcessLedgers,
         fn_constructor_kwargs={"processor": processor, "config": config, "network_passphrase": src.network_passphrase, "verify": src.verify},
         batch_format="pyarrow",
         batch_size=None,
-        compute=__import__("ray").data.ActorPoolStrategy(min_size=1),
+        compute=ray.data.ActorPoolStrategy(min_size=1),
     )
 
 
@@ -101,15 +136,23 @@ def load(
     names = [processors] if isinstance(processors, str) else list(processors)
     src = _source(source, start, end, **source_options)
     if engine == "ray":
-        tables = {}
-        for n in names:
-            ds = table_dataset(n, src)
-            import ray
+        import ray.data
 
-            parts = ray.get(ds.to_arrow_refs())
+        packed = read_ledgers(src).map_batches(
+            PackedTables,
+            fn_constructor_kwargs={"processors": names, "network_passphrase": src.network_passphrase, "verify": src.verify},
+            batch_format="pyarrow",
+            batch_size=None,
+            compute=ray.data.ActorPoolStrategy(min_size=1),
+        )
+        parts: dict[str, list[tuple[int, pa.Table]]] = {n: [] for n in names}
+        for row in packed.iter_rows():
+            parts[row["processor"]].append((row["first_sequence"], pa.ipc.open_stream(row["ipc"]).read_all()))
+        tables = {}
+        for n, found in parts.items():
             schema = get_processor(n).schema
-            tables[n] = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
-            tables[n] = tables[n].sort_by([(schema.names[0], "ascending")]) if tables[n].num_rows else tables[n]
+            ordered = [t.cast(schema) for _, t in sorted(found, key=lambda p: p[0])]
+            tables[n] = pa.concat_tables(ordered) if ordered else schema.empty_table()
     else:
         from cdp_ray.pipeline.runner import process_local
 
