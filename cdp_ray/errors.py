@@ -97,3 +97,17 @@ class SinkError(CdpRayError):
     """Writing to a sink failed."""
 
     hint = "check the sink's URI, credentials and free space"
+
+
+class ProcessingError(CdpRayError):
+    """An unexpected exception while processing a ledger range (a cdp-ray bug, or a ledger shape it does
+    not handle), carried back from a worker with the range and the original traceback."""
+
+    hint = "report it with the ledger range and `traceback`; rerun with --verbose to print the traceback"
+
+    def __init__(self, start: int, end: int, exc: BaseException):
+        import traceback
+
+        super().__init__(f"ledgers {start}-{end}: unexpected {type(exc).__name__}: {exc}")
+        self.start, self.end, self.error_type = start, end, type(exc).__name__
+        self.traceback = "".join(traceback.format_exception(exc))

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from cdp_ray.errors import CdpRayError, ConfigError
+from cdp_ray.errors import CdpRayError, ConfigError, ProcessingError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Batch analytics for Stellar ledgers on Ray.")
 docs_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Reference docs generated from the processor registry.")
@@ -235,6 +235,8 @@ def run(
             typer.secho(f"{msg}: {hint}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if isinstance(error, CdpRayError):
+        if verbose and isinstance(error, ProcessingError):
+            typer.echo(error.traceback, err=True)
         if log_path and not isinstance(error, ConfigError):
             error.hint = f"{error.hint}; Ray's logs of this run: {log_path}" if error.hint else f"Ray's logs of this run: {log_path}"
         _fail(error, as_json)

@@ -110,9 +110,9 @@ _REMOTE_ERROR = re.compile(r"^(?:cdp_ray\.errors|[\w.]*cdp_ray[\w.]*)\.(\w+Error
 def remote_user_error(exc: BaseException) -> CdpRayError | None:
     """The cdp-ray error behind a Ray task failure whose exception chain Ray did not keep.
 
-    :class:`CdpRayError` from a chunk already comes back typed (``run_pipeline`` re-raises it from the
-    worker's ``failed`` row). Other exceptions raised in workers, such as the ``ValueError`` subclasses
-    ``EffectError`` and ``TradeError``, reach the driver only as the traceback text of Ray Data's
+    Errors while processing a chunk already come back typed (``run_pipeline`` re-raises them from the
+    worker's ``failed`` row). Errors outside that, such as a sink that cannot connect when a worker
+    starts, reach the driver only as the traceback text of Ray's ``ActorDiedError`` or Ray Data's
     ``UserCodeException``; the last ``cdp_ray...SomeError: message`` / ``  hint: ...`` lines of it are
     rebuilt as that error class (or :class:`CdpRayError` for a class it cannot find).
     """

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator, Literal
 
 import pyarrow as pa
 
-from cdp_ray.errors import CdpRayError, CorruptLedgerFileError, LedgerIntegrityError
+from cdp_ray.errors import CdpRayError, CorruptLedgerFileError, LedgerIntegrityError, ProcessingError
 from cdp_ray.lake import LedgerLake
 from cdp_ray.pipeline.checkpoint import Checkpoint
 from cdp_ray.pipeline.config import PipelineConfig
@@ -131,15 +131,17 @@ class ChunkWorker:
         )
 
     def __call__(self, batch: dict) -> dict:
-        """Ray Data entry point. A :class:`CdpRayError` comes back as a ``failed`` row carrying the error,
-        which the driver raises again: Ray Data would wrap it and drop it from the exception chain."""
+        """Ray Data entry point. An error comes back as a ``failed`` row carrying it, which the driver raises
+        again: Ray Data would wrap it and drop it from the exception chain. Exceptions other than
+        :class:`CdpRayError` come back as :class:`ProcessingError` naming the range, with their traceback."""
         results = []
         for s, e in zip(batch["start"], batch["end"]):
             try:
                 results.append(self.process(int(s), int(e)))
-            except CdpRayError as exc:
+            except Exception as exc:
+                error = exc if isinstance(exc, CdpRayError) else ProcessingError(int(s), int(e), exc)
                 failed = _row(int(s), int(e), "failed", 0, 0, _empty_tables(self.steps), 0, 0.0)
-                results.append({**failed, "exception": _pack_error(exc)})
+                results.append({**failed, "exception": _pack_error(error)})
                 break
         return {k: [r.get(k) for r in results] for k in {**results[0], "exception": None}}
 
