@@ -135,6 +135,58 @@ def test_broken_hash_chain(tmp_path: Path, wallet_ledgers) -> None:
     assert [r.sequence for r in LedgerLake(str(root)).read_range(FIRST, LAST, verify=False)] == list(range(FIRST, LAST + 1))
 
 
+def _forge_previous_hash(raw: bytes) -> bytes:
+    """``raw`` with another previousLedgerHash and a header hash recomputed to match."""
+    out = bytearray(raw)
+    peek = peek_header(raw)
+    out[peek.start + 4 : peek.start + 36] = b"\x11" * 32
+    out[peek.start - 32 : peek.start] = hashlib.sha256(out[peek.start : peek.end]).digest()
+    assert peek_header(bytes(out)).header_hash_ok
+    return bytes(out)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_broken_hash_chain_between_chunks(tmp_path: Path, wallet_ledgers, verify: bool) -> None:
+    """Each chunk verifies its own chain; the run checks the chain where one chunk meets the next."""
+    from cdp_ray.pipeline.config import PipelineConfig
+    from cdp_ray.pipeline.runner import run_pipeline
+
+    root = _lake(tmp_path / "lake", wallet_ledgers)
+    _put(root, ONE, 63092985, [_forge_previous_hash(wallet_ledgers[63092985])])
+    cfg = PipelineConfig.model_validate({
+        "name": "chain",
+        "source": {"uri": str(root), "start": FIRST, "end": 63092985, "network": "pubnet", "verify": verify},
+        "processors": ["ledgers"],
+        "sinks": [{"parquet": str(tmp_path / "out")}],
+        "options": {"ledgers_per_task": 5},  # chunks 63092982-84 and 63092985-85: the forged ledger is alone
+    })
+    if not verify:
+        assert run_pipeline(cfg, engine="local").ledgers == 4
+        return
+    with pytest.raises(LedgerIntegrityError) as err:
+        run_pipeline(cfg, engine="local")
+    assert err.value.sequence == 63092985
+    assert "previous_ledger_hash 1111" in str(err.value) and "hash of ledger 63092984" in str(err.value)
+    assert "chunks 63092982-63092984 and 63092985-63092985 were already written" in str(err.value)
+
+
+def test_chain_check_in_any_completion_order() -> None:
+    from cdp_ray.pipeline.runner import ChainCheck
+
+    def row(start: int, end: int, previous: str, last: str) -> dict:
+        return {"status": "committed", "start": start, "end": end, "previous_hash": previous, "hash": last}
+
+    good = ChainCheck()
+    for r in (row(20, 29, "b", "c"), row(0, 9, "z", "a"), row(10, 19, "a", "b")):
+        good.add(r)
+    bad = ChainCheck()
+    bad.add(row(10, 19, "x", "b"))
+    bad.add({"status": "quarantined", "start": 20, "end": 29, "previous_hash": None, "hash": None})
+    with pytest.raises(LedgerIntegrityError) as err:
+        bad.add(row(0, 9, "z", "a"))
+    assert err.value.sequence == 10 and "chunks 0-9 and 10-19" in str(err.value)
+
+
 def test_header_hash_that_does_not_verify(tmp_path: Path, wallet_ledgers) -> None:
     root = _lake(tmp_path, wallet_ledgers)
     raw = bytearray(wallet_ledgers[63092983])

@@ -43,11 +43,14 @@ _TRANSIENT_NAMES = ("Timeout", "Connection", "Disconnected", "Throttl", "SlowDow
 
 @dataclass(frozen=True)
 class RawLedger:
-    """One ledger's ``LedgerCloseMeta`` XDR and the object it came from (full path or URI)."""
+    """One ledger's ``LedgerCloseMeta`` XDR, the object it came from (full path or URI), and its header's
+    hash and previous ledger hash (for chaining ranges read apart)."""
 
     sequence: int
     xdr: bytes
     key: str
+    hash: bytes = b""
+    previous_hash: bytes = b""
 
 
 class LakeNetworkMismatchError(NetworkMismatchError):
@@ -397,7 +400,7 @@ class LedgerLake:
                         key=where,
                     )
                 prev_hash = peek.hash
-                yield RawLedger(expected, raw, where)
+                yield RawLedger(expected, raw, where, peek.hash, peek.previous_ledger_hash)
                 expected += 1
             if self.layout == "lake" and expected <= min(end, hi):
                 span = f"ledgers {min(seqs)}-{max(seqs)}" if seqs else "no ledger"

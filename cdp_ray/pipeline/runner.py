@@ -45,12 +45,14 @@ def decode_range(
     verify: bool = True,
     where: TransactionFilter | None = None,
     stats: PushDownStats | None = None,
+    ends: dict | None = None,
 ) -> tuple[list[Ledger], int]:
     """Read and decode ``[start, end]``; return the ledgers and the XDR bytes read.
 
     With ``where``, a ledger whose raw XDR cannot match is read but not decoded, and the decoded
     ledgers are narrowed to their matching transactions (:func:`~cdp_ray.processors.filters.select`):
-    ledgers without any are dropped. ``stats`` accumulates the ledgers read, decoded and kept.
+    ledgers without any are dropped. ``stats`` accumulates the ledgers read, decoded and kept;
+    ``ends`` receives the range's ``previous_hash`` (of its first ledger) and ``hash`` (of its last).
     Decoding errors name the file and the ledger sequence.
     """
     active = where is not None and not where.empty
@@ -58,6 +60,9 @@ def decode_range(
     stats = stats if stats is not None else PushDownStats()
     ledgers, nbytes, read = [], 0, 0
     for raw in lake.read_range(start, end, verify=verify):
+        if ends is not None:
+            ends.setdefault("previous_hash", raw.previous_hash.hex())
+            ends["hash"] = raw.hash.hex()
         read += 1
         nbytes += len(raw.xdr)
         if compiled is None or compiled.may_match(raw.xdr):
@@ -104,9 +109,11 @@ class ChunkWorker:
         t0 = time.perf_counter()
         src = self.cfg.source
         stats = PushDownStats()
+        ends: dict = {}
         try:
             ledgers, nbytes = decode_range(
-                self.lake, start, end, src.network_passphrase, verify=src.verify, where=self.cfg.where, stats=stats
+                self.lake, start, end, src.network_passphrase, verify=src.verify, where=self.cfg.where, stats=stats,
+                ends=ends,
             )
         except QUARANTINABLE as exc:
             if self.cfg.options.on_error != "quarantine":
@@ -127,7 +134,7 @@ class ChunkWorker:
         rows = {n: t.num_rows for n, (_, t) in tables.items()}
         return _row(
             start, end, "committed", stats.ledgers, nbytes, rows, written, time.perf_counter() - t0,
-            decoded=stats.decoded,
+            decoded=stats.decoded, ends=ends,
         )
 
     def __call__(self, batch: dict) -> dict:
@@ -162,7 +169,7 @@ def _unpack_error(text: str) -> CdpRayError:
 
 def _row(
     start: int, end: int, status: str, ledgers: int, xdr_bytes: int, rows: dict[str, int], written: int,
-    seconds: float, letter: DeadLetter | None = None, *, decoded: int | None = None,
+    seconds: float, letter: DeadLetter | None = None, *, decoded: int | None = None, ends: dict | None = None,
 ) -> dict:
     return {
         "start": start,
@@ -180,6 +187,8 @@ def _row(
         "error_ledger": letter.ledger if letter else None,
         "error_key": letter.key if letter else None,
         "worker_pid": os.getpid(),
+        "previous_hash": (ends or {}).get("previous_hash"),
+        "hash": (ends or {}).get("hash"),
     }
 
 
@@ -269,6 +278,11 @@ def run_pipeline(
     changed config against an existing checkpoint is refused unless ``force``. A Ray actor that dies
     mid-range is restarted and its chunk retried: Ray Data's actor pool defaults to
     ``max_restarts=-1`` and ``max_task_retries=-1``, and a retried chunk replaces its rows.
+
+    With the source's ``verify``, the hash chain is checked across chunks too, as they come back: a
+    chunk whose first ledger does not chain to the previous chunk's last raises
+    :class:`LedgerIntegrityError` (both chunks are written by then; ranges skipped by ``resume`` were
+    checked against their neighbours when they ran).
     """
     t0 = time.perf_counter()
     chunks, ctx, summary = plan_run(cfg, resume=resume, force=force)
@@ -279,9 +293,12 @@ def run_pipeline(
         rows = _run_local(chunks, args)
     else:
         rows = _run_ray(cfg, chunks, args)
+    chain = ChainCheck() if cfg.source.verify else None
     try:
         for row in rows:
             summary.add(row)
+            if chain is not None:
+                chain.add(row)
             if on_chunk:
                 on_chunk(row)
     except Exception as exc:
@@ -291,6 +308,37 @@ def run_pipeline(
         raise cause from None
     summary.wall_seconds = time.perf_counter() - t0
     return summary
+
+
+class ChainCheck:
+    """Checks the hash chain between chunks read by different tasks, in whatever order they finish."""
+
+    def __init__(self) -> None:
+        self.by_start: dict[int, tuple[int, str]] = {}  # first ledger -> (last ledger, previous_hash)
+        self.by_end: dict[int, tuple[int, str]] = {}  # last ledger -> (first ledger, hash)
+
+    def add(self, row: dict) -> None:
+        """Record a committed chunk's end hashes; raise if it does not chain to a neighbour already seen."""
+        if row.get("status") != "committed" or not row.get("hash"):
+            return
+        start, end = int(row["start"]), int(row["end"])
+        self.by_start[start] = (end, row["previous_hash"])
+        self.by_end[end] = (start, row["hash"])
+        before, after = self.by_end.get(start - 1), self.by_start.get(end + 1)
+        if before is not None:
+            self._check(before[0], start - 1, before[1], end, start, row["previous_hash"])
+        if after is not None:
+            self._check(start, end, row["hash"], after[0], end + 1, after[1])
+
+    @staticmethod
+    def _check(first: int, last: int, last_hash: str, next_end: int, next_first: int, previous_hash: str) -> None:
+        if last_hash != previous_hash:
+            raise LedgerIntegrityError(
+                f"ledger {next_first}: previous_ledger_hash {previous_hash} is not the hash of ledger {last} "
+                f"({last_hash}); chunks {first}-{last} and {next_first}-{next_end} were already written: the "
+                "range mixes ledgers of different chains",
+                sequence=next_first,
+            )
 
 
 def _run_local(chunks: list[tuple[int, int]], args: dict) -> Iterator[dict]:
