@@ -8,13 +8,15 @@ A processor turns decoded ledgers into rows of one Arrow table whose schema it d
 
 The declaration drives Parquet files, PostgreSQL DDL, tool cards and docs. A processor may take a
 pydantic ``config`` model (its JSON Schema is published in its tool card) and may return a
-``pyarrow.Table`` instead of a row list.
+``pyarrow.Table`` instead of a row list: :func:`table_from_columns` and :func:`table_from_rows` build one
+from column lists or from tuple rows in schema order, cheaper than dict rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from operator import itemgetter
+from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -32,6 +34,38 @@ class NoConfig(BaseModel):
 def col(name: str, type_: pa.DataType, description: str, *, nullable: bool = True) -> pa.Field:
     """A schema field carrying its description in the field metadata."""
     return pa.field(name, type_, nullable=nullable, metadata={"description": description})
+
+
+def column_array(values: Sequence, type_: pa.DataType) -> pa.Array:
+    """``pa.array(values, type_)``; timestamps are converted once per distinct value (rows of a ledger share
+    its close time, and pyarrow converts each aware ``datetime`` object slowly)."""
+    if not pa.types.is_timestamp(type_) or len(values) < 16:
+        return pa.array(values, type=type_)
+    index = dict.fromkeys(values)
+    for i, v in enumerate(index):
+        index[v] = i
+    positions = pa.array(list(map(index.__getitem__, values)), type=pa.int32())
+    return pa.array(list(index), type=type_).take(positions)
+
+
+def table_from_columns(schema: pa.Schema, columns: Sequence[Sequence]) -> pa.Table:
+    """A table of ``schema`` from one value sequence per field, in schema order."""
+    return pa.Table.from_arrays([column_array(c, f.type) for c, f in zip(columns, schema)], schema=schema)
+
+
+def table_from_rows(schema: pa.Schema, rows: Sequence[tuple]) -> pa.Table:
+    """A table of ``schema`` from rows given as tuples in schema order."""
+    return table_from_columns(schema, list(zip(*rows)) if rows else [()] * len(schema))
+
+
+def table_from_dicts(schema: pa.Schema, rows: Sequence[dict]) -> pa.Table:
+    """A table of ``schema`` from dict rows; a key a row lacks is null."""
+    names = schema.names
+    try:
+        columns = [[r[names[0]] for r in rows]] if len(names) == 1 else list(zip(*map(itemgetter(*names), rows)))
+    except KeyError:
+        columns = [[r.get(n) for r in rows] for n in names]
+    return table_from_columns(schema, columns or [()] * len(names))
 
 
 ProcessorFn = Callable[[list[Ledger], Any], "list[dict] | pa.Table"]
@@ -70,10 +104,10 @@ class Processor:
         """Run over decoded ledgers and return a table that conforms to ``schema``."""
         out = self.fn(ledgers, self.parse_config(config))
         if isinstance(out, pa.Table):
+            if out.schema.equals(self.schema, check_metadata=True):
+                return out
             return out.select(self.schema.names).cast(self.schema)
-        rows = out if isinstance(out, list) else list(out)
-        # column lists built here, then one conversion per column: cheaper than from_pylist's per-row path
-        return pa.Table.from_pydict({n: [r.get(n) for r in rows] for n in self.schema.names}, schema=self.schema)
+        return table_from_dicts(self.schema, out if isinstance(out, list) else list(out))
 
 
 REGISTRY: dict[str, Processor] = {}
