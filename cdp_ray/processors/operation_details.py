@@ -29,6 +29,7 @@ from cdp_ray.processors.common import (
     claimable_balance_id_hex,
     claimable_balance_id_strkey,
     contract_strkey,
+    g_strkey,
     go_enum_string,
     int128_parts,
     ledger_key_xdr,
@@ -45,6 +46,11 @@ from cdp_ray.processors.common import (
 from cdp_ray.processors.scval import scval_to_json
 from cdp_ray.xdr import Transaction
 
+try:
+    from cdp_ray.xdr.fast import created_sponsors, raw_xdr
+except ImportError:  # the C extension is not built: changes are read in Python
+    raw_xdr = None
+
 OT = xdr.OperationType
 OPERATION_TYPE_NAMES = {t: t.name.lower() for t in OT}
 _LCT = xdr.LedgerEntryChangeType
@@ -60,18 +66,23 @@ _CREATED, _UPDATED, _REMOVED, _STATE, _RESTORED = (
 )
 
 
-def operation_changes(t: Transaction, index: int, protocol: int) -> list[EntryPair]:
-    """``(pre, post)`` pairs of the ledger entries operation ``index`` (0-based) changed, in meta order.
+def _operation_group(t: Transaction, index: int, protocol: int) -> xdr.LedgerEntryChanges | None:
+    """The ``LedgerEntryChanges`` of operation ``index`` (0-based), None where it has none.
 
-    Empty for failed transactions (their meta has no operations) and, as in Go's ingest package, for
+    None for failed transactions (their meta has no operations) and, as in Go's ingest package, for
     ``txINTERNAL_ERROR`` transactions up to protocol 12.
     """
     if protocol <= 12 and t.result_code == xdr.TransactionResultCode.txINTERNAL_ERROR:
-        return []
+        return None
     metas = t.operation_meta()
-    if index >= len(metas):
+    return metas[index].changes if index < len(metas) else None
+
+
+def _pairs(group: xdr.LedgerEntryChanges | None) -> list[EntryPair]:
+    """``(pre, post)`` pairs of a group's changes: STATE (or RESTORED) is the pre-state of the next change."""
+    if group is None:
         return []
-    changes = metas[index].changes.ledger_entry_changes
+    changes = group.ledger_entry_changes
     out = []
     for i, c in enumerate(changes):
         t = c.type
@@ -86,16 +97,32 @@ def operation_changes(t: Transaction, index: int, protocol: int) -> list[EntryPa
     return out
 
 
-def _sponsor(op: xdr.Operation, changes: list) -> str | None:
+def operation_changes(t: Transaction, index: int, protocol: int) -> list[EntryPair]:
+    """``(pre, post)`` pairs of the ledger entries operation ``index`` (0-based) changed, in meta order
+    (empty where :func:`_operation_group` finds no changes)."""
+    return _pairs(_operation_group(t, index, protocol))
+
+
+def _sponsor(op: xdr.Operation, group: xdr.LedgerEntryChanges | None) -> str | None:
     """stellar-etl's ``getSponsor``: the sponsor of a signer or entry the operation created.
 
     Go walks the changes sorted by ledger key and returns the first hit; only the hits need sorting.
+    Without a signer, the hits are the sponsored created entries: on fast-engine values they are found
+    in C without decoding the changes, which are decoded only to sort two or more.
     """
+    if group is None:
+        return None
     signer_key = None
     if op.body.type == OT.SET_OPTIONS and op.body.set_options_op.signer is not None:
         signer_key = signer_key_address(op.body.set_options_op.signer.key)
+    else:
+        raw = raw_xdr(group) if raw_xdr is not None else None
+        if raw is not None:
+            sponsors = created_sponsors(raw)
+            if len(sponsors) < 2:
+                return g_strkey(sponsors[0]) if sponsors else None
     hits = []
-    for n, (pre, post) in enumerate(changes):
+    for n, (pre, post) in enumerate(_pairs(group)):
         if post is None:
             continue
         if signer_key is not None and post.data.type == xdr.LedgerEntryType.ACCOUNT:
@@ -545,7 +572,7 @@ def operation_details(
     ty = body.type
     source = op.source_account if op.source_account is not None else transaction_source(t)
     ok = t.successful
-    changes = operation_changes(t, index, protocol)
+    group = _operation_group(t, index, protocol)  # decoded only where a detail needs it
 
     if ty == OT.CREATE_ACCOUNT:
         o = body.create_account_op
@@ -683,7 +710,7 @@ def operation_details(
         _pool_id(d, o.liquidity_pool_id)
         asset_a = asset_b = _NATIVE
         da = db = shares = 0
-        delta = _pool_delta(changes, o.liquidity_pool_id.pool_id.hash) if ok else None
+        delta = _pool_delta(_pairs(group), o.liquidity_pool_id.pool_id.hash) if ok else None
         if delta is not None:
             params, da, db, shares = delta
             asset_a, asset_b = params.asset_a, params.asset_b
@@ -701,7 +728,7 @@ def operation_details(
         _pool_id(d, o.liquidity_pool_id)
         asset_a = asset_b = _NATIVE
         ra = rb = 0
-        delta = _pool_delta(changes, o.liquidity_pool_id.pool_id.hash) if ok else None
+        delta = _pool_delta(_pairs(group), o.liquidity_pool_id.pool_id.hash) if ok else None
         if delta is not None:
             params, da, db, _ = delta
             asset_a, asset_b = params.asset_a, params.asset_b
@@ -729,7 +756,7 @@ def operation_details(
     else:
         raise ValueError(f"unknown operation type {ty!r}")
 
-    sponsor = _sponsor(op, changes)
+    sponsor = _sponsor(op, group)
     if sponsor is not None:
         d["sponsor"] = sponsor
     return d

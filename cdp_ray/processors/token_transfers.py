@@ -28,6 +28,7 @@ with :class:`TokenTransferMismatchError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Literal
 
@@ -59,6 +60,12 @@ from cdp_ray.processors.scval import (
     scval_symbol,
 )
 from cdp_ray.xdr import Ledger, Transaction
+
+try:
+    from cdp_ray.xdr.fast import balance_changes as scan_balance_changes
+    from cdp_ray.xdr.fast import raw_xdr
+except ImportError:  # the C extension is not built: ledger changes are walked in Python
+    raw_xdr = None
 
 TOKEN_TRANSFERS_SCHEMA = pa.schema(
     [
@@ -802,20 +809,43 @@ def _balance_changes(group):
                 yield pre.type, pre, c.updated.data if t == _LCT_UPDATED else None
 
 
-def _transaction_changes(tx: Transaction):
-    """Balance changes of a transaction: fee, before, operations, after, post-apply fee groups."""
+def _change_groups(tx: Transaction) -> list:
+    """A transaction's ``LedgerEntryChanges``: fee, before, operations, after, post-apply fee groups."""
     m = tx.meta
     body = {0: None, 1: m.v1, 2: m.v2, 3: m.v3, 4: m.v4}[m.v]
-    lists = [tx.fee_changes]
+    groups = [tx.fee_changes]
     if body is not None:
-        lists.append(getattr(body, "tx_changes_before", None) or getattr(body, "tx_changes", None))
-    lists.extend(om.changes for om in tx.operation_meta())
+        groups.append(getattr(body, "tx_changes_before", None) or getattr(body, "tx_changes", None))
+    groups.extend(om.changes for om in tx.operation_meta())
     if body is not None:
-        lists.append(getattr(body, "tx_changes_after", None))
-    lists.append(tx.post_apply_fee_changes)
-    for group in lists:
-        if group is not None:
-            yield from _balance_changes(group)
+        groups.append(getattr(body, "tx_changes_after", None))
+    groups.append(tx.post_apply_fee_changes)
+    return [g for g in groups if g is not None]
+
+
+_HOLDER_PREFIX = {_LT.ACCOUNT.value: "G", _LT.TRUSTLINE.value: "G", _LT.CLAIMABLE_BALANCE.value: "B",
+                  _LT.LIQUIDITY_POOL.value: "L"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _asset_xdr_canonical(raw: bytes | None) -> str:
+    """``native`` or ``CODE:ISSUER`` of an ``Asset`` / ``TrustLineAsset`` XDR (None: an account's lumens)."""
+    if raw is None or raw[3] == 0:
+        return "native"
+    code, issuer = (raw[4:8], raw[12:44]) if raw[3] == 1 else (raw[4:16], raw[20:52])
+    return f"{code.rstrip(bytes(1)).decode('utf-8', 'replace')}:{strkey('G', issuer)}"
+
+
+def _group_deltas(group, deltas: dict) -> None:
+    """Add a ``LedgerEntryChanges`` group's balance changes to ``deltas``: scanned in C from the raw XDR of
+    fast-engine values, walked in Python otherwise."""
+    raw = raw_xdr(group) if raw_xdr is not None else None
+    if raw is None:
+        _change_deltas(_balance_changes(group), deltas)
+        return
+    for t, holder, asset, amount in scan_balance_changes(raw):
+        key = (strkey(_HOLDER_PREFIX[t], holder), _asset_xdr_canonical(asset))
+        deltas[key] = deltas.get(key, 0) + amount
 
 
 def verify_token_transfers(ledger: Ledger, rows: list[dict]) -> None:
@@ -827,7 +857,8 @@ def verify_token_transfers(ledger: Ledger, rows: list[dict]) -> None:
     for tx in ledger.transactions:
         from_changes: dict = {}
         from_events: dict = {}
-        _change_deltas(_transaction_changes(tx), from_changes)
+        for group in _change_groups(tx):
+            _group_deltas(group, from_changes)
         _event_deltas(by_tx.get(tx.hash.hex(), []), from_events)
         from_changes = {k: v for k, v in from_changes.items() if v}
         from_events = {k: v for k, v in from_events.items() if v}

@@ -5,8 +5,10 @@ call, one ``__init__`` and one ``xdrlib3`` read per value, and the cyclic GC run
 growing tree. The fast engine (``_fastxdr.c``) walks a table compiled from the SDK's own type
 descriptions (``schema.py``, generated from the SDK by ``generate.py``) and builds instances of thin
 subclasses of the SDK classes directly, with the SDK's checks. Ledger entry changes, over half of a
-ledger's bytes, are checked and kept as raw XDR until a processor reads them. Re-encoding (hashes,
-base64 columns) runs in C too, and returns the raw bytes of values not decoded yet.
+ledger's bytes, are checked and kept as raw XDR until a processor reads them; ``balance_changes`` and
+``created_sponsors`` scan such raw changes in C for what token transfer verification and operation
+sponsors need, without decoding them. Re-encoding (hashes, base64 columns) runs in C too, and returns
+the raw bytes of values not decoded yet.
 
 Engines: ``"fast"`` (this one) and ``"sdk"`` (``stellar_sdk.xdr``). The default is ``"fast"`` when the
 extension is built, else ``"sdk"``; ``$CDP_RAY_XDR_ENGINE`` overrides it. ``tests/test_fast_decode.py``
@@ -25,7 +27,15 @@ ENGINES: tuple[str, ...] = ("fast", "sdk")
 ENV_VAR = "CDP_RAY_XDR_ENGINE"
 
 try:
-    from cdp_ray.xdr.fast.codec import LAZY_TYPES, decode, decode_prefix, encode
+    from cdp_ray.xdr.fast.codec import (
+        LAZY_TYPES,
+        balance_changes,
+        created_sponsors,
+        decode,
+        decode_prefix,
+        encode,
+        raw_xdr,
+    )
 except ImportError as exc:  # the C extension was not built (no compiler at install time)
     _UNAVAILABLE: str | None = f"{type(exc).__name__}: {exc}"
 else:
@@ -60,4 +70,4 @@ def resolve_engine(engine: str | None = None) -> Engine:
 
 __all__ = ["ENGINES", "ENV_VAR", "Engine", "available", "resolve_engine", "unavailable_reason"]
 if _UNAVAILABLE is None:
-    __all__ += ["LAZY_TYPES", "decode", "decode_prefix", "encode"]
+    __all__ += ["LAZY_TYPES", "balance_changes", "created_sponsors", "decode", "decode_prefix", "encode", "raw_xdr"]

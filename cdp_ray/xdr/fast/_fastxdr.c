@@ -10,6 +10,10 @@
  * opaque and string maxima, unknown discriminants and enum values.
  *
  * Encoding reads the same attributes back and writes canonical XDR (zero padding).
+ *
+ * Scanners read what processors need from raw LedgerEntryChanges (balance contributions, sponsors of
+ * created entries) with the decoder's checks but without building objects, and strkey() encodes
+ * Stellar addresses.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -48,10 +52,22 @@ typedef struct {
     PyObject *edict;
 } TypeDesc;
 
+/* Type indices and field positions the ledger-entry-change scanners read, looked up by name once. */
+typedef struct {
+    int ready;
+    int changes, change, entry, entry_data, entry_ext, ext_v1;
+    int account, trustline, claimable, pool, pool_body, product, params;
+    int e_data, e_ext, x_sponsor;                   /* LedgerEntry.data/.ext, ExtensionV1.sponsoring_id */
+    int a_id, a_balance, t_id, t_asset, t_balance;  /* AccountEntry, TrustLineEntry */
+    int c_id, c_asset, c_amount, p_id, p_body;      /* ClaimableBalanceEntry, LiquidityPoolEntry */
+    int cp_params, cp_a, cp_b, pr_a, pr_b;          /* constant product: params, reserves; params: assets */
+} Scan;
+
 typedef struct {
     PyObject_HEAD
     Py_ssize_t ntypes;
     TypeDesc *types;
+    Scan scan;
 } Codec;
 
 static PyObject *empty_tuple;
@@ -754,6 +770,486 @@ enc(Enc *e, int tid, PyObject *v, int depth)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* scanning raw LedgerEntryChanges without building objects                                   */
+
+/* LedgerEntryType and LedgerEntryChangeType values (XDR constants) */
+enum { LE_ACCOUNT = 0, LE_TRUSTLINE = 1, LE_CLAIMABLE_BALANCE = 4, LE_LIQUIDITY_POOL = 5 };
+enum { LC_CREATED = 0, LC_UPDATED = 1, LC_REMOVED = 2, LC_STATE = 3, LC_RESTORED = 4 };
+#define ASSET_POOL_SHARE 3
+
+static int
+find_type(Codec *c, const char *name, int kind)
+{
+    for (Py_ssize_t i = 0; i < c->ntypes; i++)
+        if (c->types[i].kind == kind && PyUnicode_CompareWithASCIIString(c->types[i].name, name) == 0)
+            return (int)i;
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "the codec table has no %s type the scanners can read", name);
+    return -1;
+}
+
+static int
+find_field(Codec *c, int tid, const char *name)
+{
+    TypeDesc *t = &c->types[tid];
+    for (int i = 0; i < t->nfields; i++)
+        if (PyUnicode_CompareWithASCIIString(t->fnames[i], name) == 0)
+            return i;
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "%U has no field %s", t->name, name);
+    return -1;
+}
+
+/* The type of the arm a union selects for ``value`` (-1: void or none). */
+static int
+arm_type(Codec *c, int tid, int64_t value)
+{
+    TypeDesc *t = &c->types[tid];
+    int k = find_case(t, value);
+    return (k < 0 || t->case_field[k] < 0) ? -1 : t->ftypes[t->case_field[k]];
+}
+
+#define SCAN_TYPE(dst, name, k) if ((s->dst = find_type(c, name, k)) < 0) return -1
+#define SCAN_FIELD(dst, tid, name) if ((s->dst = find_field(c, s->tid, name)) < 0) return -1
+#define SCAN_ARM(dst, tid, value, k) \
+    if ((s->dst = arm_type(c, s->tid, value)) < 0 || c->types[s->dst].kind != (k)) goto shape
+
+static int
+scan_ready(Codec *c)
+{
+    Scan *s = &c->scan;
+    if (s->ready)
+        return 0;
+    if (c->types == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the codec has no types");
+        return -1;
+    }
+    int changes;
+    if ((changes = find_type(c, "LedgerEntryChanges", K_TYPEDEF)) < 0) return -1;
+    s->changes = c->types[changes].ftypes[0];
+    SCAN_TYPE(change, "LedgerEntryChange", K_UNION);
+    SCAN_TYPE(entry, "LedgerEntry", K_STRUCT);
+    SCAN_TYPE(entry_data, "LedgerEntryData", K_UNION);
+    SCAN_TYPE(entry_ext, "LedgerEntryExt", K_UNION);
+    SCAN_TYPE(pool_body, "LiquidityPoolEntryBody", K_UNION);
+    SCAN_TYPE(params, "LiquidityPoolConstantProductParameters", K_STRUCT);
+    if (c->types[s->changes].kind != K_ARRAY || c->types[s->changes].elem != s->change) goto shape;
+    SCAN_ARM(ext_v1, entry_ext, 1, K_STRUCT);
+    SCAN_ARM(account, entry_data, LE_ACCOUNT, K_STRUCT);
+    SCAN_ARM(trustline, entry_data, LE_TRUSTLINE, K_STRUCT);
+    SCAN_ARM(claimable, entry_data, LE_CLAIMABLE_BALANCE, K_STRUCT);
+    SCAN_ARM(pool, entry_data, LE_LIQUIDITY_POOL, K_STRUCT);
+    SCAN_ARM(product, pool_body, 0, K_STRUCT);
+    SCAN_FIELD(e_data, entry, "data");
+    SCAN_FIELD(e_ext, entry, "ext");
+    SCAN_FIELD(x_sponsor, ext_v1, "sponsoring_id");
+    SCAN_FIELD(a_id, account, "account_id");
+    SCAN_FIELD(a_balance, account, "balance");
+    SCAN_FIELD(t_id, trustline, "account_id");
+    SCAN_FIELD(t_asset, trustline, "asset");
+    SCAN_FIELD(t_balance, trustline, "balance");
+    SCAN_FIELD(c_id, claimable, "balance_id");
+    SCAN_FIELD(c_asset, claimable, "asset");
+    SCAN_FIELD(c_amount, claimable, "amount");
+    SCAN_FIELD(p_id, pool, "liquidity_pool_id");
+    SCAN_FIELD(p_body, pool, "body");
+    SCAN_FIELD(cp_params, product, "params");
+    SCAN_FIELD(cp_a, product, "reserve_a");
+    SCAN_FIELD(cp_b, product, "reserve_b");
+    SCAN_FIELD(pr_a, params, "asset_a");
+    SCAN_FIELD(pr_b, params, "asset_b");
+    s->ready = 1;
+    return 0;
+shape:
+    PyErr_SetString(PyExc_TypeError, "the codec's ledger entry types do not have the shape the scanners read");
+    return -1;
+}
+
+/* Skip a struct's fields (checked like skip()), recording where each starts; off[nfields] is its end. */
+static int
+walk(Dec *d, int tid, Py_ssize_t *off)
+{
+    TypeDesc *t = &d->codec->types[tid];
+    int64_t v = 0;
+    if (t->kind != K_STRUCT) {
+        PyErr_Format(PyExc_SystemError, "%U is not a struct", t->name);
+        return -1;
+    }
+    for (int i = 0; i < t->nfields; i++) {
+        off[i] = d->pos;
+        if (skip(d, t->ftypes[i], MAX_DEPTH, &v) < 0) return -1;
+    }
+    off[t->nfields] = d->pos;
+    return 0;
+}
+
+/* Read a union's discriminant (checked like skip()); *arm gets the selected arm's type, -1 when void. */
+static int
+union_arm(Dec *d, int tid, int64_t *value, int *arm)
+{
+    TypeDesc *t = &d->codec->types[tid];
+    *value = 0;
+    if (skip(d, t->ftypes[0], MAX_DEPTH, value) < 0) return -1;
+    int k = find_case(t, *value);
+    if (k < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid %U discriminant %lld.", t->name, (long long)*value);
+        return -1;
+    }
+    *arm = t->case_field[k] < 0 ? -1 : t->ftypes[t->case_field[k]];
+    return 0;
+}
+
+static inline int64_t
+at64(const unsigned char *q)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | q[i];
+    return (int64_t)v;
+}
+
+static inline uint32_t
+at32(const unsigned char *q)
+{
+    return ((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | (uint32_t)q[3];
+}
+
+/* What the scanners read of one LedgerEntry; pointers point into the scanned buffer. */
+typedef struct {
+    int64_t type;                 /* LedgerEntryType */
+    int nbal;                     /* balances: 0 (not a balance holder), 1, or 2 (pool reserves) */
+    int pool_share;               /* a pool-share trustline: left out, as token_transfers leaves it out */
+    unsigned char holder[33];     /* strkey payload: ed25519 key, pool id, or claimable balance type + hash */
+    Py_ssize_t holder_len;
+    const unsigned char *asset[2];  /* Asset / TrustLineAsset XDR, NULL for an account's native balance */
+    Py_ssize_t asset_len[2];
+    int64_t amount[2];
+    const unsigned char *sponsor; /* ed25519 key of the sponsoring account, NULL when not sponsored */
+} Entry;
+
+static int
+scan_data(Dec *d, Scan *s, Entry *e)
+{
+    Py_ssize_t off[65], sub[65], par[65];
+    const unsigned char *p = d->p;
+    int arm;
+    if (union_arm(d, s->entry_data, &e->type, &arm) < 0) return -1;
+    e->nbal = 0;
+    e->pool_share = 0;
+    switch (e->type) {
+    case LE_ACCOUNT:
+        if (walk(d, arm, off) < 0) return -1;
+        memcpy(e->holder, p + off[s->a_id] + 4, 32);
+        e->holder_len = 32;
+        e->asset[0] = NULL;
+        e->asset_len[0] = 0;
+        e->amount[0] = at64(p + off[s->a_balance]);
+        e->nbal = 1;
+        return 0;
+    case LE_TRUSTLINE:
+        if (walk(d, arm, off) < 0) return -1;
+        memcpy(e->holder, p + off[s->t_id] + 4, 32);
+        e->holder_len = 32;
+        e->asset[0] = p + off[s->t_asset];
+        e->asset_len[0] = off[s->t_asset + 1] - off[s->t_asset];
+        e->pool_share = at32(e->asset[0]) == ASSET_POOL_SHARE;
+        e->amount[0] = at64(p + off[s->t_balance]);
+        e->nbal = 1;
+        return 0;
+    case LE_CLAIMABLE_BALANCE:
+        if (walk(d, arm, off) < 0) return -1;
+        e->holder[0] = (unsigned char)at32(p + off[s->c_id]);
+        memcpy(e->holder + 1, p + off[s->c_id] + 4, 32);
+        e->holder_len = 33;
+        e->asset[0] = p + off[s->c_asset];
+        e->asset_len[0] = off[s->c_asset + 1] - off[s->c_asset];
+        e->amount[0] = at64(p + off[s->c_amount]);
+        e->nbal = 1;
+        return 0;
+    case LE_LIQUIDITY_POOL: {
+        int64_t v;
+        int body;
+        if (walk(d, arm, off) < 0) return -1;
+        Py_ssize_t end = d->pos;
+        memcpy(e->holder, p + off[s->p_id], 32);
+        e->holder_len = 32;
+        d->pos = off[s->p_body];
+        if (union_arm(d, s->pool_body, &v, &body) < 0) return -1;
+        if (body != s->product) {
+            PyErr_Format(PyExc_ValueError, "Invalid LiquidityPoolEntryBody discriminant %lld.", (long long)v);
+            return -1;
+        }
+        if (walk(d, body, sub) < 0) return -1;
+        d->pos = sub[s->cp_params];
+        if (walk(d, s->params, par) < 0) return -1;
+        e->asset[0] = p + par[s->pr_a];
+        e->asset_len[0] = par[s->pr_a + 1] - par[s->pr_a];
+        e->asset[1] = p + par[s->pr_b];
+        e->asset_len[1] = par[s->pr_b + 1] - par[s->pr_b];
+        e->amount[0] = at64(p + sub[s->cp_a]);
+        e->amount[1] = at64(p + sub[s->cp_b]);
+        e->nbal = 2;
+        d->pos = end;
+        return 0;
+    }
+    default:
+        if (arm < 0) return 0;
+        int64_t v;
+        return skip(d, arm, MAX_DEPTH, &v);
+    }
+}
+
+/* Scan one LedgerEntry; the sponsor is read only when ``sponsor`` is set. */
+static int
+scan_entry(Dec *d, Scan *s, Entry *e, int sponsor)
+{
+    TypeDesc *t = &d->codec->types[s->entry];
+    int64_t v;
+    e->sponsor = NULL;
+    for (int i = 0; i < t->nfields; i++) {
+        if (i == s->e_data) {
+            if (scan_data(d, s, e) < 0) return -1;
+        } else if (i == s->e_ext && sponsor) {
+            Py_ssize_t off[65];
+            int arm;
+            if (union_arm(d, s->entry_ext, &v, &arm) < 0) return -1;
+            if (arm == s->ext_v1) {
+                if (walk(d, arm, off) < 0) return -1;
+                /* SponsorshipDescriptor: an optional AccountID (flag, key type, key) */
+                if (at32(d->p + off[s->x_sponsor]) != 0)
+                    e->sponsor = d->p + off[s->x_sponsor] + 8;
+            } else if (arm >= 0 && skip(d, arm, MAX_DEPTH, &v) < 0) {
+                return -1;
+            }
+        } else if (skip(d, t->ftypes[i], MAX_DEPTH, &v) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+difference(int64_t after, int64_t before)
+{
+    int64_t diff;
+    if (!__builtin_sub_overflow(after, before, &diff))
+        return PyLong_FromLongLong(diff);
+    PyObject *a = PyLong_FromLongLong(after), *b = PyLong_FromLongLong(before);
+    PyObject *r = (a != NULL && b != NULL) ? PyNumber_Subtract(a, b) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return r;
+}
+
+/* Append the (type, holder, asset, amount) contributions of a pair: pre NULL for a created or restored
+ * entry (+post), post NULL for a removed one (-pre), both for an update (post - pre). Zero ones are left out. */
+static int
+emit(PyObject *out, const Entry *pre, const Entry *post)
+{
+    const Entry *id = post != NULL ? post : pre;
+    if (pre != NULL && pre->nbal == 0)
+        return 0;
+    if (pre != NULL && post != NULL && pre->type != post->type) {
+        PyErr_Format(PyExc_ValueError, "LedgerEntryChange: an update turns a type %lld entry into type %lld",
+                     (long long)pre->type, (long long)post->type);
+        return -1;
+    }
+    if (id->pool_share)
+        return 0;
+    for (int k = 0; k < id->nbal; k++) {
+        int64_t after = post != NULL ? post->amount[k] : 0, before = pre != NULL ? pre->amount[k] : 0;
+        if (after == before)
+            continue;
+        PyObject *item = PyTuple_New(4);
+        if (item == NULL) return -1;
+        PyTuple_SET_ITEM(item, 0, PyLong_FromLongLong(id->type));
+        PyTuple_SET_ITEM(item, 1, PyBytes_FromStringAndSize((const char *)id->holder, id->holder_len));
+        PyTuple_SET_ITEM(item, 2, id->asset[k] == NULL ? Py_NewRef(Py_None)
+                                  : PyBytes_FromStringAndSize((const char *)id->asset[k], id->asset_len[k]));
+        PyTuple_SET_ITEM(item, 3, difference(after, before));
+        int r = -1;
+        if (PyTuple_GET_ITEM(item, 0) && PyTuple_GET_ITEM(item, 1) && PyTuple_GET_ITEM(item, 2) &&
+            PyTuple_GET_ITEM(item, 3))
+            r = PyList_Append(out, item);  /* a tuple with a NULL slot is still freed correctly */
+        Py_DECREF(item);
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
+/*
+ * Walk a raw LedgerEntryChanges with every check the decoder makes. With ``out`` (a list), append the
+ * balance contributions of its accounts, trustlines, claimable balances and pools, pairing each update
+ * or removal with the STATE or RESTORED change right before it. With ``sponsors`` (a list), append the
+ * sponsor key of each created or restored entry that has one.
+ */
+static int
+scan_changes(Codec *c, const unsigned char *p, Py_ssize_t len, PyObject *out, PyObject *sponsors)
+{
+    if (scan_ready(c) < 0) return -1;
+    Scan *s = &c->scan;
+    TypeDesc *arr = &c->types[s->changes];
+    Dec d = {p, 0, len, c, 0};
+    Entry cur, prev;
+    int have_prev = 0;
+    if (need(&d, 4) < 0) return -1;
+    uint32_t n = rd32(&d);
+    if ((Py_ssize_t)n > d.len - d.pos) {
+        PyErr_Format(PyExc_ValueError, "array length %u exceeds remaining input length %zd", n, d.len - d.pos);
+        return -1;
+    }
+    if (n > arr->n) {
+        PyErr_Format(PyExc_ValueError, "array length %u exceeds its maximum %u", n, arr->n);
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t type, v;
+        int arm;
+        if (union_arm(&d, s->change, &type, &arm) < 0) return -1;
+        switch (type) {
+        case LC_CREATED:
+        case LC_RESTORED:
+            if (scan_entry(&d, s, &cur, sponsors != NULL) < 0) return -1;
+            if (out != NULL && emit(out, NULL, &cur) < 0) return -1;
+            if (sponsors != NULL && cur.sponsor != NULL) {
+                PyObject *key = PyBytes_FromStringAndSize((const char *)cur.sponsor, 32);
+                int r = key == NULL ? -1 : PyList_Append(sponsors, key);
+                Py_XDECREF(key);
+                if (r < 0) return -1;
+            }
+            have_prev = type == LC_RESTORED;
+            if (have_prev) prev = cur;
+            continue;
+        case LC_STATE:
+            if (scan_entry(&d, s, &prev, 0) < 0) return -1;
+            have_prev = 1;
+            continue;
+        case LC_UPDATED:
+            if (scan_entry(&d, s, &cur, 0) < 0) return -1;
+            break;
+        default:
+            if (arm >= 0 && skip(&d, arm, MAX_DEPTH, &v) < 0) return -1;
+            break;
+        }
+        if (out != NULL) {
+            if (!have_prev) {
+                PyErr_Format(PyExc_ValueError,
+                             "LedgerEntryChange %u: an update or removal must follow the entry's state", i);
+                return -1;
+            }
+            if (emit(out, &prev, type == LC_UPDATED ? &cur : NULL) < 0) return -1;
+        }
+        have_prev = 0;
+    }
+    if (d.pos != d.len) {
+        PyErr_Format(PyExc_ValueError, "Unexpected trailing %zd bytes in XDR data", d.len - d.pos);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(Codec_balance_changes_doc,
+"balance_changes(raw)\n--\n\n"
+"Balance contributions of a raw ``LedgerEntryChanges``: ``(entry_type, holder, asset, amount)`` per\n"
+"account, trustline, claimable balance and pool reserve whose balance it changes. ``holder`` is the\n"
+"strkey payload (ed25519 key, claimable balance type byte + hash, pool id), ``asset`` the\n"
+"``Asset``/``TrustLineAsset`` XDR (None for an account's lumens), ``amount`` +post for created and\n"
+"restored entries, post - pre for updates, -pre for removals, where pre is the STATE or RESTORED\n"
+"change right before. Pool-share trustlines and zero contributions are left out.");
+
+static PyObject *
+Codec_balance_changes(Codec *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out != NULL && scan_changes(self, view.buf, view.len, out, NULL) < 0)
+        Py_CLEAR(out);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+PyDoc_STRVAR(Codec_created_sponsors_doc,
+"created_sponsors(raw)\n--\n\n"
+"The sponsors (ed25519 keys of ``ext.v1.sponsoringID``) of the created and restored entries of a raw\n"
+"``LedgerEntryChanges`` that have one, in change order. The whole input is checked.");
+
+static PyObject *
+Codec_created_sponsors(Codec *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out != NULL && scan_changes(self, view.buf, view.len, NULL, out) < 0)
+        Py_CLEAR(out);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* strkeys                                                                                    */
+
+static const char B32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+static uint16_t crc16_table[256];
+
+static void
+crc16_init(void)
+{
+    for (int i = 0; i < 256; i++) {
+        uint16_t crc = (uint16_t)(i << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+        crc16_table[i] = crc;
+    }
+}
+
+PyDoc_STRVAR(strkey_doc,
+"strkey(version_byte, payload)\n--\n\n"
+"Strkey text of ``payload``: unpadded RFC 4648 base32 of the version byte, the payload (any length)\n"
+"and their CRC16-XModem checksum, little-endian.");
+
+static PyObject *
+fastxdr_strkey(PyObject *module, PyObject *args)
+{
+    int version;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "iy*", &version, &view))
+        return NULL;
+    if (version < 0 || version > 255) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "strkey version byte %d is not in range(0, 256)", version);
+        return NULL;
+    }
+    const unsigned char *q = view.buf;
+    Py_ssize_t n = view.len, total = n + 3;
+    uint16_t crc = crc16_table[version];
+    for (Py_ssize_t i = 0; i < n; i++)
+        crc = (uint16_t)(crc << 8) ^ crc16_table[(crc >> 8) ^ q[i]];
+    PyObject *text = (total > (PY_SSIZE_T_MAX - 4) / 8) ? PyErr_NoMemory() : PyUnicode_New((total * 8 + 4) / 5, 127);
+    if (text != NULL) {
+        Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+        uint32_t bits = 0;
+        int nbits = 0;
+        for (Py_ssize_t i = 0; i < total; i++) {
+            unsigned b = i == 0 ? (unsigned)version : i <= n ? q[i - 1] : i == n + 1 ? (crc & 0xff) : (crc >> 8);
+            bits = (bits << 8) | b;
+            nbits += 8;
+            while (nbits >= 5) {
+                nbits -= 5;
+                *out++ = B32[(bits >> nbits) & 31];
+            }
+            bits &= (1u << nbits) - 1;
+        }
+        if (nbits > 0)
+            *out++ = B32[(bits << (5 - nbits)) & 31];
+    }
+    PyBuffer_Release(&view);
+    return text;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* the Codec object                                                                           */
 
 static void
@@ -955,6 +1451,7 @@ Codec_init(Codec *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!", kwlist, &PyTuple_Type, &descs))
         return -1;
     free_types(self);
+    self->scan.ready = 0;
     Py_ssize_t n = PyTuple_GET_SIZE(descs);
     self->types = PyMem_Calloc(n ? n : 1, sizeof(TypeDesc));
     if (self->types == NULL) {
@@ -1109,6 +1606,8 @@ static PyMethodDef Codec_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))Codec_decode, METH_VARARGS | METH_KEYWORDS, Codec_decode_doc},
     {"encode", (PyCFunction)Codec_encode, METH_VARARGS, Codec_encode_doc},
     {"materialize", (PyCFunction)Codec_materialize, METH_VARARGS, Codec_materialize_doc},
+    {"balance_changes", (PyCFunction)Codec_balance_changes, METH_O, Codec_balance_changes_doc},
+    {"created_sponsors", (PyCFunction)Codec_created_sponsors, METH_O, Codec_created_sponsors_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1124,11 +1623,17 @@ static PyTypeObject CodecType = {
     .tp_methods = Codec_methods,
 };
 
+static PyMethodDef fastxdr_functions[] = {
+    {"strkey", fastxdr_strkey, METH_VARARGS, strkey_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef fastxdr_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_fastxdr",
     .m_doc = "Table-driven XDR codec producing stellar-sdk objects.",
     .m_size = -1,
+    .m_methods = fastxdr_functions,
 };
 
 PyMODINIT_FUNC
@@ -1136,6 +1641,7 @@ PyInit__fastxdr(void)
 {
     if (PyType_Ready(&CodecType) < 0)
         return NULL;
+    crc16_init();
     empty_tuple = PyTuple_New(0);
     raw_name = PyUnicode_InternFromString("_xdr_raw");
     if (empty_tuple == NULL || raw_name == NULL)

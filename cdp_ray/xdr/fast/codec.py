@@ -250,3 +250,15 @@ def encode(value, cls: type | str | None = None) -> bytes:
         tid = getattr(value, "_xdr_tid", None)
         return CODEC.encode(tid if tid is not None else _tid(type(value)), value)
     return CODEC.encode(_tid(cls), value)
+
+
+def raw_xdr(value) -> bytes | None:
+    """XDR bytes of a value this engine decoded (its raw bytes while still lazy), None for any other object."""
+    return value.to_xdr_bytes() if hasattr(type(value), "_xdr_tid") else None
+
+
+#: ``balance_changes(raw)``: ``(entry_type, holder, asset, amount)`` balance contributions of a raw
+#: ``LedgerEntryChanges``, scanned in C without building objects (see the method's docstring).
+balance_changes = CODEC.balance_changes
+#: ``created_sponsors(raw)``: sponsor keys of the created and restored entries of a raw ``LedgerEntryChanges``.
+created_sponsors = CODEC.created_sponsors
