@@ -14,7 +14,6 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Literal
 
-import fsspec
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
@@ -25,6 +24,7 @@ from cdp_ray.control.settings import ControlSettings
 from cdp_ray.control.store import Store, now_iso
 from cdp_ray.control.toolcards import ToolCard
 from cdp_ray.errors import CdpRayError, ConfigError
+from cdp_ray.lake.store import url_to_filesystem
 from cdp_ray.pipeline.config import PipelineConfig, parse_pipeline
 from cdp_ray.pipeline.datasource import plan_chunks
 
@@ -267,7 +267,7 @@ def _replaced_files(uri: str, tables: list[str], chunks: list[tuple[int, int]], 
     from cdp_ray.sinks.parquet import range_file
 
     try:
-        fs, root = fsspec.core.url_to_fs(uri, **options)
+        fs, root = url_to_filesystem(uri, options)
         if not fs.exists(root):
             return Check(name="sink.parquet", status="pass", detail=f"{uri} is new")
         existing = set(fs.find(root))

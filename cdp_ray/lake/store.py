@@ -110,6 +110,14 @@ def open_filesystem(protocol: str, storage_options: dict[str, Any] | None = None
     return fsspec.filesystem(protocol, **opts)
 
 
+def url_to_filesystem(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """``(filesystem, path)`` of any fsspec URL, opened as :func:`open_filesystem` opens GCS endpoints."""
+    opts = dict(storage_options or {})
+    if uri.startswith(("gs://", "gcs://")) and opts.get("endpoint_url"):
+        return open_filesystem("gcs", opts), split_uri(uri)[1]
+    return fsspec.core.url_to_fs(uri, **opts)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a storage error is worth retrying (timeouts, resets, 5xx, throttling), not a 4xx."""
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):

@@ -25,7 +25,6 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -33,6 +32,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import Field
 
 from cdp_ray.errors import SinkError
+from cdp_ray.lake.store import url_to_filesystem
 from cdp_ray.processors.base import Processor
 from cdp_ray.sinks.base import DeadLetter, RangeRecord, RunContext, Sink, SinkConfig, sink, with_retries
 
@@ -105,7 +105,7 @@ class ParquetSink(Sink):
     def __init__(self, config: ParquetSinkConfig):
         super().__init__(config)
         try:
-            self.fs, root = fsspec.core.url_to_fs(config.uri, **config.fsspec_options())
+            self.fs, root = url_to_filesystem(config.uri, config.fsspec_options())
         except (ImportError, ValueError) as exc:
             raise SinkError(f"cannot open Parquet output {config.uri!r}: {exc}", hint="use a local path, s3:// or gs://") from exc
         self.root = root.rstrip("/") or "/"
