@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 
 from stellar_sdk import xdr
@@ -24,7 +25,9 @@ _ED25519 = (0).to_bytes(4, "big")
 
 @dataclass
 class Transaction:
-    """One applied transaction: envelope, result, meta and fee changes, with its 1-based apply index."""
+    """One applied transaction: envelope, result, meta and fee changes, with its 1-based apply index.
+
+    The derived attributes are computed once per transaction (processors read them per operation)."""
 
     index: int
     hash: bytes
@@ -34,31 +37,31 @@ class Transaction:
     fee_changes: xdr.LedgerEntryChanges
     post_apply_fee_changes: xdr.LedgerEntryChanges | None = None
 
-    @property
+    @cached_property
     def is_fee_bump(self) -> bool:
         return self.envelope.type == xdr.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP
 
-    @property
+    @cached_property
     def inner_envelope(self):
         """The v0/v1 envelope that carries the operations (the inner one of a fee bump)."""
         if self.is_fee_bump:
             return self.envelope.fee_bump.tx.inner_tx.v1
         return self.envelope.v1 if self.envelope.type == xdr.EnvelopeType.ENVELOPE_TYPE_TX else self.envelope.v0
 
-    @property
+    @cached_property
     def tx(self):
         """The (inner) ``Transaction`` or ``TransactionV0`` body."""
         return self.inner_envelope.tx
 
-    @property
+    @cached_property
     def operations(self) -> list:
         return self.tx.operations
 
-    @property
+    @cached_property
     def result_code(self) -> xdr.TransactionResultCode:
         return self.result.result.result.code
 
-    @property
+    @cached_property
     def inner_result(self):
         """The ``TransactionResultResult`` holding operation results (inner result for fee bumps)."""
         r = self.result.result.result
@@ -69,19 +72,23 @@ class Transaction:
             return r.inner_result_pair.result.result
         return r
 
-    @property
+    @cached_property
     def successful(self) -> bool:
         return self.result_code in (
             xdr.TransactionResultCode.txSUCCESS,
             xdr.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS,
         )
 
-    @property
+    @cached_property
     def operation_results(self) -> list:
         return self.inner_result.results or []
 
     def operation_meta(self) -> list:
         """Per-operation meta entries (``OperationMeta`` or ``OperationMetaV2``), empty when absent."""
+        return self._operation_meta
+
+    @cached_property
+    def _operation_meta(self) -> list:
         m = self.meta
         body = {0: None, 1: m.v1, 2: m.v2, 3: m.v3, 4: m.v4}[m.v]
         return (m.operations if m.v == 0 else body.operations) or []
@@ -89,7 +96,7 @@ class Transaction:
 
 @dataclass
 class Ledger:
-    """A decoded ledger with its transactions in apply order."""
+    """A decoded ledger with its transactions in apply order (derived attributes computed once)."""
 
     sequence: int
     lcm_version: int
@@ -101,27 +108,27 @@ class Ledger:
     xdr_size: int = 0
     network_passphrase: str | None = None
 
-    @property
+    @cached_property
     def header(self) -> xdr.LedgerHeader:
         return self.header_entry.header
 
-    @property
+    @cached_property
     def hash(self) -> bytes:
         return self.header_entry.hash.hash
 
-    @property
+    @cached_property
     def close_time(self) -> int:
         return self.header.scp_value.close_time.time_point.uint64
 
-    @property
+    @cached_property
     def closed_at(self) -> datetime:
         return datetime.fromtimestamp(self.close_time, tz=timezone.utc)
 
-    @property
+    @cached_property
     def protocol_version(self) -> int:
         return self.header.ledger_version.uint32
 
-    @property
+    @cached_property
     def body(self):
         return {0: self.lcm.v0, 1: self.lcm.v1, 2: self.lcm.v2}[self.lcm_version]
 
