@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import struct
 from binascii import b2a_base64
+from datetime import datetime
+from functools import partial
+from typing import Callable
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import xdr
 
-from cdp_ray.processors.base import col, processor
-from cdp_ray.processors.common import TIMESTAMP, go_enum_string, toid
-from cdp_ray.processors.scval import contract_id_strkey, scval_json_of
-from cdp_ray.xdr import Ledger, Transaction
+from cdp_ray.processors.base import col, processor, table_from_rows
+from cdp_ray.processors.common import TIMESTAMP, go_enum_string, strkey, toid
+from cdp_ray.processors.scval import scval_texts
+from cdp_ray.xdr import Ledger, Transaction, fast
 
 CONTRACT_EVENTS_SCHEMA = pa.schema(
     [
@@ -63,6 +66,21 @@ class ContractEventsConfig(BaseModel):
 
 
 _STAGE = {0: "before_all_txs", 1: "after_tx", 2: "after_all_txs"}
+#: ``ContractEventType`` -> (value, Go name, XDR of the event's ``type`` and ``body.v`` (0))
+_EVENT_TYPE = {
+    t: (t.value, go_enum_string(t), struct.pack(">iI", t.value, 0)) for t in xdr.ContractEventType
+}
+#: ``inSuccessfulContractCall`` and the event's ``ext`` (v0), the head of a ``DiagnosticEvent``
+_CALL_OK = {True: b"\0\0\0\1\0\0\0\0", False: b"\0\0\0\0\0\0\0\0"}
+_NO_CONTRACT = b"\0\0\0\0"
+_CONTRACT = b"\0\0\0\1"
+_count = struct.Struct(">I").pack
+if fast.available():
+    from cdp_ray.xdr.fast.codec import CODEC, TIDS
+
+    _FAST_ENCODE_SCVAL: Callable[[xdr.SCVal], bytes] | None = partial(CODEC.encode, TIDS["SCVal"])
+else:
+    _FAST_ENCODE_SCVAL = None
 
 
 def is_soroban(tx: Transaction) -> bool:
@@ -74,38 +92,83 @@ def is_soroban(tx: Transaction) -> bool:
 def transaction_events(tx: Transaction):
     """``(tx_events, op_events, diagnostic_events)`` like Go's ``LedgerTransaction.GetTransactionEvents``.
 
-    ``tx_events`` is a list of ``TransactionEvent``, ``op_events`` a list (per operation) of
-    ``ContractEvent`` lists, ``diagnostic_events`` a list of ``DiagnosticEvent``.
+    ``tx_events`` is a sequence of ``TransactionEvent``, ``op_events`` a list (per operation) of
+    ``ContractEvent`` sequences, ``diagnostic_events`` a sequence of ``DiagnosticEvent``.
     """
     m = tx.meta
     if m.v == 4:
         v4 = m.v4
-        return list(v4.events or []), [list(op.events or []) for op in v4.operations], list(v4.diagnostic_events or [])
+        return v4.events or (), [op.events or () for op in v4.operations], v4.diagnostic_events or ()
     if m.v == 3 and is_soroban(tx) and m.v3.soroban_meta is not None:
         sm = m.v3.soroban_meta
-        return [], [list(sm.events or [])], list(sm.diagnostic_events or [])
-    return [], [], []
+        return (), [sm.events or ()], sm.diagnostic_events or ()
+    return (), [], ()
 
 
-def _b64(raw: bytes) -> str:
-    return b2a_base64(raw, newline=False).decode()
+def _scval_encoder(sample) -> Callable[[xdr.SCVal], bytes]:
+    """XDR encoder for the ``SCVal`` objects of ``sample``'s tree: the compiled codec's for fast-engine objects,
+    else the SDK's own (so the sdk engine stays an independent check of the fast one)."""
+    if _FAST_ENCODE_SCVAL is not None and hasattr(type(sample), "_xdr_tid"):
+        return _FAST_ENCODE_SCVAL
+    return xdr.SCVal.to_xdr_bytes
 
 
-def _diagnostic_event_xdr(
-    event: xdr.ContractEvent, in_successful_call: bool, topics_raw: list[bytes], data_raw: bytes
-) -> bytes:
-    """``DiagnosticEvent`` XDR assembled from the already packed topics and data (packs each value once)."""
-    if event.ext.v != 0 or event.body.v != 0:
-        return xdr.DiagnosticEvent(in_successful_contract_call=in_successful_call, event=event).to_xdr_bytes()
+_TOPICS_BY_XDR: dict[bytes, tuple[tuple[str, ...], str]] = {}
+_TOPICS_BY_XDR_MAX = 1 << 15
+_TOPICS_BY_XDR_SIZE = 2048
+
+
+def topics_texts(topics: list[xdr.SCVal], topics_raw: list[bytes], key: bytes) -> tuple[tuple[str, ...], str]:
+    """``(base64 XDR of each topic, JSON array of the topics)``, memoised by ``key``, the topics' XDR joined
+    (unambiguous: XDR values delimit themselves). Whole topic lists repeat: ``["transfer", from, to, asset]``."""
+    texts = _TOPICS_BY_XDR.get(key)
+    if texts is None:
+        each = [scval_texts(t, r) for t, r in zip(topics, topics_raw)]
+        texts = tuple([t[0] for t in each]), "[" + ",".join([t[1] for t in each]) + "]"
+        if len(key) <= _TOPICS_BY_XDR_SIZE:
+            if len(_TOPICS_BY_XDR) >= _TOPICS_BY_XDR_MAX:
+                _TOPICS_BY_XDR.clear()
+            _TOPICS_BY_XDR[key] = texts
+    return texts
+
+
+topics_texts.cache_clear = _TOPICS_BY_XDR.clear  # type: ignore[attr-defined]  (like functools' caches)
+
+
+def _event_values(event: xdr.ContractEvent, in_successful_call: bool, enc: Callable[[xdr.SCVal], bytes]) -> tuple:
+    """The columns ``contract_id`` .. ``contract_event_xdr`` of one event, each value packed once."""
+    body = event.body.v0
+    topics = body.topics
+    topics_raw = [enc(t) for t in topics]
+    topics_xdr = b"".join(topics_raw)
+    topics_b64, topics_json = _TOPICS_BY_XDR.get(topics_xdr) or topics_texts(topics, topics_raw, topics_xdr)
+    data = body.data
+    data_raw = enc(data)
+    data_b64, data_json = scval_texts(data, data_raw)
+    type_value, type_string, type_words = _EVENT_TYPE[event.type]
     cid = event.contract_id
-    head = b"".join(
+    cid_hash = None if cid is None else cid.contract_id.hash
+    # DiagnosticEvent XDR from the packed parts; ``ext`` and ``body`` have one arm (0), the decoders reject others
+    event_xdr = b"".join(
         (
-            struct.pack(">II", int(in_successful_call), 0),
-            b"\0\0\0\0" if cid is None else b"\0\0\0\1" + cid.contract_id.hash,
-            struct.pack(">iiI", event.type.value, 0, len(topics_raw)),
+            _CALL_OK[in_successful_call],
+            _NO_CONTRACT if cid_hash is None else _CONTRACT + cid_hash,
+            type_words,
+            _count(len(topics_raw)),
+            topics_xdr,
+            data_raw,
         )
     )
-    return head + b"".join(topics_raw) + data_raw
+    return (
+        "" if cid_hash is None else strkey("C", cid_hash),
+        type_value,
+        type_string,
+        topics_b64,
+        topics_json,
+        data_b64,
+        data_json,
+        b2a_base64(event_xdr, newline=False).decode(),
+    )
 
 
 def event_row(
@@ -120,74 +183,54 @@ def event_row(
     stage: str | None = None,
 ) -> dict:
     """One ``contract_events`` row."""
-    return _event_row(_tx_fields(ledger, tx), ledger.sequence, event, in_successful_call, source, index, op_index, stage)
-
-
-def _tx_fields(ledger: Ledger, tx: Transaction) -> tuple:
-    """The columns every event row of ``tx`` shares: hash, TOID, successful, closed_at."""
     tx_id = toid(ledger.sequence, tx.index)
-    return tx.hash.hex(), tx_id, tx.successful, ledger.closed_at
+    values = (
+        tx.hash.hex(),
+        tx_id,
+        tx.successful,
+        ledger.sequence,
+        ledger.closed_at,
+        in_successful_call,
+        *_event_values(event, in_successful_call, _scval_encoder(event)),
+        None if op_index is None else tx_id | op_index,
+        op_index,
+        index,
+        source,
+        stage,
+    )
+    row = dict(zip(CONTRACT_EVENTS_SCHEMA.names, values))
+    row["topics"] = list(row["topics"])
+    return row
 
 
-def _event_row(
-    shared: tuple,
-    sequence: int,
-    event: xdr.ContractEvent,
-    in_successful_call: bool,
-    source: str,
-    index: int,
-    op_index: int | None,
-    stage: str | None,
-) -> dict:
-    tx_hash, tx_id, successful, closed_at = shared
-    body = event.body.v0
-    topics = body.topics
-    topics_raw = [t.to_xdr_bytes() for t in topics]
-    data = body.data
-    data_raw = data.to_xdr_bytes()
-    return {
-        "transaction_hash": tx_hash,
-        "transaction_id": tx_id,
-        "successful": successful,
-        "ledger_sequence": sequence,
-        "closed_at": closed_at,
-        "in_successful_contract_call": in_successful_call,
-        "contract_id": contract_id_strkey(event.contract_id) or "",
-        "type": event.type.value,
-        "type_string": go_enum_string(event.type),
-        "topics": [_b64(t) for t in topics_raw],
-        "topics_decoded": "[" + ",".join([scval_json_of(t, r) for t, r in zip(topics, topics_raw)]) + "]",
-        "data": _b64(data_raw),
-        "data_decoded": scval_json_of(data, data_raw),
-        "contract_event_xdr": _b64(_diagnostic_event_xdr(event, in_successful_call, topics_raw, data_raw)),
-        "operation_id": None if op_index is None else tx_id | op_index,
-        "operation_index": op_index,
-        "event_index": index,
-        "event_source": source,
-        "stage": stage,
-    }
-
-
-def transaction_event_rows(ledger: Ledger, tx: Transaction, include_diagnostic: bool = True) -> list[dict]:
-    """Every event row of one transaction, in stellar-etl's order."""
+def transaction_event_rows(
+    tx: Transaction, sequence: int, closed_at: datetime, include_diagnostic: bool = True
+) -> list[tuple]:
+    """Every event row of one transaction of ledger ``sequence``, in stellar-etl's order, as tuples in schema
+    order."""
     tx_events, op_events, diagnostic = transaction_events(tx)
+    if not include_diagnostic:
+        diagnostic = ()
     if not (tx_events or diagnostic or any(op_events)):
         return []
-    shared = _tx_fields(ledger, tx)
-    seq = ledger.sequence
-    rows: list[dict] = []
+    enc = _scval_encoder(tx.meta)
+    tx_id = toid(sequence, tx.index)
+    head = (tx.hash.hex(), tx_id, tx.successful, sequence, closed_at)
+    rows: list[tuple] = []
     for te in tx_events:
-        stage = _STAGE.get(te.stage.value)
-        rows.append(_event_row(shared, seq, te.event, True, "transaction", len(rows), None, stage))
+        values = _event_values(te.event, True, enc)
+        rows.append((*head, True, *values, None, None, len(rows), "transaction", _STAGE.get(te.stage)))
     for i, events in enumerate(op_events, start=1):
         for ev in events:
-            rows.append(_event_row(shared, seq, ev, True, "operation", len(rows), i, None))
-    if include_diagnostic:
-        for de in diagnostic:
-            rows.append(
-                _event_row(shared, seq, de.event, de.in_successful_contract_call, "diagnostic", len(rows), None, None)
-            )
+            values = _event_values(ev, True, enc)
+            rows.append((*head, True, *values, tx_id | i, i, len(rows), "operation", None))
+    for de in diagnostic:
+        ok = de.in_successful_contract_call
+        rows.append((*head, ok, *_event_values(de.event, ok, enc), None, None, len(rows), "diagnostic", None))
     return rows
+
+
+_CONTRACT_ID = CONTRACT_EVENTS_SCHEMA.names.index("contract_id")
 
 
 @processor(
@@ -199,12 +242,13 @@ def transaction_event_rows(ledger: Ledger, tx: Transaction, include_diagnostic: 
     config=ContractEventsConfig,
     tags=("soroban", "events"),
 )
-def contract_events(batch: list[Ledger], config: ContractEventsConfig) -> list[dict]:
+def contract_events(batch: list[Ledger], config: ContractEventsConfig) -> pa.Table:
     wanted = set(config.contract_ids) if config.contract_ids else None
-    rows: list[dict] = []
+    rows: list[tuple] = []
     for ledger in batch:
+        sequence, closed_at = ledger.sequence, ledger.closed_at
         for tx in ledger.transactions:
-            for row in transaction_event_rows(ledger, tx, config.include_diagnostic):
-                if wanted is None or row["contract_id"] in wanted:
-                    rows.append(row)
-    return rows
+            rows += transaction_event_rows(tx, sequence, closed_at, config.include_diagnostic)
+    if wanted is not None:
+        rows = [r for r in rows if r[_CONTRACT_ID] in wanted]
+    return table_from_rows(CONTRACT_EVENTS_SCHEMA, rows)

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import re
+from binascii import b2a_base64
 from typing import Any
 
 from stellar_sdk import StrKey, xdr
@@ -152,30 +153,67 @@ def to_json(value: Any) -> str:
     return _COMPACT.encode(value)
 
 
+def _map_text(m) -> str:
+    if m is None:
+        return "null"
+    return "[" + ",".join(['{"key":' + scval_json(e.key) + ',"val":' + scval_json(e.val) + "}" for e in m.sc_map]) + "]"
+
+
+def _vec_text(vec) -> str:
+    return "null" if vec is None else "[" + ",".join([scval_json(x) for x in vec.sc_vec]) + "]"
+
+
+_quote = json.encoder.encode_basestring  # the string encoder of ``_COMPACT`` (ensure_ascii=False)
+
+#: :func:`scval_json` written directly for the common types, skipping the intermediate dicts and the encoder.
+_SCVAL_TEXT: dict[xdr.SCValType, Any] = {
+    _T.SCV_BOOL: lambda v: '{"bool":true}' if v.b else '{"bool":false}',
+    _T.SCV_VOID: lambda v: '"void"',
+    _T.SCV_U32: lambda v: f'{{"u32":{v.u32.uint32}}}',
+    _T.SCV_I32: lambda v: f'{{"i32":{v.i32.int32}}}',
+    _T.SCV_U64: lambda v: f'{{"u64":"{v.u64.uint64}"}}',
+    _T.SCV_I64: lambda v: f'{{"i64":"{v.i64.int64}"}}',
+    _T.SCV_TIMEPOINT: lambda v: f'{{"timepoint":"{v.timepoint.time_point.uint64}"}}',
+    _T.SCV_DURATION: lambda v: f'{{"duration":"{v.duration.duration.uint64}"}}',
+    _T.SCV_U128: lambda v: f'{{"u128":"{uint128(v.u128)}"}}',
+    _T.SCV_I128: lambda v: f'{{"i128":"{int128(v.i128)}"}}',
+    _T.SCV_U256: lambda v: f'{{"u256":"{_uint256(v.u256)}"}}',
+    _T.SCV_I256: lambda v: f'{{"i256":"{_int256(v.i256)}"}}',
+    _T.SCV_BYTES: lambda v: '{"bytes":"' + v.bytes.sc_bytes.hex() + '"}',
+    _T.SCV_STRING: lambda v: '{"string":' + _quote(escape_bytes(v.str.sc_string)) + "}",
+    _T.SCV_SYMBOL: lambda v: '{"symbol":' + _quote(escape_bytes(v.sym.sc_symbol)) + "}",
+    _T.SCV_VEC: lambda v: '{"vec":' + _vec_text(v.vec) + "}",
+    _T.SCV_MAP: lambda v: '{"map":' + _map_text(v.map) + "}",
+    _T.SCV_ADDRESS: lambda v: '{"address":"' + sc_address(v.address) + '"}',
+    _T.SCV_LEDGER_KEY_CONTRACT_INSTANCE: lambda v: '"ledger_key_contract_instance"',
+}
+
+
 def scval_json(v: xdr.SCVal) -> str:
     """:func:`scval_to_json` as compact JSON text."""
-    return to_json(scval_to_json(v))
+    render = _SCVAL_TEXT.get(v.type)
+    return to_json(scval_to_json(v)) if render is None else render(v)
 
 
-_JSON_BY_XDR: dict[bytes, str] = {}
-_JSON_BY_XDR_MAX = 1 << 15
-_JSON_BY_XDR_SIZE = 512
+_TEXTS_BY_XDR: dict[bytes, tuple[str, str]] = {}
+_TEXTS_BY_XDR_MAX = 1 << 15
+_TEXTS_BY_XDR_SIZE = 512
 
 
-def scval_json_of(v: xdr.SCVal, raw: bytes) -> str:
-    """:func:`scval_json` of ``v`` whose XDR is ``raw``, memoised by ``raw`` for small values (event topics,
-    symbols, addresses and amounts repeat across a ledger)."""
-    text = _JSON_BY_XDR.get(raw)
-    if text is None:
-        text = to_json(scval_to_json(v))
-        if len(raw) <= _JSON_BY_XDR_SIZE:
-            if len(_JSON_BY_XDR) >= _JSON_BY_XDR_MAX:
-                _JSON_BY_XDR.clear()
-            _JSON_BY_XDR[raw] = text
-    return text
+def scval_texts(v: xdr.SCVal, raw: bytes) -> tuple[str, str]:
+    """``(base64 XDR, JSON)`` of ``v`` whose XDR is ``raw``, memoised by ``raw`` for small values (event
+    topics, symbols, addresses and amounts repeat across a ledger)."""
+    texts = _TEXTS_BY_XDR.get(raw)
+    if texts is None:
+        texts = (b2a_base64(raw, newline=False).decode(), scval_json(v))
+        if len(raw) <= _TEXTS_BY_XDR_SIZE:
+            if len(_TEXTS_BY_XDR) >= _TEXTS_BY_XDR_MAX:
+                _TEXTS_BY_XDR.clear()
+            _TEXTS_BY_XDR[raw] = texts
+    return texts
 
 
-scval_json_of.cache_clear = _JSON_BY_XDR.clear  # type: ignore[attr-defined]  (like functools' caches)
+scval_texts.cache_clear = _TEXTS_BY_XDR.clear  # type: ignore[attr-defined]  (like functools' caches)
 
 
 # --- typed accessors (``None`` when the value has another type) ------------------------------------
@@ -293,9 +331,9 @@ __all__ = [
     "scval_address",
     "scval_i128",
     "scval_json",
-    "scval_json_of",
     "scval_string",
     "scval_symbol",
+    "scval_texts",
     "scval_to_json",
     "to_json",
     "uint128",
