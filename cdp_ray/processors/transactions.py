@@ -9,25 +9,30 @@ from the fee account's balance in the meta (matched by its ``M...`` address when
 from __future__ import annotations
 
 import base64
+import struct
+from binascii import b2a_base64
+from datetime import datetime
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import xdr
 
 from cdp_ray.networks import network_id
-from cdp_ray.processors.base import col, processor
+from cdp_ray.processors.base import col, processor, table_from_rows
 from cdp_ray.processors.common import (
     TIMESTAMP,
     account_id,
-    b64,
     encode_strkey,
     go_enum_string,
     muxed_account,
     signer_key_address,
-    toid,
+    strkey,
 )
-from cdp_ray.xdr import Ledger, Transaction
+from cdp_ray.xdr import Ledger, Transaction, fast
 from cdp_ray.xdr.ledger import envelope_hash
+
+if fast.available():
+    from cdp_ray.xdr.fast import decode_prefix
 
 TRANSACTIONS_SCHEMA = pa.schema(
     [
@@ -81,6 +86,15 @@ TRANSACTIONS_SCHEMA = pa.schema(
 )
 
 _MEMO = xdr.MemoType
+_MEMO_TYPE = {t: go_enum_string(t) for t in _MEMO}
+_RESULT_CODE = {c: go_enum_string(c) for c in xdr.TransactionResultCode}
+_SUCCESS = (xdr.TransactionResultCode.txSUCCESS, xdr.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS)
+_ENV = xdr.EnvelopeType
+_PRECOND = xdr.PreconditionType
+_CHANGE = xdr.LedgerEntryChangeType
+_ED25519 = xdr.CryptoKeyType.KEY_TYPE_ED25519
+#: The Soroban columns ``resource_fee`` .. ``rent_fee_charged`` of a classic transaction
+_NO_SOROBAN = (0, 0, 0, 0, 0, None, 0, 0, 0, 0, 0, 0)
 
 
 def _memo(memo: xdr.Memo) -> str:
@@ -101,9 +115,9 @@ def _preconditions(tx) -> tuple[xdr.TimeBounds | None, xdr.PreconditionsV2 | Non
     cond = getattr(tx, "cond", None)
     if cond is None:  # TransactionV0
         return tx.time_bounds, None
-    if cond.type == xdr.PreconditionType.PRECOND_TIME:
+    if cond.type == _PRECOND.PRECOND_TIME:
         return cond.time_bounds, None
-    if cond.type == xdr.PreconditionType.PRECOND_V2:
+    if cond.type == _PRECOND.PRECOND_V2:
         return cond.v2.time_bounds, cond.v2
     return None, None
 
@@ -128,84 +142,142 @@ def account_balance_change(changes, address: str) -> tuple[int, int]:
     """
     start = end = 0
     for change in _entries(changes):
-        if change.type == xdr.LedgerEntryChangeType.LEDGER_ENTRY_UPDATED:
+        if change.type == _CHANGE.LEDGER_ENTRY_UPDATED:
             entry = change.updated
-        elif change.type == xdr.LedgerEntryChangeType.LEDGER_ENTRY_STATE:
+        elif change.type == _CHANGE.LEDGER_ENTRY_STATE:
             entry = change.state
         else:
             continue
         acct = entry.data.account
         if acct is None or account_id(acct.account_id) != address:
             continue
-        if change.type == xdr.LedgerEntryChangeType.LEDGER_ENTRY_UPDATED:
+        if change.type == _CHANGE.LEDGER_ENTRY_UPDATED:
             end = acct.balance.int64
         else:
             start = acct.balance.int64
     return start, end
 
 
-def _soroban_fields(t: Transaction, protocol: int, fee_charged: int) -> dict:
-    env = t.envelope
-    if env.type == xdr.EnvelopeType.ENVELOPE_TYPE_TX_V0:
-        return {}
-    inner = t.tx
-    if inner.ext.v != 1:
-        return {}
+_UPDATED = _CHANGE.LEDGER_ENTRY_UPDATED.value
+_STATE = _CHANGE.LEDGER_ENTRY_STATE.value
+_REMOVED = _CHANGE.LEDGER_ENTRY_REMOVED.value
+#: ``LedgerEntryData`` of an ed25519 account: entry type ACCOUNT, then public key type ED25519
+_ACCOUNT_ED25519 = bytes(8)
+_BALANCE = struct.Struct(">q").unpack_from
+
+
+def _raw_balance_change(groups: list[bytes], key: bytes | None) -> tuple[int, int]:
+    """:func:`account_balance_change` over raw ``LedgerEntryChanges`` XDR (the lists one after the other) for
+    the account whose ed25519 key is ``key`` (None matches nothing): the entries are stepped over with the
+    compiled decoder and the balance read at its fixed offset, so the lazy changes are not materialized."""
+    start = end = 0
+    for raw in groups:
+        count = int.from_bytes(raw[:4], "big")
+        at = 4
+        for i in range(count):
+            kind = int.from_bytes(raw[at : at + 4], "big")
+            entry = at + 4
+            if i + 1 < count:  # where the last change ends is not needed
+                at = decode_prefix("LedgerKey" if kind == _REMOVED else "LedgerEntry", raw, entry)[1]
+            # LedgerEntry: lastModifiedLedgerSeq, data type, account id type, key, balance
+            if (kind == _UPDATED or kind == _STATE) and raw[entry + 4 : entry + 12] == _ACCOUNT_ED25519:
+                if key is not None and raw[entry + 12 : entry + 44] == key:
+                    if kind == _UPDATED:
+                        end = _BALANCE(raw, entry + 44)[0]
+                    else:
+                        start = _BALANCE(raw, entry + 44)[0]
+    return start, end
+
+
+def _fee_balance_change(groups: list, fee_source: xdr.MuxedAccount) -> tuple[int, int]:
+    """:func:`account_balance_change` of the fee account over the change lists ``groups`` (None skipped).
+
+    Matched by Go's ``Address()``: a muxed fee account's ``M...`` address matches no account entry.
+    """
+    groups = [g for g in groups if g is not None]
+    if all(hasattr(type(g), "_xdr_tid") for g in groups):  # fast-engine values: their raw XDR
+        raws = [g.to_xdr_bytes() for g in groups]
+        muxed = fee_source.type != _ED25519
+        return _raw_balance_change(raws, None if muxed else fee_source.ed25519.uint256)
+    address = _source_address(fee_source)
+    return account_balance_change([c for g in groups for c in _entries(g)], address)
+
+
+def _soroban_columns(t: Transaction, inner, fee_bump, protocol: int, fee_charged: int) -> tuple[tuple, int]:
+    """The columns ``resource_fee`` .. ``rent_fee_charged`` (``transaction_result_code`` left out) of a Soroban
+    transaction, and its ``fee_charged``."""
     data: xdr.SorobanTransactionData = inner.ext.soroban_data
     res = data.resources
     resource_fee = data.resource_fee.int64
-    if t.is_fee_bump:
-        fee_address = _source_address(env.fee_bump.tx.fee_source)
-        bid = env.fee_bump.tx.fee.int64
+    if fee_bump is not None:
+        fee_source, bid = fee_bump.fee_source, fee_bump.fee.int64
     else:
-        fee_address = _source_address(inner.source_account)
-        bid = inner.fee.uint32
+        fee_source, bid = inner.source_account, inner.fee.uint32
     archived = None
     if data.ext.v == 1 and data.ext.resource_ext.archived_soroban_entries:
         archived = [e.uint32 for e in data.ext.resource_ext.archived_soroban_entries]
-    start, end = account_balance_change(t.fee_changes, fee_address)
-    out = {
-        "resource_fee": resource_fee,
-        "soroban_resources_instructions": res.instructions.uint32,
-        "soroban_resources_read_bytes": res.disk_read_bytes.uint32,
-        "soroban_resources_disk_read_bytes": res.disk_read_bytes.uint32,
-        "soroban_resources_write_bytes": res.write_bytes.uint32,
-        "soroban_resources_archived_entries": archived,
-        "inclusion_fee_bid": bid - resource_fee,
-        "inclusion_fee_charged": (start - end) - resource_fee,
-    }
+    start, end = _fee_balance_change([t.fee_changes], fee_source)
+    inclusion_fee_charged = (start - end) - resource_fee
+    refund = non_refundable = refundable = rent = 0
     meta = t.meta
     body = meta.v3 if meta.v == 3 else meta.v4 if meta.v == 4 else None
     if body is not None:
-        after = _entries(body.tx_changes_after)
-        if meta.v == 4:
-            after += _entries(t.post_apply_fee_changes)
-        start, end = account_balance_change(after, fee_address)
-        out["resource_fee_refund"] = end - start
+        after = [body.tx_changes_after] + ([t.post_apply_fee_changes] if meta.v == 4 else [])
+        start, end = _fee_balance_change(after, fee_source)
+        refund = end - start
         sm = body.soroban_meta
         if sm is not None and sm.ext.v == 1:
             v1 = sm.ext.v1
-            out["non_refundable_resource_fee_charged"] = v1.total_non_refundable_resource_fee_charged.int64
-            out["refundable_resource_fee_charged"] = v1.total_refundable_resource_fee_charged.int64
-            out["rent_fee_charged"] = v1.rent_fee_charged.int64
-    if protocol < 21 and t.is_fee_bump:
+            non_refundable = v1.total_non_refundable_resource_fee_charged.int64
+            refundable = v1.total_refundable_resource_fee_charged.int64
+            rent = v1.rent_fee_charged.int64
+    if protocol < 21 and fee_bump is not None:
         # Protocol 20 charged Soroban fee bumps wrongly; stellar-etl recomputes the fee (stellar-core#4188).
-        out["fee_charged"] = resource_fee - out.get("resource_fee_refund", 0)
-    return out
+        fee_charged = resource_fee - refund
+    disk_read = res.disk_read_bytes.uint32
+    columns = (
+        resource_fee,
+        res.instructions.uint32,
+        disk_read,
+        disk_read,
+        res.write_bytes.uint32,
+        archived,
+        bid - resource_fee,
+        inclusion_fee_charged,
+        refund,
+        non_refundable,
+        refundable,
+        rent,
+    )
+    return columns, fee_charged
 
 
 def _signers(signatures) -> list[str]:
     return [encode_strkey("G", s.signature.signature) for s in signatures or ()]
 
 
-def transaction_row(ledger: Ledger, t: Transaction, *, include_xdr: bool = True) -> dict:
-    """One stellar-etl ``TransactionOutput`` row (the four base64 XDR columns null without ``include_xdr``)."""
+def _b64(value) -> str:
+    return b2a_base64(value.to_xdr_bytes(), newline=False).decode()
+
+
+def _row_values(ledger: Ledger, closed_at: datetime, t: Transaction, include_xdr: bool) -> tuple:
+    """:func:`transaction_row` as a tuple in schema order (``closed_at``: the ledger's, converted once)."""
+    sequence = ledger.sequence
     env = t.envelope
-    tx = t.tx
-    account, account_muxed = muxed_account(
-        tx.source_account if hasattr(tx, "source_account") else _v0_source(tx)
-    )
-    fee = tx.fee.uint32
+    env_type = env.type
+    fee_bump = None
+    if env_type == _ENV.ENVELOPE_TYPE_TX_FEE_BUMP:
+        fee_bump = env.fee_bump.tx
+        inner_env = fee_bump.inner_tx.v1
+    else:
+        inner_env = env.v1 if env_type == _ENV.ENVELOPE_TYPE_TX else env.v0
+    tx = inner_env.tx
+    if env_type == _ENV.ENVELOPE_TYPE_TX_V0:
+        account, account_muxed = strkey("G", tx.source_account_ed25519.uint256), None
+    elif (source := tx.source_account).type == _ED25519:
+        account, account_muxed = strkey("G", source.ed25519.uint256), None
+    else:
+        account, account_muxed = muxed_account(source)
     time_bounds, v2 = _preconditions(tx)
     tb = ""
     if time_bounds is not None:
@@ -221,60 +293,60 @@ def transaction_row(ledger: Ledger, t: Transaction, *, include_xdr: bool = True)
         min_age = v2.min_seq_age.duration.uint64
         min_gap = v2.min_seq_ledger_gap.uint32
         extra = [signer_key_address(k) for k in v2.extra_signers] or None
-    fee_charged = t.result.result.fee_charged.int64
-    closed_at = ledger.closed_at
-    row = {
-        "transaction_hash": t.hash.hex(),
-        "ledger_sequence": ledger.sequence,
-        "account": account,
-        "account_muxed": account_muxed,
-        "account_sequence": tx.seq_num.sequence_number.int64,
-        "max_fee": fee,
-        "fee_charged": fee_charged,
-        "operation_count": len(tx.operations),
-        "tx_envelope": b64(env) if include_xdr else None,
-        "tx_result": b64(t.result.result) if include_xdr else None,
-        "tx_meta": b64(t.meta) if include_xdr else None,
-        "tx_fee_meta": b64(t.fee_changes) if include_xdr else None,
-        "created_at": closed_at,
-        "memo_type": go_enum_string(tx.memo.type),
-        "memo": _memo(tx.memo),
-        "time_bounds": tb,
-        "successful": t.successful,
-        "id": toid(ledger.sequence, t.index),
-        "fee_account": None,
-        "fee_account_muxed": None,
-        "inner_transaction_hash": None,
-        "new_max_fee": None,
-        "ledger_bounds": lb,
-        "min_account_sequence": min_seq,
-        "min_account_sequence_age": min_age,
-        "min_account_sequence_ledger_gap": min_gap,
-        "extra_signers": extra,
-        "closed_at": closed_at,
-        "resource_fee": 0,
-        "soroban_resources_instructions": 0,
-        "soroban_resources_read_bytes": 0,
-        "soroban_resources_disk_read_bytes": 0,
-        "soroban_resources_write_bytes": 0,
-        "soroban_resources_archived_entries": None,
-        "transaction_result_code": go_enum_string(t.result_code),
-        "inclusion_fee_bid": 0,
-        "inclusion_fee_charged": 0,
-        "resource_fee_refund": 0,
-        "non_refundable_resource_fee_charged": 0,
-        "refundable_resource_fee_charged": 0,
-        "rent_fee_charged": 0,
-        "tx_signers": _signers(t.inner_envelope.signatures),
-    }
-    row.update(_soroban_fields(t, ledger.protocol_version, fee_charged))
-    if t.is_fee_bump:
-        fb = env.fee_bump
-        row["fee_account"], row["fee_account_muxed"] = muxed_account(fb.tx.fee_source)
-        row["inner_transaction_hash"] = _inner_hash(t, ledger.network_passphrase)
-        row["new_max_fee"] = fb.tx.fee.int64
-        row["tx_signers"] = _signers(fb.signatures)
-    return row
+    result = t.result.result
+    result_code = result.result.code
+    fee_charged = result.fee_charged.int64
+    soroban = _NO_SOROBAN
+    if env_type != _ENV.ENVELOPE_TYPE_TX_V0 and tx.ext.v == 1:
+        soroban, fee_charged = _soroban_columns(t, tx, fee_bump, ledger.protocol_version, fee_charged)
+    if fee_bump is not None:
+        fee_account, fee_account_muxed = muxed_account(fee_bump.fee_source)
+        inner_hash = _inner_hash(t, ledger.network_passphrase)
+        new_max_fee = fee_bump.fee.int64
+        signers = _signers(env.fee_bump.signatures)
+    else:
+        fee_account = fee_account_muxed = inner_hash = new_max_fee = None
+        signers = _signers(inner_env.signatures)
+    memo = tx.memo
+    return (
+        t.hash.hex(),
+        sequence,
+        account,
+        account_muxed,
+        tx.seq_num.sequence_number.int64,
+        tx.fee.uint32,
+        fee_charged,
+        len(tx.operations),
+        _b64(env) if include_xdr else None,
+        _b64(result) if include_xdr else None,
+        _b64(t.meta) if include_xdr else None,
+        _b64(t.fee_changes) if include_xdr else None,
+        closed_at,
+        _MEMO_TYPE[memo.type],
+        _memo(memo),
+        tb,
+        result_code in _SUCCESS,
+        (sequence << 32) | (t.index << 12),
+        fee_account,
+        fee_account_muxed,
+        inner_hash,
+        new_max_fee,
+        lb,
+        min_seq,
+        min_age,
+        min_gap,
+        extra,
+        closed_at,
+        *soroban[:6],
+        _RESULT_CODE[result_code],
+        *soroban[6:],
+        signers,
+    )
+
+
+def transaction_row(ledger: Ledger, t: Transaction, *, include_xdr: bool = True) -> dict:
+    """One stellar-etl ``TransactionOutput`` row (the four base64 XDR columns null without ``include_xdr``)."""
+    return dict(zip(TRANSACTIONS_SCHEMA.names, _row_values(ledger, ledger.closed_at, t, include_xdr)))
 
 
 def _inner_hash(t: Transaction, network_passphrase: str | None) -> str | None:
@@ -286,10 +358,6 @@ def _inner_hash(t: Transaction, network_passphrase: str | None) -> str | None:
         return None
     inner = xdr.TransactionEnvelope(type=xdr.EnvelopeType.ENVELOPE_TYPE_TX, v1=t.inner_envelope)
     return envelope_hash(inner, network_id(network_passphrase)).hex()
-
-
-def _v0_source(tx: xdr.TransactionV0) -> xdr.MuxedAccount:
-    return xdr.MuxedAccount(type=xdr.CryptoKeyType.KEY_TYPE_ED25519, ed25519=tx.source_account_ed25519)
 
 
 class TransactionsConfig(BaseModel):
@@ -313,5 +381,10 @@ class TransactionsConfig(BaseModel):
     config=TransactionsConfig,
     tags=("core",),
 )
-def transactions(batch: list[Ledger], config: TransactionsConfig) -> list[dict]:
-    return [transaction_row(ledger, t, include_xdr=config.include_xdr) for ledger in batch for t in ledger.transactions]
+def transactions(batch: list[Ledger], config: TransactionsConfig) -> pa.Table:
+    include_xdr = config.include_xdr
+    rows = []
+    for ledger in batch:
+        closed_at = ledger.closed_at
+        rows += [_row_values(ledger, closed_at, t, include_xdr) for t in ledger.transactions]
+    return table_from_rows(TRANSACTIONS_SCHEMA, rows)

@@ -1,0 +1,137 @@
+"""The shortcuts of the transactions / contract_events processors and the rows -> Arrow step, checked against
+the plain paths they replace on every real ledger: raw balance scans, direct SCVal JSON text, no
+materialized entry changes, and column building."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pytest
+from stellar_sdk import xdr
+
+from cdp_ray.processors import get_processor
+from cdp_ray.processors.base import column_array, table_from_dicts, table_from_rows
+from cdp_ray.processors.common import TIMESTAMP, g_strkey
+from cdp_ray.processors.contract_events import transaction_events
+from cdp_ray.processors.scval import scval_json, scval_to_json, to_json
+from cdp_ray.processors.transactions import _raw_balance_change, account_balance_change
+from cdp_ray.xdr import decode_ledger, fast
+from test_fast_decode import _groups, real_ledgers
+
+needs_fast = pytest.mark.skipif(not fast.available(), reason=f"fast engine not built: {fast.unavailable_reason()}")
+
+
+def _ledgers(stellar_data):
+    for group in _groups():
+        for _, passphrase, raw in real_ledgers(stellar_data, group):
+            yield decode_ledger(raw, passphrase, engine="fast")
+
+
+def _change_groups(tx) -> list:
+    m = tx.meta
+    body = {0: None, 1: m.v1, 2: m.v2, 3: m.v3, 4: m.v4}[m.v]
+    groups = [tx.fee_changes, tx.post_apply_fee_changes]
+    if body is not None:
+        groups += [getattr(body, "tx_changes_before", None) or getattr(body, "tx_changes", None)]
+        groups += [getattr(body, "tx_changes_after", None)]
+    groups += [om.changes for om in tx.operation_meta()]
+    return [g for g in groups if g is not None]
+
+
+@needs_fast
+def test_transactions_and_contract_events_materialize_no_entry_changes(stellar_data, monkeypatch):
+    from cdp_ray.xdr.fast import codec
+
+    materialized = []
+    real = codec._materialize
+    monkeypatch.setattr(codec, "_materialize", lambda obj: materialized.append(obj) or real(obj))
+    processors = [get_processor("transactions"), get_processor("contract_events")]
+    soroban = 0
+    for ledger in _ledgers(stellar_data):
+        for p in processors:
+            p.process([ledger])
+        soroban += sum(1 for t in ledger.transactions if getattr(t.tx, "ext", None) is not None and t.tx.ext.v == 1)
+        assert materialized == [], ledger.sequence
+    assert soroban > 1000  # fee refunds were read from raw changes, not skipped
+    ledger.transactions[0].fee_changes.ledger_entry_changes  # noqa: B018  (the counter does count)
+    assert len(materialized) == 1
+
+
+@needs_fast
+def test_raw_balance_scan_matches_the_object_walk(stellar_data):
+    """Every change group of every real transaction, for every account in it (and a muxed fee account)."""
+    checked = 0
+    for ledger in _ledgers(stellar_data):
+        for tx in ledger.transactions:
+            for group in _change_groups(tx):
+                raw = group.to_xdr_bytes()
+                changes = group.ledger_entry_changes
+                keys = {
+                    e.data.account.account_id.account_id.ed25519.uint256
+                    for c in changes
+                    for e in (c.created, c.updated, c.state, c.restored)
+                    if e is not None and e.data.account is not None
+                }
+                assert _raw_balance_change([raw], None) == (0, 0)
+                for key in keys:
+                    address = g_strkey(key)
+                    assert _raw_balance_change([raw], key) == account_balance_change(changes, address)
+                    assert _raw_balance_change([raw, raw], key) == account_balance_change(changes + changes, address)
+                    checked += 1
+    assert checked > 30_000
+
+
+@needs_fast
+def test_scval_json_text_matches_the_rendered_objects(stellar_data):
+    """Topics and data of every event, and keys and values of every contract data entry change."""
+    seen_types = set()
+    count = 0
+    for ledger in _ledgers(stellar_data):
+        for tx in ledger.transactions:
+            tx_events, op_events, diagnostic = transaction_events(tx)
+            events = [e.event for e in tx_events] + [e for es in op_events for e in es] + [d.event for d in diagnostic]
+            values = [v for e in events for v in (*e.body.v0.topics, e.body.v0.data)]
+            for group in _change_groups(tx):
+                for c in group.ledger_entry_changes:
+                    entry = c.created or c.updated or c.state or c.restored
+                    if entry is not None and entry.data.contract_data is not None:
+                        values += [entry.data.contract_data.key, entry.data.contract_data.val]
+            for v in values:
+                assert scval_json(v) == to_json(scval_to_json(v))
+                seen_types.add(v.type)
+                count += 1
+    assert count > 100_000
+    assert {xdr.SCValType.SCV_MAP, xdr.SCValType.SCV_VEC, xdr.SCValType.SCV_I128, xdr.SCValType.SCV_ADDRESS,
+            xdr.SCValType.SCV_SYMBOL, xdr.SCValType.SCV_STRING, xdr.SCValType.SCV_BYTES,
+            xdr.SCValType.SCV_CONTRACT_INSTANCE} <= seen_types
+
+
+SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("name", pa.string()), pa.field("at", TIMESTAMP)])
+T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+T1 = datetime(2025, 1, 2, 3, 4, 10, tzinfo=timezone.utc)
+
+
+def test_table_from_dicts_fills_missing_keys_with_null():
+    rows = [{"id": 1, "name": "a", "at": T0}, {"id": 2, "at": T1, "extra": 5}]
+    assert table_from_dicts(SCHEMA, rows).to_pylist() == [
+        {"id": 1, "name": "a", "at": T0},
+        {"id": 2, "name": None, "at": T1},
+    ]
+    assert table_from_dicts(SCHEMA, []).num_rows == 0 and table_from_dicts(SCHEMA, []).schema == SCHEMA
+    one = pa.schema([pa.field("id", pa.int64())])
+    assert table_from_dicts(one, [{"id": 7}, {}]).column("id").to_pylist() == [7, None]
+
+
+def test_table_from_rows_takes_tuples_in_schema_order():
+    table = table_from_rows(SCHEMA, [(1, "a", T0), (2, None, None)])
+    assert table.schema == SCHEMA
+    assert table.to_pylist() == [{"id": 1, "name": "a", "at": T0}, {"id": 2, "name": None, "at": None}]
+    assert table_from_rows(SCHEMA, []).num_rows == 0
+
+
+def test_timestamps_converted_once_per_value_equal_the_plain_conversion():
+    values = [T0] * 10 + [None] + [T1] * 10 + [T0, datetime(2025, 1, 2, 3, 4, 5)]
+    converted = column_array(values, TIMESTAMP)
+    assert converted.equals(pa.array(values, type=TIMESTAMP))
+    assert converted.to_pylist()[9:12] == [T0, None, T1]
