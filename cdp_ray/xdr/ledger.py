@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
 
 from stellar_sdk import xdr
@@ -21,6 +20,19 @@ from cdp_ray.xdr import fast
 _TX = (2).to_bytes(4, "big")
 _FEE_BUMP = (5).to_bytes(4, "big")
 _ED25519 = (0).to_bytes(4, "big")
+
+
+class cached_property:  # noqa: N801  (functools.cached_property takes a lock per first read: 2-3 us)
+    """A read-once attribute: computed on first read and stored in the instance's ``__dict__``."""
+
+    def __init__(self, fn):
+        self.fn, self.name, self.__doc__ = fn, fn.__name__, fn.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
 
 
 @dataclass
