@@ -7,6 +7,8 @@ README); the goldens are stellar-etl's own ``export_*`` outputs for the same led
 from __future__ import annotations
 
 import json
+
+import pytest
 from datetime import datetime
 
 import pyarrow as pa
@@ -115,6 +117,44 @@ def test_operations_match_one_ledger_golden(stellar_data):
     _compare(table, golden, "operations")
     types = table.column("type_string").to_pylist()
     assert types.count("manage_buy_offer") == 72 and types.count("path_payment_strict_receive") == 12
+
+
+def _raw_details(line: str) -> str:
+    """The ``details`` object of a golden line exactly as Go's encoder wrote it."""
+    start = line.index('"details":') + len('"details":')
+    _, end = json.JSONDecoder().raw_decode(line, start)
+    return line[start:end]
+
+
+@pytest.mark.parametrize(
+    "processor, ledger_file, golden_file",
+    [
+        ("operations", "FE29B950--30820015.reconstructed.xdr", "operations/one_ledger_ops.golden"),
+        ("effects", "FE29B950--30820015.reconstructed.xdr", "effects/one_ledger_effects.golden"),
+    ],
+)
+def test_details_text_is_byte_identical_to_go(stellar_data, processor, ledger_file, golden_file):
+    """Not only the same values: the same JSON text (key order, ``1e-7``, ``0`` for 0.0, escapes)."""
+    table = get_processor(processor).process([_ledger(stellar_data, ledger_file)])
+    ours = dict(zip(table.column("id").to_pylist(), table.column("details").to_pylist()))
+    lines = [x for x in (stellar_data / "stellar-etl-golden" / golden_file).read_text().splitlines() if x.strip()]
+    golden = {json.loads(x)["id"]: _raw_details(x) for x in lines}
+    assert ours.keys() == golden.keys()
+    diffs = [(i, ours[i], g) for i, g in golden.items() if ours[i] != g]
+    assert not diffs, f"{len(diffs)} of {len(golden)} differ, first: {diffs[:2]}"
+    assert any('"price":1e-7' in g for g in golden.values()) or processor == "effects"
+
+
+def test_go_json_spelling():
+    from cdp_ray.processors.common import go_float, go_json
+
+    cases = {1e-07: "1e-7", 10.0: "10", 5.11e-05: "0.0000511", 1e16: "10000000000000000", 1e21: "1e+21",
+             1.5e-10: "1.5e-10", 0.0: "0", 123.4567: "123.4567", 1e-06: "0.000001", 9.99e-07: "9.99e-7"}
+    assert {f: go_float(f) for f in cases} == cases
+    assert go_float(-0.0) == "-0"
+    text = go_json({"b": [1.0, {"z": 2.5e-7}], "a": "1.5e-07 <&>\u2028", "big": 2**70})
+    assert text == '{"a":"1.5e-07 \\u003c\\u0026\\u003e\\u2028","b":[1,{"z":2.5e-7}],"big":1180591620717411303424}'
+    assert json.loads(text)["a"] == "1.5e-07 <&>\u2028"
 
 
 def test_ledger_without_transactions(stellar_data):

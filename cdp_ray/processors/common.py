@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import binascii
 import functools
+import json
+import math
 import re
+from decimal import Decimal
 
 import farmhash
+import orjson
 import pyarrow as pa
 from stellar_sdk import xdr
 
@@ -51,6 +55,64 @@ def _go_case(name: str) -> str:
 def go_enum_name(value, prefix: str) -> str:
     """Go's ``String()`` of an XDR enum, e.g. ``LedgerEntryType.CONTRACT_DATA`` -> ``LedgerEntryTypeContractData``."""
     return prefix + _go_case(value.name)
+
+
+# --- Go-compatible JSON ---------------------------------------------------------------------------------
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
+_GO_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_GO_HTML = re.compile("[<>&\u2028\u2029]")
+
+
+def go_float(value: float) -> str:
+    """Go's ``encoding/json`` spelling of a float64: shortest digits, fixed notation from 1e-6 to 1e21
+    (``10`` for 10.0, ``0.0000511``), else exponent notation without a leading exponent zero (``1e-7``)."""
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    text = repr(value)
+    if abs(value) < 1e-6 or abs(value) >= 1e21:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}e{'-' + exponent[2:] if exponent.startswith('-0') else exponent}"
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _go_number(match: re.Match) -> str:
+    token = match.group()
+    if token[0] == '"' or not ("." in token or "e" in token or "E" in token):
+        return token
+    return go_float(float(token))
+
+
+_go_float_cached = functools.lru_cache(maxsize=4096)(go_float)
+
+
+def _go_floats(value):
+    """``value`` with every float replaced by an ``orjson.Fragment`` of its Go spelling."""
+    t = type(value)
+    if t is float:
+        return orjson.Fragment(_go_float_cached(value))
+    if t is dict:
+        return {k: _go_floats(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if t is list or t is tuple:
+        return [_go_floats(v) if type(v) in _CONTAINERS else v for v in value]
+    return value
+
+
+_CONTAINERS = frozenset((float, dict, list, tuple))
+
+
+def go_json(value) -> str:
+    """JSON text as Go's ``json.Marshal`` writes a ``map[string]interface{}``: keys sorted, no spaces, UTF-8,
+    floats spelled as Go spells them and ``<``, ``>``, ``&``, U+2028/U+2029 escaped (stellar-etl's details)."""
+    try:
+        text = orjson.dumps(_go_floats(value), option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits
+        text = _JSON_TOKEN.sub(_go_number, json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    if _GO_HTML.search(text):
+        text = _GO_HTML.sub(lambda m: _GO_HTML_ESCAPES[m.group()], text)
+    return text
 
 
 # --- Go-compatible names --------------------------------------------------------------------------

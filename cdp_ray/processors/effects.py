@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 
 import pyarrow as pa
@@ -27,6 +26,7 @@ from cdp_ray.processors.common import (
     asset_parts,
     claimable_balance_id_hex,
     contract_strkey,
+    go_json,
     muxed_account,
     pool_id_hex,
     pool_id_strkey,
@@ -904,11 +904,6 @@ def _trustline_flag_details(d: dict, flags: int, value: bool) -> None:
             d[name] = value
 
 
-def details_json(details: dict) -> str:
-    """Render a details map as JSON (keys sorted, like Go's ``encoding/json`` for maps)."""
-    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def transaction_effects(ledger: Ledger, t: Transaction) -> list[dict]:
     """Effect rows of one transaction (none for failed transactions)."""
     if not t.successful:
@@ -927,7 +922,7 @@ def transaction_effects(ledger: Ledger, t: Transaction) -> list[dict]:
                     "address_muxed": muxed,
                     "type": EFFECT_TYPES[kind],
                     "type_string": kind,
-                    "details": details_json(details),
+                    "details": go_json(details),
                     "ledger_sequence": ledger.sequence,
                     "closed_at": ledger.closed_at,
                 }

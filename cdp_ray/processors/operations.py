@@ -3,20 +3,18 @@
 Failed transactions' operations are included (with their result codes), as stellar-etl does.
 ``details`` is a JSON object string with stellar-etl's details map (see
 :mod:`cdp_ray.processors.operation_details`); query it with ``json_extract``/``->>`` or
-``pl.col("details").str.json_decode()``. Keys are sorted and text is UTF-8 as Go's encoder writes
-it; values parse to the same JSON as stellar-etl's, though float spelling can differ
-(``1e-07`` here, ``1e-7`` in Go). stellar-etl's ``details_json`` duplicate is not repeated.
+``pl.col("details").str.json_decode()``. The text is what stellar-etl's Go encoder writes: keys
+sorted, UTF-8, floats spelled as Go spells them (``1e-7``, ``10``), ``<>&`` escaped
+(:func:`~cdp_ray.processors.common.go_json`). stellar-etl's ``details_json`` duplicate is not repeated.
 """
 
 from __future__ import annotations
-
-import json
 
 import pyarrow as pa
 from stellar_sdk import xdr
 
 from cdp_ray.processors.base import NoConfig, col, processor
-from cdp_ray.processors.common import TIMESTAMP, go_enum_string, muxed_account, toid
+from cdp_ray.processors.common import TIMESTAMP, go_enum_string, go_json, muxed_account, toid
 from cdp_ray.processors.operation_details import OPERATION_TYPE_NAMES, operation_details
 from cdp_ray.xdr import Ledger, Transaction
 
@@ -52,7 +50,6 @@ def _result_codes(t: Transaction, index: int) -> tuple[str, str]:
 
 
 _TR_FIELD = {"bump_sequence": "bump_seq_result"}
-_DETAILS_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
@@ -82,7 +79,7 @@ def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
                 "source_account_muxed": muxed,
                 "type": op.body.type.value,
                 "type_string": OPERATION_TYPE_NAMES[op.body.type],
-                "details": _DETAILS_JSON.encode(details),
+                "details": go_json(details),
                 "closed_at": closed_at,
                 "operation_result_code": result_code,
                 "operation_trace_code": trace_code,
