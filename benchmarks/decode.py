@@ -2,10 +2,11 @@
 
     python -m benchmarks.decode [--set p26|all] [--repeat 2] [--workers 1,2] [--no-ray] [--json]
 
-Per core (one process, CPU seconds, so other load on the machine counts less): for each engine,
-``decode_ledger`` alone, then decode plus the core processors (ledgers, transactions, operations,
-contract_events, token_transfers) to Arrow tables. Reports MB of LedgerCloseMeta XDR and ledgers
-per CPU second, the speed-up, and checks that both engines produced equal tables.
+Per core (CPU seconds, so other load on the machine counts less; each engine in a fresh process of
+its own, so neither inherits the other's heap): for each engine, ``decode_ledger`` alone, then decode
+plus the core processors (ledgers, transactions, operations, contract_events, token_transfers) to
+Arrow tables. Reports MB of LedgerCloseMeta XDR, ledgers and table rows per CPU second, the
+process's peak RSS, the speed-up, and checks that both engines produced equal tables.
 
 Ray: a temporary SEP-54 lake of the contiguous protocol-26 pubnet ledgers, run end to end (read,
 decode, core processors, Parquet) at each worker count and engine; ledgers/s over the wall time
@@ -108,6 +109,7 @@ def per_core(ledgers: list[tuple[int, str, bytes]], engine: str, repeat: int) ->
         if total < best_total:
             best_total, per_table = total, spent
     mb = nbytes / 1e6
+    rows = sum(t.num_rows for parts in tables.values() for t in parts)
     return {
         "engine": engine,
         "ledgers": len(ledgers),
@@ -118,9 +120,28 @@ def per_core(ledgers: list[tuple[int, str, bytes]], engine: str, repeat: int) ->
         "core_cpu_s": round(best_total, 3),
         "core_mb_per_s": round(mb / best_total, 2),
         "core_ledgers_per_s": round(len(ledgers) / best_total, 2),
+        "core_rows": rows,
+        "core_rows_per_s": round(rows / best_total),
         "processor_cpu_s": {n: round(v, 3) for n, v in per_table.items()},
         "_tables": tables,
     }
+
+
+def _per_core_child(which: str, engine: str, repeat: int) -> dict:
+    import resource
+
+    result = per_core(load(which), engine, repeat)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return result
+
+
+def per_core_isolated(which: str, engine: str, repeat: int) -> dict:
+    """:func:`per_core` in a fresh process (its tables come back pickled), with that process's peak RSS."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_per_core_child, which, engine, repeat).result()
 
 
 class PeakRss:
@@ -228,8 +249,7 @@ def main() -> None:
     from cdp_ray.xdr import fast
 
     engines = ["sdk", "fast"] if fast.available() else ["sdk"]
-    ledgers = load(args.set)
-    cores = {e: per_core(ledgers, e, args.repeat) for e in engines}
+    cores = {e: per_core_isolated(args.set, e, args.repeat) for e in engines}
     identical = None
     if "fast" in cores:
         import pyarrow as pa
@@ -252,16 +272,20 @@ def main() -> None:
             "decode_plus_core_tables": round(cores["sdk"]["core_cpu_s"] / cores["fast"]["core_cpu_s"], 1),
         }
     if not args.no_ray:
-        doc["ray"] = ray_pipeline(ledgers if args.set == "p26" else load("p26"),
+        doc["ray"] = ray_pipeline(load("p26"),
                                   [int(w) for w in args.workers.split(",")], engines)
     if args.json:
         print(json.dumps(doc, indent=2))
         return
-    print(f"{len(ledgers)} ledgers ({args.set}), {cores['sdk']['mb']} MB of XDR; CPU seconds, best of {args.repeat}")
-    print(f"{'engine':6} {'decode MB/s':>12} {'ledgers/s':>10} {'+core MB/s':>11} {'ledgers/s':>10}")
+    sdk = cores["sdk"]
+    print(f"{sdk['ledgers']} ledgers ({args.set}), {sdk['mb']} MB of XDR, {sdk['core_rows']:,} core-table rows; "
+          f"per CPU second, best of {args.repeat}")
+    print(f"{'engine':6} {'decode MB/s':>12} {'ledgers/s':>10} {'+core MB/s':>11} {'ledgers/s':>10} {'rows/s':>9} "
+          f"{'peak RSS':>9}")
     for c in cores.values():
         print(f"{c['engine']:6} {c['decode_mb_per_s']:12.2f} {c['decode_ledgers_per_s']:10.2f} "
-              f"{c['core_mb_per_s']:11.2f} {c['core_ledgers_per_s']:10.2f}")
+              f"{c['core_mb_per_s']:11.2f} {c['core_ledgers_per_s']:10.2f} {c['core_rows_per_s']:9,} "
+              f"{c['peak_rss_mb']:6} MB")
         print("       processors (CPU s): " + ", ".join(f"{n} {v}" for n, v in c["processor_cpu_s"].items()))
     if "speedup" in doc:
         print(f"speed-up: decode {doc['speedup']['decode']}x, decode + core tables "
