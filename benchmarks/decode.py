@@ -1,11 +1,11 @@
 """Decode speed: stellar-sdk vs the fast engine, per core and through a Ray pipeline.
 
-    python -m benchmarks.decode [--set p26|all] [--repeat 2] [--workers 1,2] [--no-ray] [--json]
+    python -m benchmarks.decode [--set p26|all] [--repeat 2] [--workers 1,2] [--no-ray] [--no-freeze] [--json]
 
 Per core (CPU seconds, so other load on the machine counts less; each engine in a fresh process of
-its own, so neither inherits the other's heap): for each engine, ``decode_ledger`` alone, then decode
-plus the core processors (ledgers, transactions, operations, contract_events, token_transfers) to
-Arrow tables. Reports MB of LedgerCloseMeta XDR, ledgers and table rows per CPU second, the
+its own, so neither inherits the other's heap, set up as a pipeline worker is unless ``--no-freeze``):
+for each engine, ``decode_ledger`` alone, then decode plus the core processors (ledgers,
+transactions, operations, contract_events, token_transfers) to Arrow tables. Reports MB of LedgerCloseMeta XDR, ledgers and table rows per CPU second, the
 process's peak RSS, the speed-up, and checks that both engines produced equal tables.
 
 Ray: a temporary SEP-54 lake of the contiguous protocol-26 pubnet ledgers, run end to end (read,
@@ -127,21 +127,30 @@ def per_core(ledgers: list[tuple[int, str, bytes]], engine: str, repeat: int) ->
     }
 
 
-def _per_core_child(which: str, engine: str, repeat: int) -> dict:
+def _per_core_child(which: str, engine: str, repeat: int, freeze: bool) -> dict:
     import resource
 
-    result = per_core(load(which), engine, repeat)
+    from cdp_ray.processors.base import freeze_startup_objects
+
+    ledgers = load(which)
+    if freeze:
+        freeze_startup_objects()  # as every pipeline worker does once started (ChunkWorker)
+    result = per_core(ledgers, engine, repeat)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
 
-def per_core_isolated(which: str, engine: str, repeat: int) -> dict:
-    """:func:`per_core` in a fresh process (its tables come back pickled), with that process's peak RSS."""
+def per_core_isolated(which: str, engine: str, repeat: int, freeze: bool = True) -> dict:
+    """:func:`per_core` in a fresh process (its tables come back pickled), with that process's peak RSS.
+
+    ``freeze``: start as a pipeline worker does, with the start-up objects frozen out of the cyclic
+    collector's reach; without it, stellar-sdk's decoding pays for collector passes over every module.
+    """
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_per_core_child, which, engine, repeat).result()
+        return pool.submit(_per_core_child, which, engine, repeat, freeze).result()
 
 
 class PeakRss:
@@ -243,13 +252,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="per-core passes; the best is reported")
     ap.add_argument("--workers", default="1,2", help="Ray worker counts, comma-separated")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray pipeline runs")
+    ap.add_argument("--no-freeze", action="store_true",
+                    help="per-core processes as plain interpreters, not set up as pipeline workers (gc.freeze)")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args()
 
     from cdp_ray.xdr import fast
 
     engines = ["sdk", "fast"] if fast.available() else ["sdk"]
-    cores = {e: per_core_isolated(args.set, e, args.repeat) for e in engines}
+    cores = {e: per_core_isolated(args.set, e, args.repeat, not args.no_freeze) for e in engines}
     identical = None
     if "fast" in cores:
         import pyarrow as pa
@@ -263,6 +274,7 @@ def main() -> None:
     doc = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "set": args.set,
+        "worker_setup": not args.no_freeze,
         "per_core": cores,
         "identical_tables": identical,
     }
@@ -279,7 +291,8 @@ def main() -> None:
         return
     sdk = cores["sdk"]
     print(f"{sdk['ledgers']} ledgers ({args.set}), {sdk['mb']} MB of XDR, {sdk['core_rows']:,} core-table rows; "
-          f"per CPU second, best of {args.repeat}")
+          f"per CPU second, best of {args.repeat}; "
+          + ("as pipeline workers (start-up objects frozen)" if not args.no_freeze else "plain processes"))
     print(f"{'engine':6} {'decode MB/s':>12} {'ledgers/s':>10} {'+core MB/s':>11} {'ledgers/s':>10} {'rows/s':>9} "
           f"{'peak RSS':>9}")
     for c in cores.values():

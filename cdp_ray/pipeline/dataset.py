@@ -10,7 +10,7 @@ from cdp_ray.errors import CorruptLedgerFileError
 from cdp_ray.pipeline.config import PipelineConfig, ProcessorStep, RunOptions
 from cdp_ray.pipeline.datasource import LedgerRangeDatasource
 from cdp_ray.pipeline.source import LakeSource
-from cdp_ray.processors.base import get_processor
+from cdp_ray.processors.base import freeze_startup_objects, get_processor
 from cdp_ray.xdr import decode_ledger
 
 
@@ -59,6 +59,7 @@ class ProcessLedgers:
         self.proc = get_processor(processor)
         self.config = self.proc.parse_config(config)
         self.passphrase, self.verify = network_passphrase, verify
+        freeze_startup_objects()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.proc.process(_decode_block(batch, self.passphrase, self.verify), self.config)
@@ -74,6 +75,7 @@ class PackedTables:
     def __init__(self, processors: list[str], network_passphrase: str = "", verify: bool = True):
         self.procs = [get_processor(n) for n in processors]
         self.passphrase, self.verify = network_passphrase, verify
+        freeze_startup_objects()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         ledgers = _decode_block(batch, self.passphrase, self.verify)

@@ -30,7 +30,7 @@ from cdp_ray.pipeline.checkpoint import Checkpoint
 from cdp_ray.pipeline.config import PipelineConfig
 from cdp_ray.pipeline.dataset import decode_raw
 from cdp_ray.pipeline.datasource import plan_chunks
-from cdp_ray.processors.base import Processor, get_processor
+from cdp_ray.processors.base import Processor, freeze_startup_objects, get_processor
 from cdp_ray.processors.filters import PushDownStats, TransactionFilter, select
 from cdp_ray.sinks.base import DeadLetter, RunContext, make_sink
 from cdp_ray.xdr import Ledger
@@ -98,12 +98,14 @@ class ChunkWorker:
     each sink commit of a range is atomic and replaces the range's rows.
     """
 
-    def __init__(self, pipeline_json: str, run_json: str | None = None):
+    def __init__(self, pipeline_json: str, run_json: str | None = None, worker_process: bool = False):
         self.cfg = PipelineConfig.model_validate_json(pipeline_json)
         self.lake = self.cfg.source.open()
         self.steps = [(get_processor(s.name), s.config) for s in self.cfg.processors]
         self.sinks = [make_sink(s) for s in self.cfg.sinks]
         self.run = _run_context_from_json(run_json) if run_json else None
+        if worker_process:  # a Ray actor's own process, not the caller's interpreter
+            freeze_startup_objects()
 
     def process(self, start: int, end: int) -> dict:
         t0 = time.perf_counter()
@@ -361,7 +363,7 @@ def _run_ray(cfg: PipelineConfig, chunks: list[tuple[int, int]], args: dict) -> 
     ds = ray.data.from_items([{"start": s, "end": e} for s, e in chunks], override_num_blocks=len(chunks))
     ds = ds.map_batches(
         ChunkWorker,
-        fn_constructor_kwargs=args,
+        fn_constructor_kwargs={**args, "worker_process": True},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
         num_cpus=1,

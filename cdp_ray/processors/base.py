@@ -14,9 +14,11 @@ from column lists or from tuple rows in schema order, cheaper than dict rows.
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -68,6 +70,33 @@ def table_from_dicts(schema: pa.Schema, rows: Sequence[dict]) -> pa.Table:
     return table_from_columns(schema, columns or [()] * len(names))
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block (restored as it was, even on error).
+
+    Processors allocate hundreds of thousands of short-lived, acyclic objects (rows, strings, tuples):
+    every 700 allocations start a collector pass, and the oldest generation's passes walk every
+    object in the process (Ray, pyarrow and pydantic hold ~180k). Reference counting frees the rows
+    anyway; a cycle made meanwhile is collected once the collector runs again. On the 20 p26 ledgers
+    this took the core processors' collector time from ~0.3 to ~0.1 CPU s (15% of their time).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def freeze_startup_objects() -> None:
+    """For a long-lived worker process, once started: move every object alive now (modules, config,
+    sinks) out of the collector's generations, so its full passes stop re-walking them (~0.1 CPU s
+    per pass in a Ray worker)."""
+    gc.collect()
+    gc.freeze()
+
+
 ProcessorFn = Callable[[list[Ledger], Any], "list[dict] | pa.Table"]
 
 
@@ -101,13 +130,15 @@ class Processor:
             raise ConfigError(f"invalid config for processor {self.name!r}: {exc}") from exc
 
     def process(self, ledgers: list[Ledger], config: dict | BaseModel | None = None) -> pa.Table:
-        """Run over decoded ledgers and return a table that conforms to ``schema``."""
-        out = self.fn(ledgers, self.parse_config(config))
-        if isinstance(out, pa.Table):
-            if out.schema.equals(self.schema, check_metadata=True):
-                return out
-            return out.select(self.schema.names).cast(self.schema)
-        return table_from_dicts(self.schema, out if isinstance(out, list) else list(out))
+        """Run over decoded ledgers and return a table that conforms to ``schema`` (collector paused)."""
+        parsed = self.parse_config(config)
+        with gc_paused():
+            out = self.fn(ledgers, parsed)
+            if isinstance(out, pa.Table):
+                if out.schema.equals(self.schema, check_metadata=True):
+                    return out
+                return out.select(self.schema.names).cast(self.schema)
+            return table_from_dicts(self.schema, out if isinstance(out, list) else list(out))
 
 
 REGISTRY: dict[str, Processor] = {}
