@@ -16,6 +16,7 @@ from stellar_sdk import xdr
 from cdp_ray.errors import CorruptLedgerFileError, LedgerIntegrityError, NetworkMismatchError
 from cdp_ray.networks import PASSPHRASES, network_id
 from cdp_ray.xdr import fast
+from cdp_ray.xdr.fast import source_xdr
 
 _TX = (2).to_bytes(4, "big")
 _FEE_BUMP = (5).to_bytes(4, "big")
@@ -146,16 +147,19 @@ class Ledger:
 
 
 def envelope_hash(env: xdr.TransactionEnvelope, nid: bytes) -> bytes:
-    """Transaction hash: sha256 of the ``TransactionSignaturePayload`` for network id ``nid``."""
+    """Transaction hash: sha256 of the ``TransactionSignaturePayload`` for network id ``nid``.
+
+    The body's bytes are those it was decoded from when the fast engine kept them (:func:`source_xdr`).
+    """
     t = env.type
     if t == xdr.EnvelopeType.ENVELOPE_TYPE_TX:
-        payload = _TX + env.v1.tx.to_xdr_bytes()
+        payload = _TX + source_xdr(env.v1.tx)
     elif t == xdr.EnvelopeType.ENVELOPE_TYPE_TX_V0:
         # A v0 body re-encodes as a v1 body by prefixing KEY_TYPE_ED25519: optional timeBounds and
         # PRECOND_NONE/PRECOND_TIME share one encoding.
-        payload = _TX + _ED25519 + env.v0.tx.to_xdr_bytes()
+        payload = _TX + _ED25519 + source_xdr(env.v0.tx)
     else:
-        payload = _FEE_BUMP + env.fee_bump.tx.to_xdr_bytes()
+        payload = _FEE_BUMP + source_xdr(env.fee_bump.tx)
     return hashlib.sha256(nid + payload).digest()
 
 

@@ -7,8 +7,9 @@ descriptions (``schema.py``, generated from the SDK by ``generate.py``) and buil
 subclasses of the SDK classes directly, with the SDK's checks. Ledger entry changes, over half of a
 ledger's bytes, are checked and kept as raw XDR until a processor reads them; ``balance_changes`` and
 ``created_sponsors`` scan such raw changes in C for what token transfer verification and operation
-sponsors need, without decoding them. Re-encoding (hashes, base64 columns) runs in C too, and returns
-the raw bytes of values not decoded yet.
+sponsors need, without decoding them. Re-encoding runs in C too, and returns the raw bytes of values
+not decoded yet. Envelopes, results, metas and transaction bodies keep the bytes they were decoded
+from: :func:`source_xdr` returns them for the base64 columns and transaction hashes, no encoding.
 
 Engines: ``"fast"`` (this one) and ``"sdk"`` (``stellar_sdk.xdr``). The default is ``"fast"`` when the
 extension is built, else ``"sdk"``; ``$CDP_RAY_XDR_ENGINE`` overrides it. ``tests/test_fast_decode.py``
@@ -29,6 +30,7 @@ ENV_VAR = "CDP_RAY_XDR_ENGINE"
 try:
     from cdp_ray.xdr.fast.codec import (
         LAZY_TYPES,
+        SOURCE_TYPES,
         balance_changes,
         created_sponsors,
         decode,
@@ -52,6 +54,17 @@ def unavailable_reason() -> str | None:
     return _UNAVAILABLE
 
 
+def source_xdr(value) -> bytes:
+    """The XDR bytes ``value`` was decoded from, when the fast engine kept them, else ``value.to_xdr_bytes()``.
+
+    The fast engine keeps the input bytes of values of ``SOURCE_TYPES``: "as decoded", so they do not
+    follow later changes to the value (``to_xdr_bytes()`` does). For code that reads values only.
+    Any other value (stellar-sdk's, or built by hand) is encoded.
+    """
+    src = value.__dict__.get("_xdr_src")
+    return src if src is not None else value.to_xdr_bytes()
+
+
 def resolve_engine(engine: str | None = None) -> Engine:
     """The engine to use: ``engine`` if given, else ``$CDP_RAY_XDR_ENGINE``, else fast when built."""
     chosen = engine or os.environ.get(ENV_VAR) or ("fast" if available() else "sdk")
@@ -68,6 +81,15 @@ def resolve_engine(engine: str | None = None) -> Engine:
     return chosen  # type: ignore[return-value]
 
 
-__all__ = ["ENGINES", "ENV_VAR", "Engine", "available", "resolve_engine", "unavailable_reason"]
+__all__ = ["ENGINES", "ENV_VAR", "Engine", "available", "resolve_engine", "source_xdr", "unavailable_reason"]
 if _UNAVAILABLE is None:
-    __all__ += ["LAZY_TYPES", "balance_changes", "created_sponsors", "decode", "decode_prefix", "encode", "raw_xdr"]
+    __all__ += [
+        "LAZY_TYPES",
+        "SOURCE_TYPES",
+        "balance_changes",
+        "created_sponsors",
+        "decode",
+        "decode_prefix",
+        "encode",
+        "raw_xdr",
+    ]

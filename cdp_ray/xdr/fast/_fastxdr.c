@@ -11,6 +11,12 @@
  *
  * Encoding reads the same attributes back and writes canonical XDR (zero padding).
  *
+ * Values of the types marked "keep source" also get the exact input bytes they were decoded from,
+ * as bytes in their _xdr_src attribute (hashes and base64 columns read them instead of encoding).
+ * The decoder accepts what stellar-sdk accepts, including non-canonical forms (non-zero padding,
+ * booleans and optional flags other than 0 and 1); a value read from such bytes keeps no source and
+ * is never lazy, so the raw bytes kept are always exactly the value's encoding.
+ *
  * Scanners read what processors need from raw LedgerEntryChanges (balance contributions, sponsors of
  * created entries) with the decoder's checks but without building objects, and strkey() encodes
  * Stellar addresses.
@@ -37,6 +43,7 @@ typedef struct {
     int elem;               /* array/farray/opt: element type */
     PyObject *cls;          /* struct/union/typedef: class to build; enum: the enum class */
     PyObject *lazy_cls;     /* when set: below the top, build this class holding the raw bytes */
+    int keep_source;        /* struct/union/typedef: keep the value's input bytes in _xdr_src */
     PyObject *name;         /* type name, for error messages */
     int nfields;            /* struct: fields; typedef: 1; union: 1 (discriminant) + arms */
     PyObject **fnames;      /* attribute names (wire order for structs) */
@@ -72,6 +79,7 @@ typedef struct {
 
 static PyObject *empty_tuple;
 static PyObject *raw_name;  /* "_xdr_raw" */
+static PyObject *src_name;  /* "_xdr_src" */
 
 /* ------------------------------------------------------------------------------------------ */
 /* decoding                                                                                   */
@@ -82,6 +90,7 @@ typedef struct {
     Py_ssize_t len;
     Codec *codec;
     int lazy;
+    Py_ssize_t noncanon;    /* non-canonical forms read so far (they re-encode differently) */
 } Dec;
 
 static int
@@ -171,6 +180,25 @@ find_case(TypeDesc *t, int64_t value)
     return -1;
 }
 
+/* Step over ``n`` padding bytes (available), counting non-zero padding as non-canonical. */
+static inline void
+skip_padding(Dec *d, Py_ssize_t n)
+{
+    for (; n > 0; n--)
+        if (d->p[d->pos++] != 0)
+            d->noncanon++;
+}
+
+/* A boolean or an optional's flag: anything but 0 reads as true, only 1 is canonical. */
+static inline uint32_t
+rd_flag(Dec *d)
+{
+    uint32_t v = rd32(d);
+    if (v > 1)
+        d->noncanon++;
+    return v;
+}
+
 static PyObject *
 dec_bytes(Dec *d, uint32_t n)
 {
@@ -178,7 +206,8 @@ dec_bytes(Dec *d, uint32_t n)
     if (need(d, padded) < 0)
         return NULL;
     PyObject *b = PyBytes_FromStringAndSize((const char *)d->p + d->pos, n);
-    d->pos += padded;
+    d->pos += n;
+    skip_padding(d, padded - n);
     return b;
 }
 
@@ -216,10 +245,13 @@ skip(Dec *d, int tid, int depth, int64_t *value)
     switch (t->kind) {
     case K_I32:
     case K_U32:
-    case K_BOOL:
     case K_F32:
         if (need(d, 4) < 0) return -1;
         *value = t->kind == K_I32 ? (int64_t)(int32_t)rd32(d) : (int64_t)rd32(d);
+        return 0;
+    case K_BOOL:
+        if (need(d, 4) < 0) return -1;
+        *value = rd_flag(d);
         return 0;
     case K_I64:
     case K_U64:
@@ -230,7 +262,8 @@ skip(Dec *d, int tid, int depth, int64_t *value)
     case K_OPAQUE: {
         Py_ssize_t padded = ((Py_ssize_t)t->n + 3) & ~(Py_ssize_t)3;
         if (need(d, padded) < 0) return -1;
-        d->pos += padded;
+        d->pos += t->n;
+        skip_padding(d, padded - t->n);
         return 0;
     }
     case K_VOPAQUE:
@@ -244,7 +277,8 @@ skip(Dec *d, int tid, int depth, int64_t *value)
         }
         Py_ssize_t padded = ((Py_ssize_t)n + 3) & ~(Py_ssize_t)3;
         if (need(d, padded) < 0) return -1;
-        d->pos += padded;
+        d->pos += n;
+        skip_padding(d, padded - n);
         return 0;
     }
     case K_ARRAY:
@@ -269,7 +303,7 @@ skip(Dec *d, int tid, int depth, int64_t *value)
     }
     case K_OPT:
         if (need(d, 4) < 0) return -1;
-        return rd32(d) ? skip(d, t->elem, depth, value) : 0;
+        return rd_flag(d) ? skip(d, t->elem, depth, value) : 0;
     case K_ENUM:
         if (need(d, 4) < 0) return -1;
         *value = (int32_t)rd32(d);
@@ -299,14 +333,45 @@ skip(Dec *d, int tid, int depth, int64_t *value)
     return -1;
 }
 
-/* A lazy value: an instance of the lazy class holding the value's raw XDR, decoded on first use. */
+static int fill(Dec *d, TypeDesc *t, int depth, PyObject *obj);
+
+/* A struct, union or typedef value: an instance of its class, with its input bytes when kept. */
+static PyObject *
+dec_composite(Dec *d, TypeDesc *t, int depth)
+{
+    Py_ssize_t start = d->pos, noncanon = d->noncanon;
+    PyObject *obj = new_instance(t->cls);
+    if (obj == NULL) return NULL;
+    if (fill(d, t, depth, obj) < 0) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    if (t->keep_source && d->noncanon == noncanon) {
+        PyObject *src = PyBytes_FromStringAndSize((const char *)d->p + start, d->pos - start);
+        if (src == NULL || PyObject_GenericSetAttr(obj, src_name, src) < 0) {
+            Py_XDECREF(src);
+            Py_DECREF(obj);
+            return NULL;
+        }
+        Py_DECREF(src);
+    }
+    return obj;
+}
+
+/* A lazy value: an instance of the lazy class holding the value's raw XDR, decoded on first use.
+   Raw bytes in a non-canonical form are decoded at once instead. */
 static PyObject *
 dec_lazy(Dec *d, TypeDesc *t, int tid, int depth)
 {
     int64_t scratch;
-    Py_ssize_t start = d->pos;
+    Py_ssize_t start = d->pos, noncanon = d->noncanon;
     if (skip(d, tid, depth, &scratch) < 0)
         return NULL;
+    if (d->noncanon != noncanon) {
+        d->pos = start;
+        d->noncanon = noncanon;
+        return dec_composite(d, t, depth);
+    }
     PyObject *raw = PyBytes_FromStringAndSize((const char *)d->p + start, d->pos - start);
     if (raw == NULL) return NULL;
     PyObject *obj = new_instance(t->lazy_cls);
@@ -317,7 +382,6 @@ dec_lazy(Dec *d, TypeDesc *t, int tid, int depth)
     Py_DECREF(raw);
     return obj;
 }
-static int fill(Dec *d, TypeDesc *t, int depth, PyObject *obj);
 
 static PyObject *
 dec(Dec *d, int tid, int depth)
@@ -340,7 +404,7 @@ dec(Dec *d, int tid, int depth)
         return PyLong_FromUnsignedLongLong((unsigned long long)rd64(d));
     case K_BOOL: {
         if (need(d, 4) < 0) return NULL;
-        PyObject *r = rd32(d) ? Py_True : Py_False;
+        PyObject *r = rd_flag(d) ? Py_True : Py_False;
         Py_INCREF(r);
         return r;
     }
@@ -404,7 +468,7 @@ dec(Dec *d, int tid, int depth)
     }
     case K_OPT: {
         if (need(d, 4) < 0) return NULL;
-        if (rd32(d) == 0)
+        if (rd_flag(d) == 0)
             Py_RETURN_NONE;
         return dec(d, t->elem, depth);
     }
@@ -431,15 +495,8 @@ dec(Dec *d, int tid, int depth)
     }
     case K_TYPEDEF:
     case K_STRUCT:
-    case K_UNION: {
-        PyObject *obj = new_instance(t->cls);
-        if (obj == NULL) return NULL;
-        if (fill(d, t, depth, obj) < 0) {
-            Py_DECREF(obj);
-            return NULL;
-        }
-        return obj;
-    }
+    case K_UNION:
+        return dec_composite(d, t, depth);
     }
     PyErr_SetString(PyExc_SystemError, "corrupt codec table");
     return NULL;
@@ -1089,7 +1146,7 @@ scan_changes(Codec *c, const unsigned char *p, Py_ssize_t len, PyObject *out, Py
     if (scan_ready(c) < 0) return -1;
     Scan *s = &c->scan;
     TypeDesc *arr = &c->types[s->changes];
-    Dec d = {p, 0, len, c, 0};
+    Dec d = {p, 0, len, c, 0, 0};
     Entry cur, prev;
     int have_prev = 0;
     if (need(&d, 4) < 0) return -1;
@@ -1296,14 +1353,15 @@ check_tid(Py_ssize_t ntypes, long tid, int allow_none)
     return -1;
 }
 
-/* One descriptor: (kind, name, cls, n, elem, fields, set_order, cases, members, lazy_cls). */
+/* One descriptor: (kind, name, cls, n, elem, fields, set_order, cases, members, lazy_cls, keep_source). */
 static int
 load_type(TypeDesc *t, PyObject *desc, Py_ssize_t ntypes)
 {
     PyObject *name, *cls, *fields, *order, *cases, *members, *lazy_cls;
     long kind, n, elem;
-    if (!PyArg_ParseTuple(desc, "lUOllOOOOO", &kind, &name, &cls, &n, &elem, &fields, &order, &cases, &members,
-                          &lazy_cls))
+    int keep_source;
+    if (!PyArg_ParseTuple(desc, "lUOllOOOOOp", &kind, &name, &cls, &n, &elem, &fields, &order, &cases, &members,
+                          &lazy_cls, &keep_source))
         return -1;
     if (kind < 0 || kind >= K_COUNT || n < 0 || n > (long)UINT32_MAX) {
         PyErr_Format(PyExc_ValueError, "bad descriptor for %U", name);
@@ -1330,6 +1388,11 @@ load_type(TypeDesc *t, PyObject *desc, Py_ssize_t ntypes)
         Py_INCREF(lazy_cls);
         t->lazy_cls = lazy_cls;
     }
+    if (keep_source && !(kind == K_STRUCT || kind == K_UNION || kind == K_TYPEDEF)) {
+        PyErr_Format(PyExc_TypeError, "%U: only struct, union and typedef values keep their source", name);
+        return -1;
+    }
+    t->keep_source = keep_source;
     if ((kind == K_ARRAY || kind == K_FARRAY || kind == K_OPT) && check_tid(ntypes, elem, 0) < 0)
         return -1;
     if ((kind == K_STRUCT || kind == K_UNION || kind == K_TYPEDEF) && t->cls == NULL) {
@@ -1482,7 +1545,8 @@ PyDoc_STRVAR(Codec_decode_doc,
 "decode(tid, data, offset=0, exact=True, lazy=True)\n--\n\n"
 "Decode type ``tid`` from ``data`` (any bytes-like object) at ``offset``. With ``exact`` the value\n"
 "must end the data and the value is returned; otherwise ``(value, end_offset)`` is returned.\n"
-"With ``lazy``, values of types that have a lazy class are checked but kept as raw XDR below the top.");
+"With ``lazy``, values of types that have a lazy class are checked but kept as raw XDR below the top.\n"
+"Values of the types that keep their source hold their input bytes in ``_xdr_src``.");
 
 static PyObject *
 Codec_decode(Codec *self, PyObject *args, PyObject *kwds)
@@ -1500,7 +1564,7 @@ Codec_decode(Codec *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "offset %zd outside the data (%zd bytes)", offset, view.len);
         goto done;
     }
-    Dec d = {view.buf, offset, view.len, self, lazy};
+    Dec d = {view.buf, offset, view.len, self, lazy, 0};
     /* A decoded value is a tree: no cycles for the collector to find while it is being built. */
     int gc_was_enabled = PyGC_Disable();
     PyObject *value = dec(&d, tid, MAX_DEPTH);
@@ -1578,7 +1642,7 @@ Codec_materialize(Codec *self, PyObject *args)
     Py_INCREF(raw);
     PyObject *result = NULL;
     if (PyDict_DelItem(dict, raw_name) == 0) {
-        Dec d = {(const unsigned char *)PyBytes_AS_STRING(raw), 0, PyBytes_GET_SIZE(raw), self, 1};
+        Dec d = {(const unsigned char *)PyBytes_AS_STRING(raw), 0, PyBytes_GET_SIZE(raw), self, 1, 0};
         int gc_was_enabled = PyGC_Disable();
         int r = fill(&d, t, MAX_DEPTH, obj);
         if (gc_was_enabled)
@@ -1587,6 +1651,8 @@ Codec_materialize(Codec *self, PyObject *args)
             PyErr_Format(PyExc_ValueError, "Unexpected trailing %zd bytes in XDR data", d.len - d.pos);
             r = -1;
         }
+        if (r == 0 && t->keep_source && d.noncanon == 0)
+            r = PyObject_GenericSetAttr(obj, src_name, raw);
         if (r < 0) {
             PyObject *exc_type, *exc_value, *exc_tb;
             PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
@@ -1644,7 +1710,8 @@ PyInit__fastxdr(void)
     crc16_init();
     empty_tuple = PyTuple_New(0);
     raw_name = PyUnicode_InternFromString("_xdr_raw");
-    if (empty_tuple == NULL || raw_name == NULL)
+    src_name = PyUnicode_InternFromString("_xdr_src");
+    if (empty_tuple == NULL || raw_name == NULL || src_name == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&fastxdr_module);
     if (m == NULL)

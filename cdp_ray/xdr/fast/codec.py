@@ -4,6 +4,10 @@ Decoded values are instances of thin subclasses of the ``stellar_sdk.xdr`` class
 attributes, equal to and hashing like the SDK's objects, ``isinstance`` of them) whose only additions
 are codec-backed ``to_xdr_bytes``/``to_xdr``/``from_xdr_bytes``/``from_xdr``: re-encoding a decoded
 value (hashes, base64 columns) is as fast as decoding it. Enum values are the SDK's own members.
+
+Values of :data:`SOURCE_TYPES` also keep the bytes they were decoded from (``_xdr_src``), which
+:func:`cdp_ray.xdr.fast.source_xdr` returns without encoding. ``to_xdr_bytes`` always encodes the
+current attributes, so it follows changes made to a value; pickles and copies leave the source out.
 """
 
 from __future__ import annotations
@@ -66,6 +70,14 @@ def _lazy_to_xdr(self) -> str:
     return base64.b64encode(_lazy_to_xdr_bytes(self)).decode()
 
 
+def _getstate(self) -> dict:
+    """Pickled and copied state: the attributes, without the kept source (a copy may be changed)."""
+    state = self.__dict__
+    if "_xdr_src" in state:
+        state = {k: v for k, v in state.items() if k != "_xdr_src"}
+    return state
+
+
 def _materialize(self) -> None:
     CODEC.materialize(self._xdr_tid, self)
 
@@ -98,9 +110,10 @@ def _from_xdr(cls, data: str):
 class _Compiler:
     """Assigns type indices and builds the descriptor tuples that ``_fastxdr.Codec`` takes."""
 
-    def __init__(self, types: dict[str, tuple], lazy: tuple[str, ...]):
+    def __init__(self, types: dict[str, tuple], lazy: tuple[str, ...], source: tuple[str, ...] = ()):
         self.types = types
         self.lazy = set(lazy)
+        self.source = set(source)
         self.names = sorted(types)
         self.tid = {name: i for i, name in enumerate(self.names)}
         self.descs: list[tuple | None] = [None] * len(self.names)
@@ -114,18 +127,18 @@ class _Compiler:
         if e in self.anon:
             return self.anon[e]
         if kind in _PRIM_KINDS:
-            desc = (_PRIM_KINDS[kind], kind, None, 0, -1, (), (), (), None, None)
+            desc = (_PRIM_KINDS[kind], kind, None, 0, -1, (), (), (), None, None, False)
         elif kind in ("opaque", "vopaque", "string"):
             k = {"opaque": _fastxdr.OPAQUE, "vopaque": _fastxdr.VOPAQUE, "string": _fastxdr.STRING}[kind]
-            desc = (k, f"{kind}<{e[1]}>", None, e[1], -1, (), (), (), None, None)
+            desc = (k, f"{kind}<{e[1]}>", None, e[1], -1, (), (), (), None, None, False)
         elif kind == "array":
             elem = self.expr(e[1])
             bound = _UNBOUNDED if e[2] is None else e[2]
-            desc = (_fastxdr.ARRAY, f"array<{bound}>", None, bound, elem, (), (), (), None, None)
+            desc = (_fastxdr.ARRAY, f"array<{bound}>", None, bound, elem, (), (), (), None, None, False)
         elif kind == "farray":
-            desc = (_fastxdr.FARRAY, f"array[{e[2]}]", None, e[2], self.expr(e[1]), (), (), (), None, None)
+            desc = (_fastxdr.FARRAY, f"array[{e[2]}]", None, e[2], self.expr(e[1]), (), (), (), None, None, False)
         elif kind == "opt":
-            desc = (_fastxdr.OPT, "optional", None, 0, self.expr(e[1]), (), (), (), None, None)
+            desc = (_fastxdr.OPT, "optional", None, 0, self.expr(e[1]), (), (), (), None, None, False)
         else:
             raise ValueError(f"unknown type expression {e!r}")
         self.anon[e] = len(self.descs)
@@ -140,11 +153,14 @@ class _Compiler:
             if not issubclass(base, enum.IntEnum):
                 raise TypeError(f"stellar_sdk.xdr.{name} is not an IntEnum")
             members = {int(v): m for v, m in base._value2member_map_.items()}
-            return (_fastxdr.ENUM, name, base, 0, -1, (), (), (), members, None)
+            return (_fastxdr.ENUM, name, base, 0, -1, (), (), (), members, None, False)
         ns = {}
         if entry[0] == "union":
             # Unselected arms read None from the class instead of being stored on every instance.
             ns = {attr: None for attr, _ in entry[3]}
+        keep = name in self.source
+        if keep:
+            ns["__getstate__"] = _getstate
         cls = type(
             name,
             (base,),
@@ -182,13 +198,13 @@ class _Compiler:
             self.classes[lazy.__name__] = lazy
         if entry[0] == "typedef":
             _, attr, e = entry
-            return (_fastxdr.TYPEDEF, name, cls, 0, -1, ((attr, self.expr(e)),), (), (), None, lazy)
+            return (_fastxdr.TYPEDEF, name, cls, 0, -1, ((attr, self.expr(e)),), (), (), None, lazy, keep)
         if entry[0] == "struct":
             _, reads, params = entry
             wire = [r[0] for r in reads]
             fields = tuple((attr, self.expr(e)) for attr, e in reads)
             order = tuple(wire.index(p) for p in params)
-            return (_fastxdr.STRUCT, name, cls, 0, -1, fields, order, (), None, lazy)
+            return (_fastxdr.STRUCT, name, cls, 0, -1, fields, order, (), None, lazy, keep)
         _, disc, disc_expr, arms, cases = entry
         fields = ((disc, self.expr(disc_expr)),) + tuple(
             (attr, -1 if e is None else self.expr(e)) for attr, e in arms
@@ -205,9 +221,13 @@ class _Compiler:
             tuple((value, -1 if attr is None else arm_index[attr]) for value, attr in cases),
             None,
             lazy,
+            keep,
         )
 
     def compile(self) -> tuple[tuple, dict[str, int], dict[str, type]]:
+        unknown = sorted(n for n in self.source if self.types.get(n, ("",))[0] not in ("struct", "union", "typedef"))
+        if unknown:
+            raise ValueError(f"only struct, union and typedef types can keep their source, not {unknown}")
         for name in self.names:
             self.descs[self.tid[name]] = self.named(name)
         return tuple(self.descs), self.tid, self.classes
@@ -216,10 +236,20 @@ class _Compiler:
 #: Types decoded lazily below the top of a decode: kept as checked raw XDR until first read. Ledger
 #: entry changes are over half of a current ledger's bytes and only some processors read them.
 LAZY_TYPES = ("LedgerEntryChanges",)
+#: Types whose values keep their input bytes: what the transactions table writes as base64 and the
+#: bodies transaction hashes are computed over (sha256 of the signature payload).
+SOURCE_TYPES = (
+    "TransactionEnvelope",
+    "TransactionResult",
+    "TransactionMeta",
+    "Transaction",
+    "FeeBumpTransaction",
+    "TransactionV0",
+)
 
 
 def _build() -> tuple[Any, dict[str, int], dict[str, type]]:
-    descs, tids, classes = _Compiler(load_schema(), LAZY_TYPES).compile()
+    descs, tids, classes = _Compiler(load_schema(), LAZY_TYPES, SOURCE_TYPES).compile()
     return _fastxdr.Codec(descs), tids, classes
 
 
