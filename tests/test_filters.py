@@ -190,3 +190,14 @@ def test_invalid_filters_are_rejected():
     with pytest.raises(ValidationError, match="not an asset"):
         TransactionFilter(assets=["USDC"])
     assert TransactionFilter().empty
+
+
+def test_transaction_xdr_is_the_encoding_of_its_parts(raw60659332):
+    from cdp_ray.processors.filters import transaction_xdr
+
+    for engine in ("fast", "sdk"):
+        for t in decode_ledger(raw60659332, PUBNET, engine=engine).transactions:
+            parts = [t.envelope, t.result, t.meta, t.fee_changes] + [t.post_apply_fee_changes] * (
+                t.post_apply_fee_changes is not None
+            )
+            assert transaction_xdr(t) == b"".join(p.to_xdr_bytes() for p in parts), (engine, t.index)

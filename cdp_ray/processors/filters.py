@@ -40,6 +40,7 @@ from cdp_ray.errors import ConfigError
 from cdp_ray.processors.base import Processor, get_processor
 from cdp_ray.processors.scval import native_sac_strkey, parse_sep11_asset, sac_contract_id
 from cdp_ray.xdr import Ledger, Transaction, decode_ledger
+from cdp_ray.xdr.fast import source_xdr
 
 _OP_TYPES = {t.name.lower(): t for t in xdr.OperationType}
 _ASSET_TYPES = (xdr.Asset, xdr.ChangeTrustAsset, xdr.TrustLineAsset)
@@ -198,8 +199,11 @@ def _any_in(needles: Iterable[bytes], haystack: bytes) -> bool:
 
 
 def transaction_xdr(t: Transaction) -> bytes:
-    """The transaction's envelope, result, meta and fee changes as one byte string."""
-    parts = [t.envelope.to_xdr_bytes(), t.result.to_xdr_bytes(), t.meta.to_xdr_bytes(), t.fee_changes.to_xdr_bytes()]
+    """The transaction's envelope, result pair, meta and fee changes as one byte string (as decoded)."""
+    parts = [
+        source_xdr(t.envelope), t.result.transaction_hash.hash, source_xdr(t.result.result), source_xdr(t.meta),
+        t.fee_changes.to_xdr_bytes(),
+    ]
     if t.post_apply_fee_changes is not None:
         parts.append(t.post_apply_fee_changes.to_xdr_bytes())
     return b"".join(parts)
