@@ -33,7 +33,7 @@ from cdp_ray.xdr.fast import source_xdr
 from cdp_ray.xdr.ledger import envelope_hash
 
 if fast.available():
-    from cdp_ray.xdr.fast import decode_prefix
+    from cdp_ray.xdr.fast import decode_prefix, raw_xdr
 
 TRANSACTIONS_SCHEMA = pa.schema(
     [
@@ -196,8 +196,8 @@ def _fee_balance_change(groups: list, fee_source: xdr.MuxedAccount) -> tuple[int
     Matched by Go's ``Address()``: a muxed fee account's ``M...`` address matches no account entry.
     """
     groups = [g for g in groups if g is not None]
-    if all(hasattr(type(g), "_xdr_tid") for g in groups):  # fast-engine values: their raw XDR
-        raws = [g.to_xdr_bytes() for g in groups]
+    raws = [raw_xdr(g) for g in groups] if fast.available() else [None]
+    if None not in raws:  # fast-engine values: their raw XDR
         muxed = fee_source.type != _ED25519
         return _raw_balance_change(raws, None if muxed else fee_source.ed25519.uint256)
     address = _source_address(fee_source)
