@@ -22,7 +22,7 @@ from stellar_sdk import xdr
 
 from cdp_ray.processors.base import col, processor, table_from_rows
 from cdp_ray.processors.common import TIMESTAMP, go_enum_string, strkey, toid
-from cdp_ray.processors.scval import scval_texts
+from cdp_ray.processors.scval import XdrMemo, scval_texts
 from cdp_ray.xdr import Ledger, Transaction, fast
 
 CONTRACT_EVENTS_SCHEMA = pa.schema(
@@ -113,9 +113,7 @@ def _scval_encoder(sample) -> Callable[[xdr.SCVal], bytes]:
     return xdr.SCVal.to_xdr_bytes
 
 
-_TOPICS_BY_XDR: dict[bytes, tuple[tuple[str, ...], str]] = {}
-_TOPICS_BY_XDR_MAX = 1 << 15
-_TOPICS_BY_XDR_SIZE = 2048
+_TOPICS_BY_XDR: XdrMemo = XdrMemo(max_key=2048)
 
 
 def topics_texts(topics: list[xdr.SCVal], topics_raw: list[bytes], key: bytes) -> tuple[tuple[str, ...], str]:
@@ -124,11 +122,7 @@ def topics_texts(topics: list[xdr.SCVal], topics_raw: list[bytes], key: bytes) -
     texts = _TOPICS_BY_XDR.get(key)
     if texts is None:
         each = [scval_texts(t, r) for t, r in zip(topics, topics_raw)]
-        texts = tuple([t[0] for t in each]), "[" + ",".join([t[1] for t in each]) + "]"
-        if len(key) <= _TOPICS_BY_XDR_SIZE:
-            if len(_TOPICS_BY_XDR) >= _TOPICS_BY_XDR_MAX:
-                _TOPICS_BY_XDR.clear()
-            _TOPICS_BY_XDR[key] = texts
+        texts = _TOPICS_BY_XDR.keep(key, (tuple([t[0] for t in each]), "[" + ",".join([t[1] for t in each]) + "]"))
     return texts
 
 

@@ -195,9 +195,24 @@ def scval_json(v: xdr.SCVal) -> str:
     return to_json(scval_to_json(v)) if render is None else render(v)
 
 
-_TEXTS_BY_XDR: dict[bytes, tuple[str, str]] = {}
-_TEXTS_BY_XDR_MAX = 1 << 15
-_TEXTS_BY_XDR_SIZE = 512
+class XdrMemo(dict):
+    """A memo keyed by XDR bytes (``get`` to look up): keys longer than ``max_key`` are not kept, and a memo
+    holding ``max_entries`` starts over."""
+
+    def __init__(self, max_key: int, max_entries: int = 1 << 15):
+        super().__init__()
+        self.max_key, self.max_entries = max_key, max_entries
+
+    def keep(self, key: bytes, value):
+        """Remember ``value`` under ``key`` (if short enough) and return it."""
+        if len(key) <= self.max_key:
+            if len(self) >= self.max_entries:
+                self.clear()
+            self[key] = value
+        return value
+
+
+_TEXTS_BY_XDR: XdrMemo = XdrMemo(max_key=512)
 
 
 def scval_texts(v: xdr.SCVal, raw: bytes) -> tuple[str, str]:
@@ -205,11 +220,7 @@ def scval_texts(v: xdr.SCVal, raw: bytes) -> tuple[str, str]:
     topics, symbols, addresses and amounts repeat across a ledger)."""
     texts = _TEXTS_BY_XDR.get(raw)
     if texts is None:
-        texts = (b2a_base64(raw, newline=False).decode(), scval_json(v))
-        if len(raw) <= _TEXTS_BY_XDR_SIZE:
-            if len(_TEXTS_BY_XDR) >= _TEXTS_BY_XDR_MAX:
-                _TEXTS_BY_XDR.clear()
-            _TEXTS_BY_XDR[raw] = texts
+        texts = _TEXTS_BY_XDR.keep(raw, (b2a_base64(raw, newline=False).decode(), scval_json(v)))
     return texts
 
 
@@ -319,6 +330,7 @@ def created_contract_id(preimage: xdr.ContractIDPreimage, passphrase: str) -> by
 
 
 __all__ = [
+    "XdrMemo",
     "account_id_xdr",
     "contract_id_strkey",
     "created_contract_id",
