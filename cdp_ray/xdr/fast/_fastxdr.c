@@ -1214,17 +1214,24 @@ PyDoc_STRVAR(Codec_balance_changes_doc,
 "restored entries, post - pre for updates, -pre for removals, where pre is the STATE or RESTORED\n"
 "change right before. Pool-share trustlines and zero contributions are left out.");
 
+/* scan_changes over the bytes of ``arg``, collecting balances or sponsors into a new list. */
 static PyObject *
-Codec_balance_changes(Codec *self, PyObject *arg)
+scan_to_list(Codec *self, PyObject *arg, int sponsors)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     PyObject *out = PyList_New(0);
-    if (out != NULL && scan_changes(self, view.buf, view.len, out, NULL) < 0)
+    if (out != NULL && scan_changes(self, view.buf, view.len, sponsors ? NULL : out, sponsors ? out : NULL) < 0)
         Py_CLEAR(out);
     PyBuffer_Release(&view);
     return out;
+}
+
+static PyObject *
+Codec_balance_changes(Codec *self, PyObject *arg)
+{
+    return scan_to_list(self, arg, 0);
 }
 
 PyDoc_STRVAR(Codec_created_sponsors_doc,
@@ -1235,14 +1242,7 @@ PyDoc_STRVAR(Codec_created_sponsors_doc,
 static PyObject *
 Codec_created_sponsors(Codec *self, PyObject *arg)
 {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    PyObject *out = PyList_New(0);
-    if (out != NULL && scan_changes(self, view.buf, view.len, NULL, out) < 0)
-        Py_CLEAR(out);
-    PyBuffer_Release(&view);
-    return out;
+    return scan_to_list(self, arg, 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
