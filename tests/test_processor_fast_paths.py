@@ -12,8 +12,9 @@ from stellar_sdk import xdr
 
 from cdp_ray.processors import get_processor
 from cdp_ray.processors.base import column_array, table_from_dicts, table_from_rows
-from cdp_ray.processors.common import TIMESTAMP, g_strkey
+from cdp_ray.processors.common import TIMESTAMP, GoFloat, g_strkey, go_json
 from cdp_ray.processors.contract_events import transaction_events
+from cdp_ray.processors.operation_details import operation_details
 from cdp_ray.processors.scval import scval_json, scval_to_json, to_json
 from cdp_ray.processors.transactions import _raw_balance_change, account_balance_change
 from cdp_ray.xdr import decode_ledger, fast
@@ -135,3 +136,33 @@ def test_timestamps_converted_once_per_value_equal_the_plain_conversion():
     converted = column_array(values, TIMESTAMP)
     assert converted.equals(pa.array(values, type=TIMESTAMP))
     assert converted.to_pylist()[9:12] == [T0, None, T1]
+
+
+def _plain_floats(value, found: list):
+    """``value`` with each :class:`GoFloat` made a plain float (counted in ``found``), failing on plain ones."""
+    if type(value) is GoFloat:
+        found.append(value)
+        return float(value)
+    assert type(value) is not float, value
+    if isinstance(value, dict):
+        return {k: _plain_floats(v, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_floats(v, found) for v in value]
+    return value
+
+
+@needs_fast
+def test_details_maps_mark_every_float_for_go_json(stellar_data):
+    """``operations`` writes details with ``floats_marked``: every float of every real operation's map must be a
+    GoFloat, and the text must equal go_json's walk over the same map with plain floats."""
+    found: list = []
+    ops = 0
+    for ledger in _ledgers(stellar_data):
+        for t in ledger.transactions:
+            for i, op in enumerate(t.operations):
+                d = operation_details(op, i, t, ledger.protocol_version, ledger.network_passphrase)
+                text = go_json(d, floats_marked=True)
+                assert text == go_json(_plain_floats(d, found)), (ledger.sequence, t.hash.hex(), i)
+                ops += 1
+    assert ops > 20_000 and len(found) > 30_000
+    assert "1e-7" in {go_json(f) for f in found}  # the spelling the walk would otherwise have to fix

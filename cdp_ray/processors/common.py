@@ -88,8 +88,15 @@ def _go_number(match: re.Match) -> str:
 _go_float_cached = functools.lru_cache(maxsize=4096)(go_float)
 
 
+class GoFloat(float):
+    """A float64 bound for :func:`go_json` (the details maps' amounts and prices): written in Go's spelling
+    straight from the encoder, so ``go_json(..., floats_marked=True)`` need not search the value for floats."""
+
+    __slots__ = ()
+
+
 def _go_floats(value):
-    """``value`` with every float replaced by an ``orjson.Fragment`` of its Go spelling."""
+    """``value`` with every plain float replaced by an ``orjson.Fragment`` of its Go spelling."""
     t = type(value)
     if t is float:
         return orjson.Fragment(_go_float_cached(value))
@@ -103,14 +110,24 @@ def _go_floats(value):
 _CONTAINERS = frozenset((float, dict, list, tuple))
 
 
-def go_json(value) -> str:
+def _go_float_fragment(value):
+    if type(value) is GoFloat:
+        return orjson.Fragment(_go_float_cached(value))
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def go_json(value, *, floats_marked: bool = False) -> str:
     """JSON text as Go's ``json.Marshal`` writes a ``map[string]interface{}``: keys sorted, no spaces, UTF-8,
-    floats spelled as Go spells them and ``<``, ``>``, ``&``, U+2028/U+2029 escaped (stellar-etl's details)."""
+    floats spelled as Go spells them and ``<``, ``>``, ``&``, U+2028/U+2029 escaped (stellar-etl's details).
+
+    ``floats_marked``: every float in ``value`` is a :class:`GoFloat`, so it is not walked to find them."""
     try:
-        text = orjson.dumps(_go_floats(value), option=orjson.OPT_SORT_KEYS).decode()
+        text = orjson.dumps(
+            value if floats_marked else _go_floats(value), default=_go_float_fragment, option=orjson.OPT_SORT_KEYS
+        ).decode()
     except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits
         text = _JSON_TOKEN.sub(_go_number, json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
-    if _GO_HTML.search(text):
+    if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
         text = _GO_HTML.sub(lambda m: _GO_HTML_ESCAPES[m.group()], text)
     return text
 
@@ -258,18 +275,26 @@ def asset_parts(asset) -> tuple[str, str, str]:
     Types are stellar-etl's strings (``native``, ``credit_alphanum4``, ``credit_alphanum12``); code and
     issuer are empty for the native asset; trailing NULs are stripped from codes.
     """
-    t = asset.type.value
-    if t == 0:
+    t = asset.type
+    if t is _NATIVE_TYPE:
         return "native", "", ""
-    if t == 1:
+    if t is _ALPHANUM4_TYPE:
         a = asset.alpha_num4
-        code = a.asset_code.asset_code4
-    elif t == 2:
+        code = a.asset_code.asset_code4.rstrip(_NUL).decode("utf-8", "replace")
+        return "credit_alphanum4", code, account_id(a.issuer)
+    if t is _ALPHANUM12_TYPE:
         a = asset.alpha_num12
-        code = a.asset_code.asset_code12
-    else:
-        raise ValueError(f"asset type {_ASSET_TYPE.get(t, t)} has no code and issuer")
-    return _ASSET_TYPE[t], code.rstrip(b"\x00").decode("utf-8", "replace"), account_id(a.issuer)
+        code = a.asset_code.asset_code12.rstrip(_NUL).decode("utf-8", "replace")
+        return "credit_alphanum12", code, account_id(a.issuer)
+    raise ValueError(f"asset type {_ASSET_TYPE.get(t.value, t.value)} has no code and issuer")
+
+
+_NUL = b"\x00"
+_NATIVE_TYPE, _ALPHANUM4_TYPE, _ALPHANUM12_TYPE = (
+    xdr.AssetType.ASSET_TYPE_NATIVE,
+    xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4,
+    xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12,
+)
 
 
 def asset_id(code: str, issuer: str, asset_type: str) -> int:

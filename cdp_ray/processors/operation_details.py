@@ -20,6 +20,7 @@ from stellar_sdk import xdr
 from cdp_ray.errors import CdpRayError
 from cdp_ray.processors.common import (
     NATIVE_ASSET_ID,
+    GoFloat,
     account_id,
     amount_string,
     asset_canonical,
@@ -54,6 +55,11 @@ except ImportError:  # the C extension is not built: changes are read in Python
 OT = xdr.OperationType
 OPERATION_TYPE_NAMES = {t: t.name.lower() for t in OT}
 _LCT = xdr.LedgerEntryChangeType
+
+
+def _real(stroops: int) -> GoFloat:
+    """:func:`stroops_to_real` marked as a float of the details map (see :func:`go_json`)."""
+    return GoFloat(stroops_to_real(stroops))
 
 
 # --- operation changes (ingest's GetOperationChanges) ---------------------------------------------------
@@ -183,7 +189,7 @@ def add_account(d: dict, m: xdr.MuxedAccount, prefix: str) -> None:
 def add_price(d: dict, price: xdr.Price, prefix: str = "") -> None:
     p = _prefix(prefix)
     n, den = price.n.int32, price.d.int32
-    d[p + "price"] = price_float(n, den)
+    d[p + "price"] = GoFloat(price_float(n, den))
     d[p + "price_r"] = {"n": n, "d": den}
 
 
@@ -578,51 +584,51 @@ def operation_details(
         o = body.create_account_op
         add_account(d, source, "funder")
         d["account"] = account_id(o.destination)
-        d["starting_balance"] = stroops_to_real(o.starting_balance.int64)
+        d["starting_balance"] = _real(o.starting_balance.int64)
     elif ty == OT.PAYMENT:
         o = body.payment_op
         add_account(d, source, "from")
         add_account(d, o.destination, "to")
-        d["amount"] = stroops_to_real(o.amount.int64)
+        d["amount"] = _real(o.amount.int64)
         add_asset(d, o.asset)
     elif ty == OT.PATH_PAYMENT_STRICT_RECEIVE:
         o = body.path_payment_strict_receive_op
         add_account(d, source, "from")
         add_account(d, o.destination, "to")
-        d["amount"] = stroops_to_real(o.dest_amount.int64)
+        d["amount"] = _real(o.dest_amount.int64)
         d["source_amount"] = amount_string(0)
-        d["source_max"] = stroops_to_real(o.send_max.int64)
+        d["source_max"] = _real(o.send_max.int64)
         add_asset(d, o.dest_asset)
         add_asset(d, o.send_asset, "source")
         if ok:
             res = _op_result_tr(t, index).path_payment_strict_receive_result
-            d["source_amount"] = stroops_to_real(_send_amount(res))
+            d["source_amount"] = _real(_send_amount(res))
         d["path"] = _path(o.path)
     elif ty == OT.PATH_PAYMENT_STRICT_SEND:
         o = body.path_payment_strict_send_op
         add_account(d, source, "from")
         add_account(d, o.destination, "to")
         d["amount"] = amount_string(0)
-        d["source_amount"] = stroops_to_real(o.send_amount.int64)
+        d["source_amount"] = _real(o.send_amount.int64)
         d["destination_min"] = amount_string(o.dest_min.int64)
         add_asset(d, o.dest_asset)
         add_asset(d, o.send_asset, "source")
         if ok:
             res = _op_result_tr(t, index).path_payment_strict_send_result
-            d["amount"] = stroops_to_real(res.success.last.amount.int64 if res.success is not None else 0)
+            d["amount"] = _real(res.success.last.amount.int64 if res.success is not None else 0)
         d["path"] = _path(o.path)
     elif ty in (OT.MANAGE_BUY_OFFER, OT.MANAGE_SELL_OFFER, OT.CREATE_PASSIVE_SELL_OFFER):
         if ty == OT.MANAGE_BUY_OFFER:
             o = body.manage_buy_offer_op
             d["offer_id"] = o.offer_id.int64
-            d["amount"] = stroops_to_real(o.buy_amount.int64)
+            d["amount"] = _real(o.buy_amount.int64)
         elif ty == OT.MANAGE_SELL_OFFER:
             o = body.manage_sell_offer_op
             d["offer_id"] = o.offer_id.int64
-            d["amount"] = stroops_to_real(o.amount.int64)
+            d["amount"] = _real(o.amount.int64)
         else:
             o = body.create_passive_sell_offer_op
-            d["amount"] = stroops_to_real(o.amount.int64)
+            d["amount"] = _real(o.amount.int64)
         add_price(d, o.price)
         add_asset(d, o.buying, "buying")
         add_asset(d, o.selling, "selling")
@@ -639,7 +645,7 @@ def operation_details(
             add_asset(d, o.line)
             d["trustee"] = d.get("asset_issuer")
         add_account(d, source, "trustor")
-        d["limit"] = stroops_to_real(o.limit.int64)
+        d["limit"] = _real(o.limit.int64)
     elif ty == OT.ALLOW_TRUST:
         o = body.allow_trust_op
         issuer = muxed_account(source)[0]
@@ -668,7 +674,7 @@ def operation_details(
     elif ty == OT.CREATE_CLAIMABLE_BALANCE:
         o = body.create_claimable_balance_op
         d["asset"] = asset_canonical(o.asset)
-        d["amount"] = stroops_to_real(o.amount.int64)
+        d["amount"] = _real(o.amount.int64)
         d["claimants"] = _claimants(o.claimants)
     elif ty == OT.CLAIM_CLAIMABLE_BALANCE:
         bid = body.claim_claimable_balance_op.balance_id
@@ -692,7 +698,7 @@ def operation_details(
         o = body.clawback_op
         add_asset(d, o.asset)
         add_account(d, o.from_, "from")
-        d["amount"] = stroops_to_real(o.amount.int64)
+        d["amount"] = _real(o.amount.int64)
     elif ty == OT.CLAWBACK_CLAIMABLE_BALANCE:
         bid = body.clawback_claimable_balance_op.balance_id
         d["balance_id"] = claimable_balance_id_hex(bid)
@@ -715,14 +721,14 @@ def operation_details(
             params, da, db, shares = delta
             asset_a, asset_b = params.asset_a, params.asset_b
         add_asset(d, asset_a, "reserve_a")
-        d["reserve_a_max_amount"] = stroops_to_real(o.max_amount_a.int64)
-        d["reserve_a_deposit_amount"] = stroops_to_real(da)
+        d["reserve_a_max_amount"] = _real(o.max_amount_a.int64)
+        d["reserve_a_deposit_amount"] = _real(da)
         add_asset(d, asset_b, "reserve_b")
-        d["reserve_b_max_amount"] = stroops_to_real(o.max_amount_b.int64)
-        d["reserve_b_deposit_amount"] = stroops_to_real(db)
+        d["reserve_b_max_amount"] = _real(o.max_amount_b.int64)
+        d["reserve_b_deposit_amount"] = _real(db)
         add_price(d, o.min_price, "min")
         add_price(d, o.max_price, "max")
-        d["shares_received"] = stroops_to_real(shares)
+        d["shares_received"] = _real(shares)
     elif ty == OT.LIQUIDITY_POOL_WITHDRAW:
         o = body.liquidity_pool_withdraw_op
         _pool_id(d, o.liquidity_pool_id)
@@ -734,12 +740,12 @@ def operation_details(
             asset_a, asset_b = params.asset_a, params.asset_b
             ra, rb = -da, -db
         add_asset(d, asset_a, "reserve_a")
-        d["reserve_a_min_amount"] = stroops_to_real(o.min_amount_a.int64)
-        d["reserve_a_withdraw_amount"] = stroops_to_real(ra)
+        d["reserve_a_min_amount"] = _real(o.min_amount_a.int64)
+        d["reserve_a_withdraw_amount"] = _real(ra)
         add_asset(d, asset_b, "reserve_b")
-        d["reserve_b_min_amount"] = stroops_to_real(o.min_amount_b.int64)
-        d["reserve_b_withdraw_amount"] = stroops_to_real(rb)
-        d["shares"] = stroops_to_real(o.amount.int64)
+        d["reserve_b_min_amount"] = _real(o.min_amount_b.int64)
+        d["reserve_b_withdraw_amount"] = _real(rb)
+        d["shares"] = _real(o.amount.int64)
     elif ty == OT.INVOKE_HOST_FUNCTION:
         _invoke_host_function(d, body.invoke_host_function_op.host_function, t, network_passphrase)
     elif ty == OT.EXTEND_FOOTPRINT_TTL:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 from stellar_sdk import xdr
 
-from cdp_ray.processors.base import NoConfig, col, processor
+from cdp_ray.processors.base import NoConfig, col, processor, table_from_rows
 from cdp_ray.processors.common import TIMESTAMP, go_enum_string, go_json, muxed_account, toid
 from cdp_ray.processors.operation_details import OPERATION_TYPE_NAMES, operation_details
 from cdp_ray.xdr import Ledger, Transaction
@@ -35,58 +35,65 @@ OPERATIONS_SCHEMA = pa.schema(
 )
 
 
+#: ``OperationType`` -> the attribute of ``OperationResult.tr`` holding that operation's result
+_TR_FIELD = {t: "bump_seq_result" if t == xdr.OperationType.BUMP_SEQUENCE else f"{OPERATION_TYPE_NAMES[t]}_result"
+             for t in xdr.OperationType}
+_OP_INNER = xdr.OperationResultCode.opINNER
+
+
 def _result_codes(t: Transaction, index: int) -> tuple[str, str]:
     results = t.operation_results
     if index >= len(results):
         return "", ""
     res = results[index]
-    code = go_enum_string(res.code)
-    if res.code != xdr.OperationResultCode.opINNER or res.tr is None:
-        return code, ""
     tr = res.tr
-    name = OPERATION_TYPE_NAMES[tr.type]
-    inner = getattr(tr, _TR_FIELD.get(name, name + "_result"))
-    return code, go_enum_string(inner.code)
+    if res.code != _OP_INNER or tr is None:
+        return go_enum_string(res.code), ""
+    return go_enum_string(res.code), go_enum_string(getattr(tr, _TR_FIELD[tr.type]).code)
 
 
-_TR_FIELD = {"bump_sequence": "bump_seq_result"}
+def _source(t: Transaction) -> tuple[str, str | None]:
+    """``muxed_account`` of the transaction's source (a TransactionV0's bare ed25519 key included)."""
+    tx = t.tx
+    if hasattr(tx, "source_account"):
+        return muxed_account(tx.source_account)
+    return muxed_account(xdr.MuxedAccount(type=xdr.CryptoKeyType.KEY_TYPE_ED25519, ed25519=tx.source_account_ed25519))
 
 
-def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
-    """stellar-etl ``OperationOutput`` rows of one transaction."""
-    tx_source = t.tx.source_account if hasattr(t.tx, "source_account") else None
+def operation_tuples(ledger: Ledger, t: Transaction) -> list[tuple]:
+    """stellar-etl ``OperationOutput`` rows of one transaction, as tuples in schema order."""
     seq, closed_at, protocol, passphrase = (
         ledger.sequence, ledger.closed_at, ledger.protocol_version, ledger.network_passphrase
     )
     tx_id = toid(seq, t.index)
+    tx_source = None
     rows = []
     for i, op in enumerate(t.operations):
         if op.source_account is not None:
             source, muxed = muxed_account(op.source_account)
-        elif tx_source is not None:
-            source, muxed = muxed_account(tx_source)
-        else:  # TransactionV0: a bare ed25519 key
-            source, muxed = muxed_account(
-                xdr.MuxedAccount(type=xdr.CryptoKeyType.KEY_TYPE_ED25519, ed25519=t.tx.source_account_ed25519)
-            )
-        details = operation_details(op, i, t, protocol, passphrase)
-        result_code, trace_code = _result_codes(t, i)
+        else:
+            source, muxed = tx_source = tx_source or _source(t)
+        body_type = op.body.type
         rows.append(
-            {
-                "id": tx_id | (i + 1),
-                "transaction_id": tx_id,
-                "source_account": source,
-                "source_account_muxed": muxed,
-                "type": op.body.type.value,
-                "type_string": OPERATION_TYPE_NAMES[op.body.type],
-                "details": go_json(details),
-                "closed_at": closed_at,
-                "operation_result_code": result_code,
-                "operation_trace_code": trace_code,
-                "ledger_sequence": seq,
-            }
+            (
+                tx_id | (i + 1),
+                tx_id,
+                source,
+                muxed,
+                body_type.value,
+                OPERATION_TYPE_NAMES[body_type],
+                go_json(operation_details(op, i, t, protocol, passphrase), floats_marked=True),
+                closed_at,
+                *_result_codes(t, i),
+                seq,
+            )
         )
     return rows
+
+
+def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
+    """:func:`operation_tuples` as dicts keyed by column name."""
+    return [dict(zip(OPERATIONS_SCHEMA.names, row)) for row in operation_tuples(ledger, t)]
 
 
 @processor(
@@ -97,5 +104,6 @@ def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
     "stellar-etl's details map as JSON (stellar-etl history_operations).",
     tags=("core",),
 )
-def operations(batch: list[Ledger], config: NoConfig) -> list[dict]:
-    return [row for ledger in batch for t in ledger.transactions for row in operation_rows(ledger, t)]
+def operations(batch: list[Ledger], config: NoConfig) -> pa.Table:
+    rows = [row for ledger in batch for t in ledger.transactions for row in operation_tuples(ledger, t)]
+    return table_from_rows(OPERATIONS_SCHEMA, rows)
