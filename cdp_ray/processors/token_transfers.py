@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
 from typing import Literal
 
 import pyarrow as pa
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import StrKey, xdr
 
 from cdp_ray.errors import CdpRayError
-from cdp_ray.processors.base import col, processor
+from cdp_ray.processors.base import col, processor, table_from_rows
 from cdp_ray.processors.common import (
     TIMESTAMP,
     account_id,
@@ -130,77 +131,102 @@ class InvalidFeeEventError(CdpRayError):
 
 
 _EXPECTED_TOPICS = {"transfer": 4, "mint": 3, "burn": 3, "clawback": 3}
+#: A row: the schema's values up to ``to_muxed_id``, in schema order (``event_index`` is added per ledger).
+Row = tuple
+_NAMES = tuple(TOKEN_TRANSFERS_SCHEMA.names)
+_ROW_NAMES = _NAMES[:-1]
+_HASH, _TOPIC, _FROM, _TO, _ASSET, _AMOUNT_RAW = (_NAMES.index(n) for n in (
+    "transaction_hash", "event_topic", "from", "to", "asset", "amount_raw"))
+_as_row = operator.itemgetter(*_ROW_NAMES)
+_NO_ASSET = ("", "", None, None)
+_NATIVE_COLUMNS = ("native", "native", None, None)
 
 
-def _asset_columns(asset: xdr.Asset | None) -> dict:
+def _asset_columns(asset: xdr.Asset | None) -> tuple:
+    """``(asset, asset_type, asset_code, asset_issuer)`` of an asset, or of a token that is none (None)."""
     if asset is None:
-        return {"asset": "", "asset_type": "", "asset_code": None, "asset_issuer": None}
+        return _NO_ASSET
     t, code, issuer = asset_parts(asset)
     if t == "native":
-        return {"asset": "native", "asset_type": "native", "asset_code": None, "asset_issuer": None}
+        return _NATIVE_COLUMNS
     t = "credit_alphanum12" if len(code) > 4 else "credit_alphanum4"
-    return {"asset": f"{t}:{code}:{issuer}", "asset_type": t, "asset_code": code, "asset_issuer": issuer}
+    return f"{t}:{code}:{issuer}", t, code, issuer
+
+
+@functools.lru_cache(maxsize=4096)
+def _sac_columns(name: str, contract_id: bytes, passphrase: str) -> tuple:
+    """Asset columns of a SEP-41 event whose last topic is ``name`` from contract ``contract_id`` (raw)."""
+    return _asset_columns(sac_asset(name, contract_id, passphrase))
+
+
+_NO_MUXED = (None, None)
+
+
+def _muxed_columns(account: bytes, muxed_id: int) -> tuple[str, str]:
+    """``(to_muxed, to_muxed_id)`` of ``muxed_id`` on the account whose ed25519 key is ``account``."""
+    return strkey("M", account + muxed_id.to_bytes(8, "big")), str(muxed_id)
 
 
 def _muxed(to: str | None, muxed_id: int | None) -> tuple[str | None, str | None]:
     if muxed_id is None or to is None or not to.startswith("G"):
-        return None, None
-    return strkey("M", StrKey.decode_ed25519_public_key(to) + muxed_id.to_bytes(8, "big")), str(muxed_id)
+        return _NO_MUXED
+    return _muxed_columns(StrKey.decode_ed25519_public_key(to), muxed_id)
 
 
 class _Ctx:
-    """Per-ledger state: network, native asset contract and the row template."""
+    """Per-ledger state: network, native asset contract and the columns rows share."""
 
     def __init__(self, ledger: Ledger, passphrase: str):
         self.ledger = ledger
         self.passphrase = passphrase
-        self.native_sac = native_sac_strkey(passphrase)
         self.native = xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE)
+        self.native_sac_id = sac_contract_id(self.native, passphrase)
+        self.native_sac = native_sac_strkey(passphrase)
+        self.sequence = ledger.sequence
         self.closed_at = ledger.closed_at
+        self._tx: Transaction | None = None
+        self._tx_columns: tuple[str, int] = ("", 0)
 
-    def row(self, tx: Transaction, op_index: int | None, topic: str, *, frm=None, to=None, amount: int,
-            asset: xdr.Asset | None, contract_id: str, muxed_id: int | None = None) -> dict:
-        seq = self.ledger.sequence
-        to_muxed, to_muxed_id = _muxed(to, muxed_id)
-        return {
-            "transaction_hash": tx.hash.hex(),
-            "transaction_id": toid(seq, tx.index),
-            "operation_id": None if op_index is None else toid(seq, tx.index, op_index),
-            "event_topic": topic,
-            "from": frm,
-            "to": to,
-            **_asset_columns(asset),
-            "amount": float(amount) * 0.0000001,
-            "amount_raw": str(amount),
-            "contract_id": contract_id,
-            "ledger_sequence": seq,
-            "closed_at": self.closed_at,
-            "to_muxed": to_muxed,
-            "to_muxed_id": to_muxed_id,
-        }
+    def tx_columns(self, tx: Transaction) -> tuple[str, int]:
+        """``(transaction_hash, transaction_id)`` of ``tx``, computed once for its consecutive rows."""
+        if tx is not self._tx:
+            self._tx, self._tx_columns = tx, (tx.hash.hex(), toid(self.sequence, tx.index))
+        return self._tx_columns
+
+    def row(self, tx: Transaction, op_index: int | None, topic: str, frm: str | None, to: str | None, amount: int,
+            columns: tuple, contract_id: str, muxed: tuple = _NO_MUXED) -> Row:
+        """A row; ``columns`` are the asset's (:func:`_asset_columns`), ``muxed`` the recipient's
+        ``(to_muxed, to_muxed_id)``."""
+        tx_hash, tx_id = self.tx_columns(tx)
+        asset, asset_type, code, issuer = columns
+        to_muxed, to_muxed_id = muxed
+        return (
+            tx_hash, tx_id, None if op_index is None else tx_id | op_index,  # toid(sequence, tx.index, op_index)
+            topic, frm, to, asset, asset_type, code, issuer, float(amount) * 0.0000001, str(amount), contract_id,
+            self.sequence, self.closed_at, to_muxed, to_muxed_id,
+        )
 
 
-def _fee_rows(ctx: _Ctx, tx: Transaction) -> list[dict]:
+def _fee_rows(ctx: _Ctx, tx: Transaction) -> list[Row]:
     rows = []
     for te in tx.meta.v4.events or []:
         ev = te.event
         if ev.type != xdr.ContractEventType.CONTRACT or ev.contract_id is None or ev.body.v != 0:
-            raise InvalidFeeEventError(f"ledger {ctx.ledger.sequence} tx {tx.hash.hex()}: malformed transaction event")
+            raise InvalidFeeEventError(f"ledger {ctx.sequence} tx {tx.hash.hex()}: malformed transaction event")
         topics, data = ev.body.v0.topics, ev.body.v0.data
         if not topics or scval_symbol(topics[0]) != "fee":
             continue
         amount = scval_i128(data)
         frm = scval_address(topics[1]) if len(topics) == 2 else None
-        cid = contract_strkey(ev.contract_id)
-        if amount is None or frm is None or cid != ctx.native_sac:
+        if amount is None or frm is None or ev.contract_id.contract_id.hash != ctx.native_sac_id:
             raise InvalidFeeEventError(
-                f"ledger {ctx.ledger.sequence} tx {tx.hash.hex()}: fee event needs topics [fee, address], an i128 "
-                f"amount and the native asset contract {ctx.native_sac}, got contract {cid}"
+                f"ledger {ctx.sequence} tx {tx.hash.hex()}: fee event needs topics [fee, address], an i128 "
+                f"amount and the native asset contract {ctx.native_sac}, got contract {contract_strkey(ev.contract_id)}"
             )
-        rows.append(ctx.row(tx, None, "fee", frm=frm, amount=amount, asset=ctx.native, contract_id=cid))
+        rows.append(ctx.row(tx, None, "fee", frm, None, amount, _NATIVE_COLUMNS, ctx.native_sac))
     if not 1 <= len(rows) <= 2:
         raise InvalidFeeEventError(
-            f"ledger {ctx.ledger.sequence} tx {tx.hash.hex()}: {len(rows)} fee events, expected 1 or 2"
+            f"ledger {ctx.sequence} tx {tx.hash.hex()}: {len(rows)} fee events, expected 1 or 2"
         )
     return rows
 
@@ -232,7 +258,7 @@ def _amount_and_muxed(data: xdr.SCVal) -> tuple[int, int | None] | None:
     return None if amount is None else (amount, muxed_id)
 
 
-def _operation_row(ctx: _Ctx, tx: Transaction, op_index: int, ev: xdr.ContractEvent) -> dict | None:
+def _operation_row(ctx: _Ctx, tx: Transaction, op_index: int, ev: xdr.ContractEvent) -> Row | None:
     """A row for a SEP-41 shaped contract event, ``None`` for any other event."""
     if ev.type != xdr.ContractEventType.CONTRACT or ev.contract_id is None or ev.body.v != 0:
         return None
@@ -261,15 +287,18 @@ def _operation_row(ctx: _Ctx, tx: Transaction, op_index: int, ev: xdr.ContractEv
         frm = scval_address(topics[1])
         if frm is None:
             return None
-    asset = None
+    muxed = _NO_MUXED
+    if muxed_id is not None and to is not None:
+        recipient = topics[2 if fn == "transfer" else 1].address
+        if recipient.type == xdr.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT:
+            muxed = _muxed_columns(recipient.account_id.account_id.ed25519.uint256, muxed_id)
+    contract_id = ev.contract_id.contract_id.hash
+    columns = _NO_ASSET
     if len(topics) == _EXPECTED_TOPICS[fn]:
         name = scval_string(topics[-1])
         if name:
-            asset = sac_asset(name, ev.contract_id.contract_id.hash, ctx.passphrase)
-    return ctx.row(
-        tx, op_index, fn, frm=frm, to=to, amount=amount, asset=asset,
-        contract_id=contract_strkey(ev.contract_id), muxed_id=muxed_id,
-    )
+            columns = _sac_columns(name, contract_id, ctx.passphrase)
+    return ctx.row(tx, op_index, fn, frm, to, amount, columns, contract_strkey(contract_id), muxed)
 
 
 def _context(ledger: Ledger) -> _Ctx:
@@ -282,7 +311,7 @@ def _context(ledger: Ledger) -> _Ctx:
     return _Ctx(ledger, passphrase)
 
 
-def _op_rows(ctx: _Ctx, tx: Transaction) -> list[dict]:
+def _op_rows(ctx: _Ctx, tx: Transaction) -> list[Row]:
     rows = []
     if tx.successful:
         for i, op_meta in enumerate(tx.meta.v4.operations, start=1):
@@ -293,27 +322,30 @@ def _op_rows(ctx: _Ctx, tx: Transaction) -> list[dict]:
     return rows
 
 
+def _dicts(rows: list[Row], names: tuple[str, ...] = _ROW_NAMES) -> list[dict]:
+    return [dict(zip(names, r)) for r in rows]
+
+
 def operation_token_transfers(ledger: Ledger, tx: Transaction) -> list[dict]:
     """Rows of one meta-v4 transaction's operation events only (no fee events, no ``event_index``).
 
     Useful for transactions whose transaction-level events were stripped, as RPC responses do.
     """
-    return _op_rows(_context(ledger), tx)
+    return _dicts(_op_rows(_context(ledger), tx))
 
 
 def derived_operation_token_transfers(ledger: Ledger, tx: Transaction) -> list[dict]:
     """Rows derived from one transaction's operations, results and ledger changes (no fee events)."""
-    return _Deriver(_context(ledger), tx).operations()
+    return _dicts(_Deriver(_context(ledger), tx).operations())
 
 
-def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None = None) -> list[dict]:
-    """All token transfer rows of one ledger, in the Go processor's order."""
-    config = config or TokenTransfersConfig()
+def _ledger_rows(ledger: Ledger, config: TokenTransfersConfig) -> list[tuple]:
+    """All rows of one ledger with their ``event_index``, in the Go processor's order (verified if asked)."""
     ctx = _context(ledger)
     p23 = ledger.protocol_version >= 23
-    fees: list[dict] = []
-    ops: list[dict] = []
-    refunds: list[dict] = []
+    fees: list[Row] = []
+    ops: list[Row] = []
+    refunds: list[Row] = []
     for tx in ledger.transactions:
         derive = config.source == "derived" or (config.source == "auto" and tx.meta.v != 4)
         if derive:
@@ -330,12 +362,15 @@ def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None =
         ops.extend(tx_ops)
         if len(tx_fees) == 2:
             (refunds if p23 else ops).append(tx_fees[1])
-    rows = fees + ops + refunds
-    for i, r in enumerate(rows):
-        r["event_index"] = i
+    rows = [r + (i,) for i, r in enumerate(fees + ops + refunds)]
     if config.verify:
-        verify_token_transfers(ledger, rows)
+        _verify(ledger, rows)
     return rows
+
+
+def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None = None) -> list[dict]:
+    """All token transfer rows of one ledger, in the Go processor's order."""
+    return _dicts(_ledger_rows(ledger, config or TokenTransfersConfig()), _NAMES)
 
 
 @processor(
@@ -347,8 +382,8 @@ def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None =
     config=TokenTransfersConfig,
     tags=("core", "soroban", "events"),
 )
-def token_transfers(batch: list[Ledger], config: TokenTransfersConfig) -> list[dict]:
-    return [row for ledger in batch for row in ledger_token_transfers(ledger, config)]
+def token_transfers(batch: list[Ledger], config: TokenTransfersConfig) -> pa.Table:
+    return table_from_rows(TOKEN_TRANSFERS_SCHEMA, [r for ledger in batch for r in _ledger_rows(ledger, config)])
 
 
 # --- derived events: meta v0-v3 (the Go processor without unified events) -----------------------------
@@ -440,12 +475,12 @@ class _Deriver:
             return None
         return m.id.uint64 if m.type == xdr.MemoType.MEMO_ID else 0
 
-    def event(self, op, topic, asset, amount, frm=None, to=None, muxed_id=None) -> dict:
-        return self.ctx.row(self.tx, op, topic, frm=frm, to=to, amount=amount, asset=asset,
-                            contract_id=self.sac(asset), muxed_id=muxed_id)
+    def event(self, op, topic, asset, amount, frm=None, to=None, muxed_id=None) -> Row:
+        return self.ctx.row(self.tx, op, topic, frm, to, amount, _asset_columns(asset), self.sac(asset),
+                            _muxed(to, muxed_id))
 
     def move(self, op: int, asset: xdr.Asset, frm: str, to: str, amount: int, *,
-             to_muxed: int | None = None, mux: bool = False) -> dict:
+             to_muxed: int | None = None, mux: bool = False) -> Row:
         """Go's ``mintOrBurnOrTransferEvent``: a transfer, or a mint / burn when the issuer is a party."""
         issuer = None if asset.type == xdr.AssetType.ASSET_TYPE_NATIVE else asset_parts(asset)[2]
         from_issuer = issuer is not None and frm == issuer
@@ -459,7 +494,7 @@ class _Deriver:
             return self.event(op, "burn", asset, amount, frm=frm)
         return self.event(op, "transfer", asset, amount, frm=frm, to=to, muxed_id=muxed_id)
 
-    def fees(self) -> list[dict]:
+    def fees(self) -> list[Row]:
         tx, native = self.tx, self.ctx.native
         payer = _fee_account(tx)
         if not _is_soroban_tx(tx):
@@ -475,7 +510,7 @@ class _Deriver:
             rows.append(self.event(None, "fee", native, -(end - start), frm=payer))
         return rows
 
-    def claim_atoms(self, op: int, source: str, atoms) -> list[dict]:
+    def claim_atoms(self, op: int, source: str, atoms) -> list[Row]:
         rows = []
         for atom in atoms:
             if atom.type == xdr.ClaimAtomType.CLAIM_ATOM_TYPE_LIQUIDITY_POOL:
@@ -524,7 +559,7 @@ class _Deriver:
             )
         return deltas[0]
 
-    def revoked_trustline_events(self, op: int, op0: int) -> list[dict]:
+    def revoked_trustline_events(self, op: int, op0: int) -> list[Row]:
         """CAP-38: revoking a trustline turns the trustor's pool shares into claimable balances."""
         pools = self.pool_deltas(op0)
         if not pools:
@@ -561,7 +596,7 @@ class _Deriver:
                     rows.append(self.move(op, cb.asset, lp, cb_id, cb.amount.int64))
         return rows
 
-    def contract_events(self, op: int, op0: int) -> list[dict]:
+    def contract_events(self, op: int, op0: int) -> list[Row]:
         m = self.tx.meta
         if m.v == 4:
             events = m.v4.operations[op0].events if op0 < len(m.v4.operations) else []
@@ -570,7 +605,7 @@ class _Deriver:
             return []
         return [r for ev in m.v3.soroban_meta.events if (r := self.v3_event(op, ev)) is not None]
 
-    def v3_event(self, op: int, ev: xdr.ContractEvent) -> dict | None:
+    def v3_event(self, op: int, ev: xdr.ContractEvent) -> Row | None:
         """A SEP-41 event of meta v3 (admin topics present; SAC mint/burn still reported as transfers)."""
         if ev.type != xdr.ContractEventType.CONTRACT or ev.contract_id is None or ev.body.v != 0:
             return None
@@ -600,9 +635,9 @@ class _Deriver:
                 asset = sac_asset(name, ev.contract_id.contract_id.hash, self.ctx.passphrase)
         if asset is not None and fn == "transfer":
             return self.move(op, asset, _base(frm), _base(to), amount)
-        return self.ctx.row(self.tx, op, fn, frm=frm, to=to, amount=amount, asset=asset, contract_id=cid)
+        return self.ctx.row(self.tx, op, fn, frm, to, amount, _asset_columns(asset), cid)
 
-    def operation(self, op0: int, op: xdr.Operation, result) -> list[dict]:
+    def operation(self, op0: int, op: xdr.Operation, result) -> list[Row]:
         n = op0 + 1
         t = op.body.type
         src, src_mux = _op_source(self.tx, op)
@@ -673,7 +708,7 @@ class _Deriver:
             return self.contract_events(n, op0)
         return []
 
-    def reconcile_xlm(self, op0: int, op: xdr.Operation, rows: list[dict]) -> list[dict]:
+    def reconcile_xlm(self, op0: int, op: xdr.Operation, rows: list[Row]) -> list[Row]:
         """Before protocol 8, fix the source's XLM delta with a mint or burn (CAP-67, retroactive events)."""
         src = _op_source(self.tx, op)[0]
         changed = 0
@@ -682,12 +717,12 @@ class _Deriver:
                 changed += (post.account.balance.int64 if post else 0) - (pre.account.balance.int64 if pre else 0)
         evented = 0
         for r in rows:
-            if r["asset"] != "native":
+            if r[_ASSET] != "native":
                 continue
-            amount = int(r["amount_raw"])
-            if r["from"] == src:
+            amount = int(r[_AMOUNT_RAW])
+            if r[_FROM] == src:
                 evented -= amount
-            if r["to"] == src:
+            if r[_TO] == src:
                 evented += amount
         diff = changed - evented
         if diff > 0:
@@ -696,12 +731,12 @@ class _Deriver:
             return rows + [self.event(op0 + 1, "burn", self.ctx.native, -diff, frm=src)]
         return rows
 
-    def operations(self) -> list[dict]:
+    def operations(self) -> list[Row]:
         tx = self.tx
         if not tx.successful:
             return []
         results = tx.operation_results
-        rows: list[dict] = []
+        rows: list[Row] = []
         for op0, op in enumerate(tx.operations):
             op_rows = self.operation(op0, op, results[op0])
             if self.ctx.ledger.protocol_version < 8:
@@ -769,19 +804,21 @@ def _change_deltas(changes, deltas: dict) -> None:
                 _add(deltas, lp, _canonical(asset), after - before)
 
 
-def _event_deltas(rows: list[dict], deltas: dict) -> None:
+def _event_deltas(rows: list[Row], deltas: dict, sign: int = 1) -> None:
+    """Add the balance changes that ``rows`` claim, times ``sign``, to ``deltas``."""
     for r in rows:
-        if not r["asset"]:
+        asset = r[_ASSET]
+        if not asset:
             continue  # custom (non-SAC) tokens
-        asset = "native" if r["asset"] == "native" else r["asset"].split(":", 1)[1]
-        amount = int(r["amount_raw"])
-        if r["event_topic"] == "fee":
-            _add(deltas, r["from"], asset, -amount)
+        asset = "native" if asset == "native" else asset.split(":", 1)[1]
+        amount = int(r[_AMOUNT_RAW]) * sign
+        if r[_TOPIC] == "fee":
+            _add(deltas, r[_FROM], asset, -amount)
             continue
-        if r["from"]:
-            _add(deltas, r["from"], asset, -amount)
-        if r["to"]:
-            _add(deltas, r["to"], asset, amount)
+        if r[_FROM]:
+            _add(deltas, r[_FROM], asset, -amount)
+        if r[_TO]:
+            _add(deltas, r[_TO], asset, amount)
 
 
 _BALANCE_TYPES = frozenset((_LT.ACCOUNT, _LT.TRUSTLINE, _LT.CLAIMABLE_BALANCE, _LT.LIQUIDITY_POOL))
@@ -809,16 +846,18 @@ def _balance_changes(group):
                 yield pre.type, pre, c.updated.data if t == _LCT_UPDATED else None
 
 
+_META_BODY = {1: "v1", 2: "v2", 3: "v3", 4: "v4"}
+
+
 def _change_groups(tx: Transaction) -> list:
     """A transaction's ``LedgerEntryChanges``: fee, before, operations, after, post-apply fee groups."""
     m = tx.meta
-    body = {0: None, 1: m.v1, 2: m.v2, 3: m.v3, 4: m.v4}[m.v]
-    groups = [tx.fee_changes]
-    if body is not None:
-        groups.append(getattr(body, "tx_changes_before", None) or getattr(body, "tx_changes", None))
-    groups.extend(om.changes for om in tx.operation_meta())
-    if body is not None:
-        groups.append(getattr(body, "tx_changes_after", None))
+    if m.v == 0:
+        groups = [tx.fee_changes, *[om.changes for om in tx.operation_meta()]]
+    else:
+        body = getattr(m, _META_BODY[m.v])
+        groups = [tx.fee_changes, body.tx_changes if m.v == 1 else body.tx_changes_before,
+                  *[om.changes for om in tx.operation_meta()], getattr(body, "tx_changes_after", None)]
     groups.append(tx.post_apply_fee_changes)
     return [g for g in groups if g is not None]
 
@@ -836,6 +875,12 @@ def _asset_xdr_canonical(raw: bytes | None) -> str:
     return f"{code.rstrip(bytes(1)).decode('utf-8', 'replace')}:{strkey('G', issuer)}"
 
 
+@functools.lru_cache(maxsize=1 << 15)
+def _change_key(entry_type: int, holder: bytes, asset: bytes | None) -> tuple[str, str]:
+    """``(holder strkey, canonical asset)`` of a :func:`scan_balance_changes` contribution."""
+    return strkey(_HOLDER_PREFIX[entry_type], holder), _asset_xdr_canonical(asset)
+
+
 def _group_deltas(group, deltas: dict) -> None:
     """Add a ``LedgerEntryChanges`` group's balance changes to ``deltas``: scanned in C from the raw XDR of
     fast-engine values, walked in Python otherwise."""
@@ -844,28 +889,42 @@ def _group_deltas(group, deltas: dict) -> None:
         _change_deltas(_balance_changes(group), deltas)
         return
     for t, holder, asset, amount in scan_balance_changes(raw):
-        key = (strkey(_HOLDER_PREFIX[t], holder), _asset_xdr_canonical(asset))
+        key = _change_key(t, holder, asset)
         deltas[key] = deltas.get(key, 0) + amount
+
+
+def _change_deltas_of(tx: Transaction) -> dict:
+    """``{(holder, asset): amount}`` of the balance changes in a transaction's ledger change groups."""
+    deltas: dict = {}
+    for group in _change_groups(tx):
+        _group_deltas(group, deltas)
+    return deltas
+
+
+def _verify(ledger: Ledger, rows: list[Row]) -> None:
+    """:func:`verify_token_transfers` of rows given as tuples in schema order."""
+    by_tx: dict[str, list[Row]] = {}
+    for r in rows:
+        by_tx.setdefault(r[_HASH], []).append(r)
+    for tx in ledger.transactions:
+        tx_hash = tx.hash.hex()
+        tx_rows = by_tx.get(tx_hash, [])
+        deltas = _change_deltas_of(tx)
+        _event_deltas(tx_rows, deltas, -1)
+        if any(deltas.values()):
+            from_changes = {k: v for k, v in _change_deltas_of(tx).items() if v}
+            from_events: dict = {}
+            _event_deltas(tx_rows, from_events)
+            from_events = {k: v for k, v in from_events.items() if v}
+            diff = {k: (from_events.get(k, 0), from_changes.get(k, 0))
+                    for k in from_changes.keys() | from_events.keys() if from_events.get(k, 0) != from_changes.get(k, 0)}
+            raise TokenTransferMismatchError(
+                f"ledger {ledger.sequence} tx {tx_hash}: token transfer events do not match ledger balance "
+                f"changes; (holder, asset): (events, changes) = {diff}"
+            )
 
 
 def verify_token_transfers(ledger: Ledger, rows: list[dict]) -> None:
     """Raise :class:`TokenTransferMismatchError` unless every transaction's events (fees included) add up
     to the balance changes in its fee, transaction and operation ledger changes."""
-    by_tx: dict[str, list[dict]] = {}
-    for r in rows:
-        by_tx.setdefault(r["transaction_hash"], []).append(r)
-    for tx in ledger.transactions:
-        from_changes: dict = {}
-        from_events: dict = {}
-        for group in _change_groups(tx):
-            _group_deltas(group, from_changes)
-        _event_deltas(by_tx.get(tx.hash.hex(), []), from_events)
-        from_changes = {k: v for k, v in from_changes.items() if v}
-        from_events = {k: v for k, v in from_events.items() if v}
-        if from_changes != from_events:
-            diff = {k: (from_events.get(k, 0), from_changes.get(k, 0))
-                    for k in from_changes.keys() | from_events.keys() if from_events.get(k, 0) != from_changes.get(k, 0)}
-            raise TokenTransferMismatchError(
-                f"ledger {ledger.sequence} tx {tx.hash.hex()}: token transfer events do not match ledger balance "
-                f"changes; (holder, asset): (events, changes) = {diff}"
-            )
+    _verify(ledger, list(map(_as_row, rows)))
