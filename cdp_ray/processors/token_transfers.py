@@ -131,12 +131,15 @@ class InvalidFeeEventError(CdpRayError):
 
 
 _EXPECTED_TOPICS = {"transfer": 4, "mint": 3, "burn": 3, "clawback": 3}
+_CONTRACT_EVENT = xdr.ContractEventType.CONTRACT
+_SCV_MAP = xdr.SCValType.SCV_MAP
+_SCV_ADDRESS = xdr.SCValType.SCV_ADDRESS
+_SC_ACCOUNT = xdr.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT
 #: A row: the schema's values up to ``to_muxed_id``, in schema order (``event_index`` is added per ledger).
 Row = tuple
 _NAMES = tuple(TOKEN_TRANSFERS_SCHEMA.names)
 _ROW_NAMES = _NAMES[:-1]
-_HASH, _TOPIC, _FROM, _TO, _ASSET, _AMOUNT_RAW = (_NAMES.index(n) for n in (
-    "transaction_hash", "event_topic", "from", "to", "asset", "amount_raw"))
+_TOPIC, _FROM, _TO, _ASSET, _AMOUNT_RAW = (_NAMES.index(n) for n in ("event_topic", "from", "to", "asset", "amount_raw"))
 _as_row = operator.itemgetter(*_ROW_NAMES)
 _NO_ASSET = ("", "", None, None)
 _NATIVE_COLUMNS = ("native", "native", None, None)
@@ -187,17 +190,13 @@ class _Ctx:
         self._tx: Transaction | None = None
         self._tx_columns: tuple[str, int] = ("", 0)
 
-    def tx_columns(self, tx: Transaction) -> tuple[str, int]:
-        """``(transaction_hash, transaction_id)`` of ``tx``, computed once for its consecutive rows."""
-        if tx is not self._tx:
-            self._tx, self._tx_columns = tx, (tx.hash.hex(), toid(self.sequence, tx.index))
-        return self._tx_columns
-
     def row(self, tx: Transaction, op_index: int | None, topic: str, frm: str | None, to: str | None, amount: int,
             columns: tuple, contract_id: str, muxed: tuple = _NO_MUXED) -> Row:
         """A row; ``columns`` are the asset's (:func:`_asset_columns`), ``muxed`` the recipient's
-        ``(to_muxed, to_muxed_id)``."""
-        tx_hash, tx_id = self.tx_columns(tx)
+        ``(to_muxed, to_muxed_id)``. The transaction's columns are computed once for its consecutive rows."""
+        if tx is not self._tx:
+            self._tx, self._tx_columns = tx, (tx.hash.hex(), toid(self.sequence, tx.index))
+        tx_hash, tx_id = self._tx_columns
         asset, asset_type, code, issuer = columns
         to_muxed, to_muxed_id = muxed
         return (
@@ -211,13 +210,14 @@ def _fee_rows(ctx: _Ctx, tx: Transaction) -> list[Row]:
     rows = []
     for te in tx.meta.v4.events or []:
         ev = te.event
-        if ev.type != xdr.ContractEventType.CONTRACT or ev.contract_id is None or ev.body.v != 0:
+        if ev.type != _CONTRACT_EVENT or ev.contract_id is None or ev.body.v != 0:
             raise InvalidFeeEventError(f"ledger {ctx.sequence} tx {tx.hash.hex()}: malformed transaction event")
-        topics, data = ev.body.v0.topics, ev.body.v0.data
+        body = ev.body.v0
+        topics = body.topics
         if not topics or scval_symbol(topics[0]) != "fee":
             continue
-        amount = scval_i128(data)
-        frm = scval_address(topics[1]) if len(topics) == 2 else None
+        amount = scval_i128(body.data)
+        frm = _address(topics[1]) if len(topics) == 2 else None
         if amount is None or frm is None or ev.contract_id.contract_id.hash != ctx.native_sac_id:
             raise InvalidFeeEventError(
                 f"ledger {ctx.sequence} tx {tx.hash.hex()}: fee event needs topics [fee, address], an i128 "
@@ -231,9 +231,16 @@ def _fee_rows(ctx: _Ctx, tx: Transaction) -> list[Row]:
     return rows
 
 
+def _address(v: xdr.SCVal) -> str | None:
+    """:func:`scval_address`, reading its most common case, an account, directly."""
+    if v.type == _SCV_ADDRESS and v.address.type == _SC_ACCOUNT:
+        return strkey("G", v.address.account_id.account_id.ed25519.uint256)
+    return scval_address(v)
+
+
 def _amount_and_muxed(data: xdr.SCVal) -> tuple[int, int | None] | None:
     """SEP-41 event data: an ``i128``, or a map with ``amount`` (i128) and optional ``to_muxed_id``."""
-    if data.type != xdr.SCValType.SCV_MAP:
+    if data.type != _SCV_MAP:
         amount = scval_i128(data)
         return None if amount is None else (amount, None)
     if data.map is None:
@@ -260,15 +267,16 @@ def _amount_and_muxed(data: xdr.SCVal) -> tuple[int, int | None] | None:
 
 def _operation_row(ctx: _Ctx, tx: Transaction, op_index: int, ev: xdr.ContractEvent) -> Row | None:
     """A row for a SEP-41 shaped contract event, ``None`` for any other event."""
-    if ev.type != xdr.ContractEventType.CONTRACT or ev.contract_id is None or ev.body.v != 0:
+    if ev.type != _CONTRACT_EVENT or ev.contract_id is None or ev.body.v != 0:
         return None
-    topics = ev.body.v0.topics
+    body = ev.body.v0
+    topics = body.topics
     if len(topics) < 2:
         return None
     fn = scval_symbol(topics[0])
     if fn not in _EXPECTED_TOPICS:
         return None
-    parsed = _amount_and_muxed(ev.body.v0.data)
+    parsed = _amount_and_muxed(body.data)
     if parsed is None:
         return None
     amount, muxed_id = parsed
@@ -276,21 +284,21 @@ def _operation_row(ctx: _Ctx, tx: Transaction, op_index: int, ev: xdr.ContractEv
     if fn == "transfer":
         if len(topics) < 3:
             return None
-        frm, to = scval_address(topics[1]), scval_address(topics[2])
+        frm, to = _address(topics[1]), _address(topics[2])
         if frm is None or to is None:
             return None
     elif fn == "mint":
-        to = scval_address(topics[1])
+        to = _address(topics[1])
         if to is None:
             return None
     else:
-        frm = scval_address(topics[1])
+        frm = _address(topics[1])
         if frm is None:
             return None
     muxed = _NO_MUXED
     if muxed_id is not None and to is not None:
         recipient = topics[2 if fn == "transfer" else 1].address
-        if recipient.type == xdr.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT:
+        if recipient.type == _SC_ACCOUNT:
             muxed = _muxed_columns(recipient.account_id.account_id.ed25519.uint256, muxed_id)
     contract_id = ev.contract_id.contract_id.hash
     columns = _NO_ASSET
@@ -346,6 +354,7 @@ def _ledger_rows(ledger: Ledger, config: TokenTransfersConfig) -> list[tuple]:
     fees: list[Row] = []
     ops: list[Row] = []
     refunds: list[Row] = []
+    verified: list[tuple[Transaction, list[Row]]] = []
     for tx in ledger.transactions:
         derive = config.source == "derived" or (config.source == "auto" and tx.meta.v != 4)
         if derive:
@@ -362,10 +371,11 @@ def _ledger_rows(ledger: Ledger, config: TokenTransfersConfig) -> list[tuple]:
         ops.extend(tx_ops)
         if len(tx_fees) == 2:
             (refunds if p23 else ops).append(tx_fees[1])
-    rows = [r + (i,) for i, r in enumerate(fees + ops + refunds)]
-    if config.verify:
-        _verify(ledger, rows)
-    return rows
+        if config.verify:
+            verified.append((tx, tx_fees + tx_ops))
+    for tx, tx_rows in verified:
+        _verify_transaction(ledger, tx, tx_rows)
+    return [r + (i,) for i, r in enumerate(fees + ops + refunds)]
 
 
 def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None = None) -> list[dict]:
@@ -607,7 +617,7 @@ class _Deriver:
 
     def v3_event(self, op: int, ev: xdr.ContractEvent) -> Row | None:
         """A SEP-41 event of meta v3 (admin topics present; SAC mint/burn still reported as transfers)."""
-        if ev.type != xdr.ContractEventType.CONTRACT or ev.contract_id is None or ev.body.v != 0:
+        if ev.type != _CONTRACT_EVENT or ev.contract_id is None or ev.body.v != 0:
             return None
         topics = ev.body.v0.topics
         fn = scval_symbol(topics[0]) if len(topics) >= 2 else None
@@ -888,6 +898,8 @@ def _group_deltas(group, deltas: dict) -> None:
     if raw is None:
         _change_deltas(_balance_changes(group), deltas)
         return
+    if len(raw) == 4:  # no changes
+        return
     for t, holder, asset, amount in scan_balance_changes(raw):
         key = _change_key(t, holder, asset)
         deltas[key] = deltas.get(key, 0) + amount
@@ -901,30 +913,29 @@ def _change_deltas_of(tx: Transaction) -> dict:
     return deltas
 
 
-def _verify(ledger: Ledger, rows: list[Row]) -> None:
-    """:func:`verify_token_transfers` of rows given as tuples in schema order."""
-    by_tx: dict[str, list[Row]] = {}
-    for r in rows:
-        by_tx.setdefault(r[_HASH], []).append(r)
-    for tx in ledger.transactions:
-        tx_hash = tx.hash.hex()
-        tx_rows = by_tx.get(tx_hash, [])
-        deltas = _change_deltas_of(tx)
-        _event_deltas(tx_rows, deltas, -1)
-        if any(deltas.values()):
-            from_changes = {k: v for k, v in _change_deltas_of(tx).items() if v}
-            from_events: dict = {}
-            _event_deltas(tx_rows, from_events)
-            from_events = {k: v for k, v in from_events.items() if v}
-            diff = {k: (from_events.get(k, 0), from_changes.get(k, 0))
-                    for k in from_changes.keys() | from_events.keys() if from_events.get(k, 0) != from_changes.get(k, 0)}
-            raise TokenTransferMismatchError(
-                f"ledger {ledger.sequence} tx {tx_hash}: token transfer events do not match ledger balance "
-                f"changes; (holder, asset): (events, changes) = {diff}"
-            )
+def _verify_transaction(ledger: Ledger, tx: Transaction, rows: list[Row]) -> None:
+    """Raise :class:`TokenTransferMismatchError` unless ``rows``, the events of ``tx`` (fees included), add
+    up to the balance changes in its fee, transaction and operation ledger changes."""
+    deltas = _change_deltas_of(tx)
+    _event_deltas(rows, deltas, -1)
+    if any(deltas.values()):
+        from_changes = {k: v for k, v in _change_deltas_of(tx).items() if v}
+        from_events: dict = {}
+        _event_deltas(rows, from_events)
+        from_events = {k: v for k, v in from_events.items() if v}
+        diff = {k: (from_events.get(k, 0), from_changes.get(k, 0))
+                for k in from_changes.keys() | from_events.keys() if from_events.get(k, 0) != from_changes.get(k, 0)}
+        raise TokenTransferMismatchError(
+            f"ledger {ledger.sequence} tx {tx.hash.hex()}: token transfer events do not match ledger balance "
+            f"changes; (holder, asset): (events, changes) = {diff}"
+        )
 
 
 def verify_token_transfers(ledger: Ledger, rows: list[dict]) -> None:
     """Raise :class:`TokenTransferMismatchError` unless every transaction's events (fees included) add up
     to the balance changes in its fee, transaction and operation ledger changes."""
-    _verify(ledger, list(map(_as_row, rows)))
+    by_tx: dict[str, list[Row]] = {}
+    for r in rows:
+        by_tx.setdefault(r["transaction_hash"], []).append(_as_row(r))
+    for tx in ledger.transactions:
+        _verify_transaction(ledger, tx, by_tx.get(tx.hash.hex(), []))
