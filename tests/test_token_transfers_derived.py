@@ -17,7 +17,7 @@ import json
 from collections import Counter, defaultdict
 
 import pytest
-from stellar_sdk import xdr
+from stellar_sdk import StrKey, xdr
 
 from cdp_ray.processors import get_processor
 from cdp_ray.processors.common import account_id, asset_parts, claimable_balance_id_strkey, pool_id_strkey
@@ -26,6 +26,7 @@ from cdp_ray.processors.token_transfers import (
     LegacyMetaError,
     TokenTransferMismatchError,
     derived_operation_token_transfers,
+    ledger_token_transfers,
     operation_changes,
     operation_token_transfers,
     verify_token_transfers,
@@ -276,3 +277,18 @@ def test_verification_catches_a_wrong_amount(stellar_data):
     rows = [r for r in _rows(ledger) if r["event_topic"] != "fee" or r["transaction_hash"] != transfer["transaction_hash"]]
     with pytest.raises(TokenTransferMismatchError, match="GBDUXW4E5WRM5EM6UXBLE7Y5XGSXJX472BSSBPKFPQ3PJCJHRIA6SH4C"):
         verify_token_transfers(ledger, rows)
+
+
+def test_dict_rows_are_the_table_rows(stellar_data):
+    """ledger_token_transfers' dict rows are the processor's table rows, in schema order; a muxed recipient's
+    M address carries the recipient's key and its to_muxed_id."""
+    ledger = _load(stellar_data, "wallet-backend/ledger-63092982.xdr.gz")
+    rows = ledger_token_transfers(ledger)
+    assert rows == _rows(ledger)
+    assert list(rows[0]) == get_processor("token_transfers").schema.names
+    muxed = [r for r in rows if r["to_muxed"]]
+    assert len(muxed) == 28
+    for r in muxed:
+        raw = StrKey.decode_med25519_public_key(r["to_muxed"])
+        assert StrKey.encode_ed25519_public_key(raw[:32]) == r["to"]
+        assert str(int.from_bytes(raw[32:], "big")) == r["to_muxed_id"]

@@ -140,7 +140,7 @@ Row = tuple
 _NAMES = tuple(TOKEN_TRANSFERS_SCHEMA.names)
 _ROW_NAMES = _NAMES[:-1]
 _TOPIC, _FROM, _TO, _ASSET, _AMOUNT_RAW = (_NAMES.index(n) for n in ("event_topic", "from", "to", "asset", "amount_raw"))
-_as_row = operator.itemgetter(*_ROW_NAMES)
+_as_row = operator.itemgetter(*_ROW_NAMES)  # a dict row's values as a Row
 _NO_ASSET = ("", "", None, None)
 _NATIVE_COLUMNS = ("native", "native", None, None)
 
@@ -171,6 +171,7 @@ def _muxed_columns(account: bytes, muxed_id: int) -> tuple[str, str]:
 
 
 def _muxed(to: str | None, muxed_id: int | None) -> tuple[str | None, str | None]:
+    """``(to_muxed, to_muxed_id)`` of a recipient strkey: nulls unless an account with a muxed id."""
     if muxed_id is None or to is None or not to.startswith("G"):
         return _NO_MUXED
     return _muxed_columns(StrKey.decode_ed25519_public_key(to), muxed_id)
@@ -331,6 +332,7 @@ def _op_rows(ctx: _Ctx, tx: Transaction) -> list[Row]:
 
 
 def _dicts(rows: list[Row], names: tuple[str, ...] = _ROW_NAMES) -> list[dict]:
+    """The rows as dicts, the public functions' form."""
     return [dict(zip(names, r)) for r in rows]
 
 
