@@ -2,11 +2,13 @@
 
 ``balance_changes`` feeds token transfer verification and ``created_sponsors`` the operations' ``sponsor``
 on fast-engine values; the Python paths stay for stellar-sdk objects. Both must agree on every real
-ledger, check their input like the decoder, and leave the changes undecoded.
+ledger, check their input like the decoder, and leave the changes undecoded. ``Codec.ends`` splits raw
+values (contract events' topics and data) and must check its input like the decoder too.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 
@@ -19,6 +21,7 @@ from cdp_ray.lake.formats import split_ledgers
 from cdp_ray.processors import common, get_processor
 from cdp_ray.processors import operation_details as od
 from cdp_ray.processors import token_transfers as tt
+from cdp_ray.processors.contract_events import transaction_events
 from cdp_ray.xdr import decode_ledger, fast
 from conftest import PUBNET
 from test_fast_decode import _groups, real_ledgers
@@ -26,7 +29,9 @@ from test_fast_decode import _groups, real_ledgers
 pytestmark = pytest.mark.skipif(not fast.available(), reason=f"fast engine not built: {fast.unavailable_reason()}")
 
 if fast.available():
-    from cdp_ray.xdr.fast import _fastxdr, balance_changes, created_sponsors
+    from cdp_ray.xdr.fast import _fastxdr, balance_changes, codec, created_sponsors
+
+    SCVAL_ENDS = functools.partial(codec.CODEC.ends, codec.TIDS["SCVal"])
 
 P26 = "wallet-backend/ledger-63092990.xdr.gz"  # accounts, trustlines, claimable balances and pools change
 
@@ -325,6 +330,82 @@ def test_verification_python_path_on_fast_objects(stellar_data, monkeypatch):
     monkeypatch.setattr(tt, "raw_xdr", None)
     tt.verify_token_transfers(ledger, rows)
     assert not all(_is_lazy(g) for tx in ledger.transactions for g in tt._change_groups(tx))
+
+
+# --- splitting raw values ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def events(stellar_data) -> list[tuple[bytes, int, list]]:
+    """``(kept XDR, offset of the topics' count, topics and data)`` of every contract event of the P26 ledger."""
+    out = []
+    for tx in _ledger(stellar_data).transactions:
+        tx_events, op_events, diagnostic = transaction_events(tx)
+        for ev in [e.event for e in tx_events] + [e for es in op_events for e in es] + [d.event for d in diagnostic]:
+            src = fast.source_xdr(ev)
+            out.append((src, 48 if ev.contract_id is not None else 16, ev.body.v0.topics + [ev.body.v0.data]))
+    return out
+
+
+def test_ends_split_contract_events_into_their_values(events):
+    """Topics (an XDR array) and topics plus data (a count of values) of every event, against each value's
+    encoding."""
+    assert len(events) == 1259
+    for src, at, values in events:
+        sizes = [len(fast.encode(v)) for v in values]
+        ends = [at + 4 + sum(sizes[: i + 1]) for i in range(len(values))]
+        assert SCVAL_ENDS(src, at) == tuple(ends[:-1])
+        assert SCVAL_ENDS(src, at + 4, len(values)) == tuple(ends) and ends[-1] == len(src)
+        assert SCVAL_ENDS(bytearray(src), at + 4, 1) == tuple(ends[:1]) and SCVAL_ENDS(src, len(src), 0) == ()
+
+
+def test_ends_rejects_bad_input():
+    values = [xdr.SCVal(xdr.SCValType.SCV_U32, u32=xdr.Uint32(7)), xdr.SCVal(xdr.SCValType.SCV_VOID)]
+    raw = xdr.SCVec(values).to_xdr_bytes()
+    assert SCVAL_ENDS(raw, 0) == (12, 16) == SCVAL_ENDS(raw, 4, 2)
+    with pytest.raises(EOFError):
+        SCVAL_ENDS(raw[:-1], 0)
+    with pytest.raises(EOFError):
+        SCVAL_ENDS(raw[:3], 0)
+    with pytest.raises(ValueError, match="99 is not a valid SCValType"):
+        SCVAL_ENDS(raw[:4] + struct.pack(">I", 99) + raw[8:], 0)
+    with pytest.raises(EOFError):
+        SCVAL_ENDS(struct.pack(">I", 5) + raw[4:], 0)
+    with pytest.raises(ValueError, match="array length 13 exceeds remaining input length 12"):
+        SCVAL_ENDS(struct.pack(">I", 13) + raw[4:], 0)
+    with pytest.raises(ValueError, match="array length 13 exceeds remaining input length 12"):
+        SCVAL_ENDS(raw, 4, 13)
+    with pytest.raises(ValueError, match="negative count"):
+        SCVAL_ENDS(raw, 4, -1)
+    with pytest.raises(ValueError, match="offset 17 outside the data"):
+        SCVAL_ENDS(raw, 17)
+    with pytest.raises(ValueError, match="unknown type index"):
+        codec.CODEC.ends(len(codec.TIDS) * 10, raw, 0)
+    with pytest.raises(TypeError):
+        SCVAL_ENDS("not bytes", 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_ends_accepts_and_rejects_mutations_like_the_decoder(events, data):
+    """An event's topics array, mutated or cut: split where and only where the decoder reads an ``SCVec``."""
+    src, at, _ = data.draw(st.sampled_from(events))
+    raw = bytearray(src[at:])
+    if data.draw(st.booleans()):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    else:
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    raw = bytes(raw)
+    try:
+        vec, end = fast.decode_prefix("SCVec", raw)
+    except (ValueError, EOFError) as exc:
+        with pytest.raises(type(exc)):
+            SCVAL_ENDS(raw, 0)
+        return
+    ends = SCVAL_ENDS(raw, 0)
+    assert len(ends) == len(vec.sc_vec) and (ends[-1] if ends else 4) == end
+    assert all(fast.decode_prefix("SCVal", raw, a)[1] == b for a, b in zip((4, *ends), ends))
 
 
 # --- strkeys ---------------------------------------------------------------------------------------------

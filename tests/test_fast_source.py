@@ -1,10 +1,10 @@
 """Kept source bytes: values of ``SOURCE_TYPES`` hold the XDR they were decoded from, read by ``source_xdr``.
 
-On every real ledger the kept bytes of envelopes, results, metas and transaction bodies must be what
-stellar-sdk encodes for the same values; changing a value changes ``to_xdr_bytes()`` but not what was
-decoded; pickles and copies leave the source out; bytes in a non-canonical form (which the SDK reads
-but re-encodes differently) are neither kept nor left lazy; the transactions table and transaction
-hashes are built without re-encoding anything.
+On every real ledger the kept bytes of envelopes, results, metas, transaction bodies and contract events
+must be what stellar-sdk encodes for the same values; changing a value changes ``to_xdr_bytes()`` but not
+what was decoded; pickles and copies leave the source out; bytes in a non-canonical form (which the SDK
+reads but re-encodes differently) are neither kept nor left lazy; the transactions and contract_events
+tables and transaction hashes are built without re-encoding anything.
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ from __future__ import annotations
 import base64
 import copy
 import gzip
+import json
 import pickle
 
 import pytest
-from stellar_sdk import xdr
+from stellar_sdk import StrKey, xdr
 
 from cdp_ray.processors import get_processor
+from cdp_ray.processors import contract_events as ce
+from cdp_ray.processors.contract_events import transaction_events
+from cdp_ray.processors.scval import scval_texts
 from cdp_ray.xdr import decode_ledger, fast
 from cdp_ray.xdr.fast import source_xdr
 from conftest import PUBNET
@@ -42,6 +46,11 @@ def _body(env):
     return (env.v1 if env.type == _ENV.ENVELOPE_TYPE_TX else env.v0).tx
 
 
+def _events(tx) -> list:
+    tx_events, op_events, diagnostic = transaction_events(tx)
+    return [e.event for e in tx_events] + [e for es in op_events for e in es] + [d.event for d in diagnostic]
+
+
 def _kept_values(fst, sdk):
     """(fast value, sdk value) of every kept type in two decodes of one ledger."""
     for f, s in zip(fst.envelopes, sdk.envelopes):
@@ -52,6 +61,7 @@ def _kept_values(fst, sdk):
     for f, s in zip(fst.transactions, sdk.transactions):
         yield f.result.result, s.result.result
         yield f.meta, s.meta
+        yield from zip(_events(f), _events(s))
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +100,7 @@ def test_every_kept_type_occurs_in_the_real_ledgers(stellar_data):
                 seen |= {type(env).__name__, type(_body(env)).__name__}
             for t in ledger.transactions:
                 seen |= {type(t.result.result).__name__, type(t.meta).__name__}
+                seen |= {type(e).__name__ for e in _events(t)}
     assert seen == set(codec.SOURCE_TYPES)
 
 
@@ -125,7 +136,8 @@ def test_pickles_and_copies_leave_the_source_out(p26_raw):
     assert t.meta == sdk and sdk == t.meta and repr(t.meta) == repr(sdk)
 
 
-def test_transactions_and_hashes_encode_only_the_ledger_header(p26_raw, monkeypatch):
+def _count_encodes(monkeypatch) -> list[str]:
+    """The type names of the values the codec encodes from now on (``to_xdr_bytes`` of fast objects)."""
     calls = []
 
     class Counting:
@@ -138,6 +150,11 @@ def test_transactions_and_hashes_encode_only_the_ledger_header(p26_raw, monkeypa
 
     real = codec.CODEC
     monkeypatch.setattr(codec, "CODEC", Counting())
+    return calls
+
+
+def test_transactions_and_hashes_encode_only_the_ledger_header(p26_raw, monkeypatch):
+    calls = _count_encodes(monkeypatch)
     ledger = decode_ledger(p26_raw, PUBNET, engine="fast")
     table = get_processor("transactions").process([ledger])
     assert table.num_rows == len(ledger.transactions) == 305
@@ -147,6 +164,19 @@ def test_transactions_and_hashes_encode_only_the_ledger_header(p26_raw, monkeypa
         values = (t.envelope, t.result.result, t.meta, t.fee_changes)
         assert [base64.b64decode(v) for v in row.values()] == [source_xdr(v) for v in values]
     assert calls == ["LedgerHeader"]
+
+
+def test_contract_events_encode_no_value(p26_raw, monkeypatch):
+    """The contract_events table slices topics, data and event XDR out of the events' kept bytes (memos
+    emptied first) and equals the sdk engine's table, built from encoded values."""
+    calls = _count_encodes(monkeypatch)
+    monkeypatch.setattr(ce, "_FAST_ENCODE_SCVAL", lambda value: calls.append(type(value).__name__))
+    for memo in (ce._event_values, ce.topics_texts, scval_texts):
+        memo.cache_clear()
+    proc = get_processor("contract_events")
+    table = proc.process([decode_ledger(p26_raw, PUBNET, engine="fast")])
+    assert calls == ["LedgerHeader"] and table.num_rows == 1988
+    assert table.equals(proc.process([decode_ledger(p26_raw, PUBNET, engine="sdk")]))
 
 
 # --- non-canonical input -------------------------------------------------------------------------
@@ -202,6 +232,50 @@ def test_non_canonical_bytes_are_neither_kept_nor_lazy(find, replace):
     changes = meta.v1.tx_changes
     assert type(changes).__name__ == "LedgerEntryChanges" and "_xdr_raw" not in vars(changes)
     assert changes.to_xdr_bytes() == sdk.v1.tx_changes.to_xdr_bytes() and meta == sdk
+
+
+_SYM = xdr.SCVal(xdr.SCValType.SCV_SYMBOL, sym=xdr.SCSymbol(b"transfer"))
+_ADDR = xdr.SCVal(
+    xdr.SCValType.SCV_ADDRESS,
+    address=xdr.SCAddress(
+        xdr.SCAddressType.SC_ADDRESS_TYPE_CONTRACT, contract_id=xdr.ContractID(xdr.Hash(b"\x05" * 32))
+    ),
+)
+_AMOUNT = xdr.SCVal(xdr.SCValType.SCV_I128, i128=xdr.Int128Parts(xdr.Int64(-1), xdr.Uint64(7)))
+
+
+@pytest.mark.parametrize("topics", [[], [_SYM], [_SYM, _ADDR, _AMOUNT]])
+@pytest.mark.parametrize("contract", [None, xdr.ContractID(xdr.Hash(b"\x09" * 32))])
+def test_contract_event_rows_from_kept_encoded_and_non_canonical_bytes(topics, contract):
+    """An event's row is the same from its kept bytes, from the SDK's encoding and (no bytes kept) from the
+    fast encoder; the symbol data ``abc`` carries non-zero padding in the non-canonical form."""
+    data = xdr.SCVal(xdr.SCValType.SCV_SYMBOL, sym=xdr.SCSymbol(b"abc"))
+    body = xdr.ContractEventBody(0, v0=xdr.ContractEventV0(topics, data))
+    event = xdr.ContractEvent(xdr.ExtensionPoint(0), contract, xdr.ContractEventType.CONTRACT, body)
+    canonical = event.to_xdr_bytes()
+    assert canonical.endswith(b"abc\0")
+    kept, odd = fast.decode("ContractEvent", canonical), fast.decode("ContractEvent", canonical[:-1] + b"\7")
+    assert _kept(kept) == canonical and _kept(odd) is None and odd == kept == event
+
+    class _Ledger:
+        sequence, closed_at = 60_000_000, None
+
+    class _Tx:
+        index, hash, successful = 3, bytes(32), True
+
+    def row_of(e, ok: bool) -> dict:
+        for memo in (ce._event_values, ce.topics_texts, scval_texts):
+            memo.cache_clear()
+        return ce.event_row(_Ledger(), _Tx(), e, ok, source="diagnostic", index=0)
+
+    for ok in (True, False):
+        rows = [row_of(e, ok) for e in (event, kept, odd)]
+        assert rows[0] == rows[1] == rows[2]
+        row = rows[0]
+        assert base64.b64decode(row["contract_event_xdr"]) == xdr.DiagnosticEvent(ok, event).to_xdr_bytes()
+        assert row["topics"] == [t.to_xdr() for t in topics] and row["data"] == data.to_xdr()
+        assert row["data_decoded"] == '{"symbol":"abc"}' and len(json.loads(row["topics_decoded"])) == len(topics)
+        assert row["contract_id"] == ("" if contract is None else StrKey.encode_contract(b"\x09" * 32))
 
 
 def test_non_canonical_optional_flags_are_not_kept():

@@ -11,7 +11,7 @@ import json
 import pytest
 from stellar_sdk import Asset, StrKey, scval, xdr
 
-from cdp_ray.processors.contract_events import event_row
+from cdp_ray.processors.contract_events import event_row, transaction_events
 from cdp_ray.processors.scval import (
     escape_bytes,
     native_sac_strkey,
@@ -19,7 +19,10 @@ from cdp_ray.processors.scval import (
     sac_contract_id,
     scval_json,
     scval_to_json,
+    xdr_scval_json,
 )
+from cdp_ray.xdr import decode_ledger
+from test_fast_decode import _groups, real_ledgers
 
 G = "GAHK7EEG2WWHVKDNT4CEQFZGKF2LGDSW2IVM4S5DP42RBW3K6BTODB4A"
 C = "CAS3J7GYLGXMF6TDJBBYYSE3HQ6BBSMLNUQ34T6TZMYMW2EVH34XOWMA"
@@ -93,6 +96,52 @@ C = "CAS3J7GYLGXMF6TDJBBYYSE3HQ6BBSMLNUQ34T6TZMYMW2EVH34XOWMA"
 def test_scval_json(value, expected):
     assert scval_json(value) == expected
     assert scval_to_json(xdr.SCVal.from_xdr(value.to_xdr())) == json.loads(expected)
+    from_xdr = xdr_scval_json(value.to_xdr_bytes())
+    assert from_xdr == (expected if value.type in _READ_FROM_XDR else None)
+
+
+_READ_FROM_XDR = {
+    *(getattr(xdr.SCValType, f"SCV_{n}") for n in ("U32", "I32", "U64", "I64", "U128", "I128", "U256", "I256")),
+    xdr.SCValType.SCV_TIMEPOINT,
+    xdr.SCValType.SCV_DURATION,
+    xdr.SCValType.SCV_ADDRESS,
+}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        scval.to_uint32(2**32 - 1),
+        scval.to_int32(-(2**31)),
+        scval.to_uint64(0),
+        scval.to_int64(2**63 - 1),
+        scval.to_int128(2**127 - 1),
+        scval.to_int128(-1),
+        scval.to_uint256(2**256 - 1),
+        scval.to_int256(-(2**255)),
+        scval.to_int256(2**255 - 1),
+    ],
+)
+def test_integers_read_from_xdr_at_their_bounds(value):
+    assert xdr_scval_json(value.to_xdr_bytes()) == scval_json(value)
+
+
+def test_xdr_scval_json_matches_the_objects_on_real_events(stellar_data):
+    """Every topic and data value of every event of the real ledgers (both engines encode the same XDR)."""
+    seen = set()
+    for group in _groups():
+        for _, passphrase, raw in real_ledgers(stellar_data, group):
+            for tx in decode_ledger(raw, passphrase).transactions:
+                tx_events, op_events, diagnostic = transaction_events(tx)
+                events = [e.event for e in tx_events] + [e for es in op_events for e in es]
+                for event in events + [d.event for d in diagnostic]:
+                    for v in (*event.body.v0.topics, event.body.v0.data):
+                        text = xdr_scval_json(v.to_xdr_bytes())
+                        if text is not None:
+                            assert text == scval_json(v)
+                            seen.add(v.type if v.type != xdr.SCValType.SCV_ADDRESS else v.address.type)
+    assert {xdr.SCValType.SCV_I128, xdr.SCValType.SCV_U64, xdr.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT} <= seen
+    assert {xdr.SCAddressType.SC_ADDRESS_TYPE_CONTRACT, xdr.SCAddressType.SC_ADDRESS_TYPE_CLAIMABLE_BALANCE} <= seen
 
 
 def test_muxed_claimable_balance_and_pool_addresses():
@@ -113,6 +162,12 @@ def test_muxed_claimable_balance_and_pool_addresses():
         ),
     )
     assert scval_to_json(xdr.SCVal(xdr.SCValType.SCV_ADDRESS, address=cb))["address"].startswith("B")
+    for address in (muxed, pool, cb):
+        value = xdr.SCVal(xdr.SCValType.SCV_ADDRESS, address=address)
+        assert xdr_scval_json(value.to_xdr_bytes()) == scval_json(value)
+    assert xdr_scval_json(xdr.SCVal(xdr.SCValType.SCV_ADDRESS, address=muxed).to_xdr_bytes()) == (
+        '{"address":"MAHK7EEG2WWHVKDNT4CEQFZGKF2LGDSW2IVM4S5DP42RBW3K6BTOCAAAAAADZU6VFBOJ2"}'
+    )
 
 
 def test_escape_bytes_rules():

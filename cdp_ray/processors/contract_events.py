@@ -22,7 +22,7 @@ from stellar_sdk import xdr
 
 from cdp_ray.processors.base import col, processor, table_from_rows
 from cdp_ray.processors.common import TIMESTAMP, go_enum_string, strkey, toid
-from cdp_ray.processors.scval import XdrMemo, scval_texts
+from cdp_ray.processors.scval import SCVAL_TEXTS_BY_XDR, XdrMemo, scval_texts
 from cdp_ray.xdr import Ledger, Transaction, fast
 
 CONTRACT_EVENTS_SCHEMA = pa.schema(
@@ -70,8 +70,9 @@ _STAGE = {0: "before_all_txs", 1: "after_tx", 2: "after_all_txs"}
 _EVENT_TYPE = {
     t: (t.value, go_enum_string(t), struct.pack(">iI", t.value, 0)) for t in xdr.ContractEventType
 }
-#: ``inSuccessfulContractCall`` and the event's ``ext`` (v0), the head of a ``DiagnosticEvent``
-_CALL_OK = {True: b"\0\0\0\1\0\0\0\0", False: b"\0\0\0\0\0\0\0\0"}
+#: ``inSuccessfulContractCall``, the head of a ``DiagnosticEvent``
+_CALL_OK = {True: b"\0\0\0\1", False: b"\0\0\0\0"}
+_EXT_V0 = b"\0\0\0\0"
 _NO_CONTRACT = b"\0\0\0\0"
 _CONTRACT = b"\0\0\0\1"
 _count = struct.Struct(">I").pack
@@ -79,6 +80,7 @@ if fast.available():
     from cdp_ray.xdr.fast.codec import CODEC, TIDS
 
     _FAST_ENCODE_SCVAL: Callable[[xdr.SCVal], bytes] | None = partial(CODEC.encode, TIDS["SCVal"])
+    _SCVAL_ENDS = partial(CODEC.ends, TIDS["SCVal"])
 else:
     _FAST_ENCODE_SCVAL = None
 
@@ -121,16 +123,64 @@ def topics_texts(topics: list[xdr.SCVal], topics_raw: list[bytes], key: bytes) -
     (unambiguous: XDR values delimit themselves). Whole topic lists repeat: ``["transfer", from, to, asset]``."""
     texts = _TOPICS_BY_XDR.get(key)
     if texts is None:
-        each = [scval_texts(t, r) for t, r in zip(topics, topics_raw)]
-        texts = _TOPICS_BY_XDR.keep(key, (tuple([t[0] for t in each]), "[" + ",".join([t[1] for t in each]) + "]"))
+        memo = SCVAL_TEXTS_BY_XDR
+        each = [memo.get(r) or scval_texts(t, r) for t, r in zip(topics, topics_raw)]
+        b64s, jsons = zip(*each) if each else ((), ())
+        texts = _TOPICS_BY_XDR.keep(key, (b64s, "[" + ",".join(jsons) + "]"))
     return texts
 
 
 topics_texts.cache_clear = _TOPICS_BY_XDR.clear  # type: ignore[attr-defined]  (like functools' caches)
 
 
+#: The columns ``contract_id`` .. ``contract_event_xdr`` by ``DiagnosticEvent`` XDR: half the events of a
+#: ledger repeat whole, nearly all of them small (diagnostic metrics, fees)
+_EVENTS_BY_XDR: XdrMemo = XdrMemo(max_key=256)
+
+
 def _event_values(event: xdr.ContractEvent, in_successful_call: bool, enc: Callable[[xdr.SCVal], bytes]) -> tuple:
-    """The columns ``contract_id`` .. ``contract_event_xdr`` of one event, each value packed once."""
+    """The columns ``contract_id`` .. ``contract_event_xdr`` of one event: from the bytes the fast engine
+    decoded it from when it kept them, else from its values encoded with ``enc``."""
+    src = event.__dict__.get("_xdr_src")
+    if src is None:
+        return _encoded_event_values(event, in_successful_call, enc)
+    event_xdr = _CALL_OK[in_successful_call] + src
+    return _EVENTS_BY_XDR.get(event_xdr) or _EVENTS_BY_XDR.keep(event_xdr, _sliced_event_values(event, event_xdr))
+
+
+_event_values.cache_clear = _EVENTS_BY_XDR.clear  # type: ignore[attr-defined]
+
+
+def _sliced_event_values(event: xdr.ContractEvent, event_xdr: bytes) -> tuple:
+    """:func:`_event_values` of an event from its ``DiagnosticEvent`` XDR, topics and data sliced out of it."""
+    # inSuccessfulContractCall, ext (v0), contractID (flag, hash), type, body's arm (v0), then from ``start``
+    # the topics (count, SCVals) and the data
+    start = 52 if event_xdr[11] else 20
+    ends = _SCVAL_ENDS(event_xdr, start)
+    mid = ends[-1] if ends else start + 4
+    topics_xdr = event_xdr[start + 4 : mid]
+    topics_b64, topics_json = _TOPICS_BY_XDR.get(topics_xdr) or topics_texts(
+        event.body.v0.topics, [event_xdr[a:b] for a, b in zip((start + 4, *ends), ends)], topics_xdr
+    )
+    data_xdr = event_xdr[mid:]
+    data_b64, data_json = SCVAL_TEXTS_BY_XDR.get(data_xdr) or scval_texts(event.body.v0.data, data_xdr)
+    type_value, type_string, _ = _EVENT_TYPE[event.type]
+    return (
+        strkey("C", event_xdr[12:44]) if event_xdr[11] else "",
+        type_value,
+        type_string,
+        topics_b64,
+        topics_json,
+        data_b64,
+        data_json,
+        b2a_base64(event_xdr, newline=False).decode(),
+    )
+
+
+def _encoded_event_values(
+    event: xdr.ContractEvent, in_successful_call: bool, enc: Callable[[xdr.SCVal], bytes]
+) -> tuple:
+    """:func:`_event_values` of an event without kept bytes, each value packed once."""
     body = event.body.v0
     topics = body.topics
     topics_raw = [enc(t) for t in topics]
@@ -146,6 +196,7 @@ def _event_values(event: xdr.ContractEvent, in_successful_call: bool, enc: Calla
     event_xdr = b"".join(
         (
             _CALL_OK[in_successful_call],
+            _EXT_V0,
             _NO_CONTRACT if cid_hash is None else _CONTRACT + cid_hash,
             type_words,
             _count(len(topics_raw)),

@@ -27,7 +27,7 @@ from typing import Any
 from stellar_sdk import StrKey, xdr
 
 from cdp_ray.networks import network_id
-from cdp_ray.processors.common import contract_strkey, sc_address
+from cdp_ray.processors.common import contract_strkey, sc_address, strkey
 
 _T = xdr.SCValType
 
@@ -195,6 +195,45 @@ def scval_json(v: xdr.SCVal) -> str:
     return to_json(scval_to_json(v)) if render is None else render(v)
 
 
+_A = xdr.SCAddressType
+#: ``SCAddressType`` -> (strkey prefix, the strkey payload from the XDR of an ``SCV_ADDRESS`` value of that type)
+_ADDRESS_PAYLOAD = {
+    _A.SC_ADDRESS_TYPE_ACCOUNT: ("G", lambda raw: raw[12:]),  # PublicKey type (ed25519), key
+    _A.SC_ADDRESS_TYPE_CONTRACT: ("C", lambda raw: raw[8:]),
+    _A.SC_ADDRESS_TYPE_MUXED_ACCOUNT: ("M", lambda raw: raw[16:] + raw[8:16]),  # id, key; the strkey: key, id
+    _A.SC_ADDRESS_TYPE_CLAIMABLE_BALANCE: ("B", lambda raw: raw[11:]),  # id type (v0, its last byte), hash
+    _A.SC_ADDRESS_TYPE_LIQUIDITY_POOL: ("L", lambda raw: raw[8:]),
+}
+#: Integer ``SCValType`` -> (JSON name, signed, written as a string); the value is the rest of the XDR
+_INTEGERS = {
+    _T.SCV_U32: ("u32", False, False),
+    _T.SCV_I32: ("i32", True, False),
+    _T.SCV_U64: ("u64", False, True),
+    _T.SCV_I64: ("i64", True, True),
+    _T.SCV_TIMEPOINT: ("timepoint", False, True),
+    _T.SCV_DURATION: ("duration", False, True),
+    _T.SCV_U128: ("u128", False, True),
+    _T.SCV_I128: ("i128", True, True),
+    _T.SCV_U256: ("u256", False, True),
+    _T.SCV_I256: ("i256", True, True),
+}
+
+
+def xdr_scval_json(raw: bytes) -> str | None:
+    """:func:`scval_json` of the ``SCVal`` whose XDR is ``raw``, read straight from it (no object walk) for
+    integers and addresses, most of the values events carry; None for the other types."""
+    t = raw[3]  # SCValType values fit its last byte
+    if t == _T.SCV_ADDRESS:
+        prefix, payload = _ADDRESS_PAYLOAD[raw[7]]
+        return '{"address":"' + strkey(prefix, payload(raw)) + '"}'
+    spec = _INTEGERS.get(t)
+    if spec is None:
+        return None
+    name, signed, quoted = spec
+    value = int.from_bytes(raw[4:], "big", signed=signed)
+    return f'{{"{name}":"{value}"}}' if quoted else f'{{"{name}":{value}}}'
+
+
 class XdrMemo(dict):
     """A memo keyed by XDR bytes (``get`` to look up): keys longer than ``max_key`` are not kept, and a memo
     holding ``max_entries`` starts over."""
@@ -212,19 +251,21 @@ class XdrMemo(dict):
         return value
 
 
-_TEXTS_BY_XDR: XdrMemo = XdrMemo(max_key=512)
+#: :func:`scval_texts`' memo; callers with many hits may look ``raw`` up here first, saving a call
+SCVAL_TEXTS_BY_XDR: XdrMemo = XdrMemo(max_key=512)
 
 
 def scval_texts(v: xdr.SCVal, raw: bytes) -> tuple[str, str]:
     """``(base64 XDR, JSON)`` of ``v`` whose XDR is ``raw``, memoised by ``raw`` for small values (event
     topics, symbols, addresses and amounts repeat across a ledger)."""
-    texts = _TEXTS_BY_XDR.get(raw)
+    texts = SCVAL_TEXTS_BY_XDR.get(raw)
     if texts is None:
-        texts = _TEXTS_BY_XDR.keep(raw, (b2a_base64(raw, newline=False).decode(), scval_json(v)))
+        text = xdr_scval_json(raw) or scval_json(v)
+        texts = SCVAL_TEXTS_BY_XDR.keep(raw, (b2a_base64(raw, newline=False).decode(), text))
     return texts
 
 
-scval_texts.cache_clear = _TEXTS_BY_XDR.clear  # type: ignore[attr-defined]  (like functools' caches)
+scval_texts.cache_clear = SCVAL_TEXTS_BY_XDR.clear  # type: ignore[attr-defined]  (like functools' caches)
 
 
 # --- typed accessors (``None`` when the value has another type) ------------------------------------
@@ -330,6 +371,7 @@ def created_contract_id(preimage: xdr.ContractIDPreimage, passphrase: str) -> by
 
 
 __all__ = [
+    "SCVAL_TEXTS_BY_XDR",
     "XdrMemo",
     "account_id_xdr",
     "contract_id_strkey",
@@ -349,4 +391,5 @@ __all__ = [
     "scval_to_json",
     "to_json",
     "uint128",
+    "xdr_scval_json",
 ]

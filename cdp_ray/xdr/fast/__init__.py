@@ -8,8 +8,9 @@ subclasses of the SDK classes directly, with the SDK's checks. Ledger entry chan
 ledger's bytes, are checked and kept as raw XDR until a processor reads them; ``balance_changes`` and
 ``created_sponsors`` scan such raw changes in C for what token transfer verification and operation
 sponsors need, without decoding them. Re-encoding runs in C too, and returns the raw bytes of values
-not decoded yet. Envelopes, results, metas and transaction bodies keep the bytes they were decoded
-from: :func:`source_xdr` returns them for the base64 columns and transaction hashes, no encoding.
+not decoded yet. Envelopes, results, metas, transaction bodies and contract events keep the bytes they
+were decoded from: :func:`source_xdr` returns them for the base64 columns and transaction hashes, no
+encoding.
 
 Engines: ``"fast"`` (this one) and ``"sdk"`` (``stellar_sdk.xdr``). The default is ``"fast"`` when the
 extension is built, else ``"sdk"``; ``$CDP_RAY_XDR_ENGINE`` overrides it. ``tests/test_fast_decode.py``

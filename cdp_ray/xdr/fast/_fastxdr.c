@@ -1668,10 +1668,64 @@ Codec_materialize(Codec *self, PyObject *args)
     return result;
 }
 
+PyDoc_STRVAR(Codec_ends_doc,
+"ends(tid, data, offset, count=None)\n--\n\n"
+"The end offsets of ``count`` consecutive values of type ``tid`` in ``data`` (any bytes-like object)\n"
+"from ``offset``, as a tuple: splits raw XDR into its values without building them. With no ``count``\n"
+"the values are the items of an XDR array whose length (a u32) is at ``offset``. Lengths and values\n"
+"are checked like decode() checks them.");
+
+static PyObject *
+Codec_ends(Codec *self, PyObject *args)
+{
+    int tid;
+    Py_ssize_t offset, count = -1;
+    PyObject *count_arg = Py_None;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "iy*n|O", &tid, &view, &offset, &count_arg))
+        return NULL;
+    PyObject *out = NULL;
+    Dec d = {view.buf, offset, view.len, self, 0, 0};
+    if (get_tid(self, tid) < 0)
+        goto done;
+    if (offset < 0 || offset > view.len) {
+        PyErr_Format(PyExc_ValueError, "offset %zd outside the data (%zd bytes)", offset, view.len);
+        goto done;
+    }
+    if (count_arg == Py_None) {
+        if (need(&d, 4) < 0) goto done;
+        count = rd32(&d);
+    } else if ((count = PyLong_AsSsize_t(count_arg)) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "negative count %zd", count);
+        goto done;
+    }
+    if (count > d.len - d.pos) {
+        PyErr_Format(PyExc_ValueError, "array length %zd exceeds remaining input length %zd",
+                     count, d.len - d.pos);
+        goto done;
+    }
+    if ((out = PyTuple_New(count)) == NULL)
+        goto done;
+    int64_t v = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *end;
+        if (skip(&d, tid, MAX_DEPTH, &v) < 0 || (end = PyLong_FromSsize_t(d.pos)) == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyTuple_SET_ITEM(out, i, end);
+    }
+done:
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyMethodDef Codec_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))Codec_decode, METH_VARARGS | METH_KEYWORDS, Codec_decode_doc},
     {"encode", (PyCFunction)Codec_encode, METH_VARARGS, Codec_encode_doc},
     {"materialize", (PyCFunction)Codec_materialize, METH_VARARGS, Codec_materialize_doc},
+    {"ends", (PyCFunction)Codec_ends, METH_VARARGS, Codec_ends_doc},
     {"balance_changes", (PyCFunction)Codec_balance_changes, METH_O, Codec_balance_changes_doc},
     {"created_sponsors", (PyCFunction)Codec_created_sponsors, METH_O, Codec_created_sponsors_doc},
     {NULL, NULL, 0, NULL},

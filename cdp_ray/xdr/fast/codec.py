@@ -236,8 +236,9 @@ class _Compiler:
 #: Types decoded lazily below the top of a decode: kept as checked raw XDR until first read. Ledger
 #: entry changes are over half of a current ledger's bytes and only some processors read them.
 LAZY_TYPES = ("LedgerEntryChanges",)
-#: Types whose values keep their input bytes: what the transactions table writes as base64 and the
-#: bodies transaction hashes are computed over (sha256 of the signature payload).
+#: Types whose values keep their input bytes: what the transactions table writes as base64, the
+#: bodies transaction hashes are computed over (sha256 of the signature payload), and the contract
+#: events whose XDR, topics and data the contract_events table writes as base64.
 SOURCE_TYPES = (
     "TransactionEnvelope",
     "TransactionResult",
@@ -245,6 +246,7 @@ SOURCE_TYPES = (
     "Transaction",
     "FeeBumpTransaction",
     "TransactionV0",
+    "ContractEvent",
 )
 
 
