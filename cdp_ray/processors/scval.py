@@ -25,6 +25,7 @@ from binascii import b2a_base64
 from typing import Any
 
 from stellar_sdk import StrKey, xdr
+from stellar_sdk.exceptions import Ed25519PublicKeyInvalidError
 
 from cdp_ray.networks import network_id
 from cdp_ray.processors.common import contract_strkey, sc_address, strkey
@@ -304,43 +305,46 @@ def account_id_xdr(address: str) -> xdr.AccountID:
 _ASSET_CODE = re.compile(r"^[A-Za-z0-9]{1,12}$")
 
 
+def _sep11_asset_xdr(s: str) -> bytes | None:
+    """XDR of the ``Asset`` :func:`parse_sep11_asset` reads from ``s``, else ``None`` (the issuer decoded once)."""
+    if s.lower() == "native":
+        return _NATIVE_ASSET_XDR
+    parts = s.split(":")
+    if len(parts) != 2 or not _ASSET_CODE.match(parts[0]):
+        return None
+    code, issuer = parts
+    try:
+        key = StrKey.decode_ed25519_public_key(issuer)
+    except Ed25519PublicKeyInvalidError:
+        return None
+    if len(code) <= 4:
+        return _ALPHANUM4 + code.encode().ljust(4, b"\x00") + _ED25519 + key
+    return _ALPHANUM12 + code.encode().ljust(12, b"\x00") + _ED25519 + key
+
+
+_NATIVE_ASSET_XDR = xdr.AssetType.ASSET_TYPE_NATIVE.value.to_bytes(4, "big")
+_ALPHANUM4 = xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4.value.to_bytes(4, "big")
+_ALPHANUM12 = xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12.value.to_bytes(4, "big")
+_ED25519 = xdr.PublicKeyType.PUBLIC_KEY_TYPE_ED25519.value.to_bytes(4, "big")
+#: ``HashIDPreimage`` head of a contract id (``ENVELOPE_TYPE_CONTRACT_ID``) and the from-asset arm's tag
+_CONTRACT_ID = xdr.EnvelopeType.ENVELOPE_TYPE_CONTRACT_ID.value.to_bytes(4, "big")
+_FROM_ASSET = xdr.ContractIDPreimageType.CONTRACT_ID_PREIMAGE_FROM_ASSET.value.to_bytes(4, "big")
+
+
 def parse_sep11_asset(s: str) -> xdr.Asset | None:
     """``native`` or ``CODE:G...`` (the SAC ``name()`` / last event topic) -> ``Asset``, else ``None``.
 
     Follows Go's ``xdr.BuildAssets`` for one asset: ``native`` case-insensitively, codes of 1-12
     alphanumerics (up to 4 -> alphanum4), issuers as valid account strkeys.
     """
-    if s.lower() == "native":
-        return xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE)
-    parts = s.split(":")
-    if len(parts) != 2 or not _ASSET_CODE.match(parts[0]) or not StrKey.is_valid_ed25519_public_key(parts[1]):
-        return None
-    code, issuer = parts
-    acc = account_id_xdr(issuer)
-    if len(code) <= 4:
-        return xdr.Asset(
-            xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4,
-            alpha_num4=xdr.AlphaNum4(xdr.AssetCode4(code.encode().ljust(4, b"\x00")), acc),
-        )
-    return xdr.Asset(
-        xdr.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12,
-        alpha_num12=xdr.AlphaNum12(xdr.AssetCode12(code.encode().ljust(12, b"\x00")), acc),
-    )
+    raw = _sep11_asset_xdr(s)
+    return None if raw is None else xdr.Asset.from_xdr_bytes(raw)
 
 
 @functools.lru_cache(maxsize=4096)
 def _sac_id(asset_xdr: bytes, passphrase: str) -> bytes:
-    preimage = xdr.HashIDPreimage(
-        xdr.EnvelopeType.ENVELOPE_TYPE_CONTRACT_ID,
-        contract_id=xdr.HashIDPreimageContractID(
-            xdr.Hash(network_id(passphrase)),
-            xdr.ContractIDPreimage(
-                xdr.ContractIDPreimageType.CONTRACT_ID_PREIMAGE_FROM_ASSET,
-                from_asset=xdr.Asset.from_xdr_bytes(asset_xdr),
-            ),
-        ),
-    )
-    return hashlib.sha256(preimage.to_xdr_bytes()).digest()
+    """sha256 of the ``HashIDPreimage`` of the contract id of the asset with XDR ``asset_xdr``."""
+    return hashlib.sha256(_CONTRACT_ID + network_id(passphrase) + _FROM_ASSET + asset_xdr).digest()
 
 
 def sac_contract_id(asset: xdr.Asset, passphrase: str) -> bytes:
@@ -352,8 +356,8 @@ def sac_contract_id(asset: xdr.Asset, passphrase: str) -> bytes:
 def sac_asset(name: str, contract_id: bytes, passphrase: str) -> xdr.Asset | None:
     """The asset a SEP-11 ``name`` denotes when ``contract_id`` (raw 32 bytes) is its Stellar Asset Contract
     on ``passphrase``, else ``None``. Cached: treat the returned ``Asset`` as read-only."""
-    asset = parse_sep11_asset(name)
-    return asset if asset is not None and sac_contract_id(asset, passphrase) == contract_id else None
+    raw = _sep11_asset_xdr(name)
+    return xdr.Asset.from_xdr_bytes(raw) if raw is not None and _sac_id(raw, passphrase) == contract_id else None
 
 
 def native_sac_strkey(passphrase: str) -> str:
