@@ -43,8 +43,7 @@ def _ledger(stellar_data, rel: str = P26):
 
 def _deltas(groups) -> dict:
     out: dict = {}
-    for g in groups:
-        tt._group_deltas(g, out)
+    tt._groups_deltas(groups, out)
     return {k: v for k, v in out.items() if v}
 
 
@@ -86,6 +85,29 @@ def test_balance_changes_cover_every_holder_type(stellar_data):
     assert len(seen[0][0]) == 32 and seen[0][1] is None  # account: ed25519 key, lumens
     assert len(seen[4][0]) == 33 and seen[4][0][0] == 0  # claimable balance: type byte + hash
     assert len(seen[5][0]) == 32 and seen[5][1] is not None  # pool id, a reserve's asset
+
+
+def test_balance_changes_of_a_list_of_groups(stellar_data):
+    """A list of groups is scanned group by group: bytes, lazy values (their kept bytes, left lazy), decoded
+    fast values and stellar-sdk values (encoded) give the per-group contributions, concatenated."""
+    ledger = _ledger(stellar_data)
+    tx = max(ledger.transactions, key=lambda t: len(tt._change_groups(t)))
+    groups = tt._change_groups(tx)
+    per_group = [balance_changes(g.to_xdr_bytes()) for g in groups]
+    expected = [c for contributions in per_group for c in contributions]
+    assert len(groups) >= 3 and len(expected) >= 3
+    assert balance_changes(groups) == expected
+    assert all(_is_lazy(g) for g in groups)
+    groups[1].ledger_entry_changes  # noqa: B018  (materialized: no kept bytes, encoded instead)
+    assert not _is_lazy(groups[1])
+    sdk = xdr.LedgerEntryChanges.from_xdr_bytes(groups[2].to_xdr_bytes())
+    mixed = (groups[0].to_xdr_bytes(), groups[1], sdk, *groups[3:])
+    assert balance_changes(mixed) == expected
+    assert balance_changes([]) == []
+    with pytest.raises(EOFError):
+        balance_changes([groups[0], groups[1].to_xdr_bytes()[:-1]])
+    with pytest.raises(AttributeError, match="ledger_entry_changes"):  # not a group: fails as the encoder does
+        balance_changes([groups[0], 7])
 
 
 def _entry(data: xdr.LedgerEntryData, sponsor: str | None = None) -> xdr.LedgerEntry:

@@ -893,16 +893,15 @@ def _change_key(entry_type: int, holder: bytes, asset: bytes | None) -> tuple[st
     return strkey(_HOLDER_PREFIX[entry_type], holder), _asset_xdr_canonical(asset)
 
 
-def _group_deltas(group, deltas: dict) -> None:
-    """Add a ``LedgerEntryChanges`` group's balance changes to ``deltas``: scanned in C from the raw XDR of
-    fast-engine values, walked in Python otherwise."""
-    raw = raw_xdr(group) if raw_xdr is not None else None
-    if raw is None:
-        _change_deltas(_balance_changes(group), deltas)
+def _groups_deltas(groups: list, deltas: dict) -> None:
+    """Add the balance changes of a transaction's ``LedgerEntryChanges`` groups to ``deltas``: scanned in C in
+    one call from the raw XDR of fast-engine values (the groups of one transaction come from one decode), walked
+    in Python for stellar-sdk ones."""
+    if raw_xdr is None or not groups or raw_xdr(groups[0]) is None:
+        for group in groups:
+            _change_deltas(_balance_changes(group), deltas)
         return
-    if len(raw) == 4:  # no changes
-        return
-    for t, holder, asset, amount in scan_balance_changes(raw):
+    for t, holder, asset, amount in scan_balance_changes(groups):
         key = _change_key(t, holder, asset)
         deltas[key] = deltas.get(key, 0) + amount
 
@@ -910,8 +909,7 @@ def _group_deltas(group, deltas: dict) -> None:
 def _change_deltas_of(tx: Transaction) -> dict:
     """``{(holder, asset): amount}`` of the balance changes in a transaction's ledger change groups."""
     deltas: dict = {}
-    for group in _change_groups(tx):
-        _group_deltas(group, deltas)
+    _groups_deltas(_change_groups(tx), deltas)
     return deltas
 
 

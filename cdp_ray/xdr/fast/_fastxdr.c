@@ -1212,7 +1212,10 @@ PyDoc_STRVAR(Codec_balance_changes_doc,
 "strkey payload (ed25519 key, claimable balance type byte + hash, pool id), ``asset`` the\n"
 "``Asset``/``TrustLineAsset`` XDR (None for an account's lumens), ``amount`` +post for created and\n"
 "restored entries, post - pre for updates, -pre for removals, where pre is the STATE or RESTORED\n"
-"change right before. Pool-share trustlines and zero contributions are left out.");
+"change right before. Pool-share trustlines and zero contributions are left out.\n\n"
+"``raw`` may also be a list or tuple of groups, each scanned (and paired) on its own, their contributions\n"
+"concatenated: bytes-like objects, or ``LedgerEntryChanges`` values (the raw XDR a lazy one holds, else\n"
+"the value encoded).");
 
 /* scan_changes over the bytes of ``arg``, collecting balances or sponsors into a new list. */
 static PyObject *
@@ -1228,10 +1231,50 @@ scan_to_list(Codec *self, PyObject *arg, int sponsors)
     return out;
 }
 
+/* A new reference to the XDR of one LedgerEntryChanges group: ``g`` itself when bytes-like, the raw bytes
+   a lazy value holds, else the value encoded. */
+static PyObject *
+changes_xdr(Codec *self, PyObject *g)
+{
+    if (PyObject_CheckBuffer(g))
+        return Py_NewRef(g);
+    PyObject *raw = PyObject_GenericGetAttr(g, raw_name);
+    if (raw != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError))
+        return raw;
+    PyErr_Clear();
+    int tid = find_type(self, "LedgerEntryChanges", K_TYPEDEF);
+    if (tid < 0) return NULL;
+    Enc e = {NULL, 0, 0, self};
+    PyObject *out = NULL;
+    if (enc(&e, tid, g, MAX_DEPTH) == 0)
+        out = PyBytes_FromStringAndSize(e.buf ? e.buf : "", e.len);
+    PyMem_Free(e.buf);
+    return out;
+}
+
 static PyObject *
 Codec_balance_changes(Codec *self, PyObject *arg)
 {
-    return scan_to_list(self, arg, 0);
+    if (!PyList_Check(arg) && !PyTuple_Check(arg))
+        return scan_to_list(self, arg, 0);
+    PyObject *groups = PySequence_Fast(arg, "balance_changes() takes bytes or a list of groups");
+    if (groups == NULL) return NULL;
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out != NULL && i < PySequence_Fast_GET_SIZE(groups); i++) {
+        PyObject *raw = changes_xdr(self, PySequence_Fast_GET_ITEM(groups, i));
+        Py_buffer view;
+        if (raw == NULL || PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
+            Py_XDECREF(raw);
+            Py_CLEAR(out);
+            break;
+        }
+        if (scan_changes(self, view.buf, view.len, out, NULL) < 0)
+            Py_CLEAR(out);
+        PyBuffer_Release(&view);
+        Py_DECREF(raw);
+    }
+    Py_DECREF(groups);
+    return out;
 }
 
 PyDoc_STRVAR(Codec_created_sponsors_doc,
