@@ -136,6 +136,9 @@ def test_timestamps_converted_once_per_value_equal_the_plain_conversion():
     converted = column_array(values, TIMESTAMP)
     assert converted.equals(pa.array(values, type=TIMESTAMP))
     assert converted.to_pylist()[9:12] == [T0, None, T1]
+    one_ledger = column_array([T1] * 20, TIMESTAMP)  # a single distinct value: repeated, not converted per row
+    assert one_ledger.type == TIMESTAMP and one_ledger.to_pylist() == [T1] * 20
+    assert column_array([None] * 20, TIMESTAMP).equals(pa.nulls(20, TIMESTAMP))
 
 
 def _plain_floats(value, found: list):

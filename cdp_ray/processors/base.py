@@ -44,6 +44,8 @@ def column_array(values: Sequence, type_: pa.DataType) -> pa.Array:
     if not pa.types.is_timestamp(type_) or len(values) < 16:
         return pa.array(values, type=type_)
     index = dict.fromkeys(values)
+    if len(index) == 1:  # one ledger's rows
+        return pa.repeat(pa.scalar(values[0], type=type_), len(values))
     for i, v in enumerate(index):
         index[v] = i
     positions = pa.array(list(map(index.__getitem__, values)), type=pa.int32())
