@@ -290,16 +290,19 @@ def test_scanners_reject_bad_input(samples):
     assert created_sponsors(updated) == []
 
 
+def _mutated(raw: bytes, data) -> bytes:
+    """``raw`` with one byte set to a drawn value, or cut to a drawn shorter length."""
+    out = bytearray(raw)
+    if data.draw(st.booleans()):
+        out[data.draw(st.integers(0, len(out) - 1))] = data.draw(st.integers(0, 255))
+        return bytes(out)
+    return bytes(out[: data.draw(st.integers(0, len(out) - 1))])
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_scanners_accept_and_reject_mutations_like_the_decoder(samples, data):
-    raw = bytearray(data.draw(st.sampled_from(samples)))
-    if data.draw(st.booleans()):
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        raw[pos] = data.draw(st.integers(0, 255))
-    else:
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
-    raw = bytes(raw)
+    raw = _mutated(data.draw(st.sampled_from(samples)), data)
     try:
         decoded = fast.decode("LedgerEntryChanges", raw, lazy=False)
     except (ValueError, EOFError) as exc:
@@ -412,13 +415,7 @@ def test_ends_rejects_bad_input():
 def test_ends_accepts_and_rejects_mutations_like_the_decoder(events, data):
     """An event's topics array, mutated or cut: split where and only where the decoder reads an ``SCVec``."""
     src, at, _ = data.draw(st.sampled_from(events))
-    raw = bytearray(src[at:])
-    if data.draw(st.booleans()):
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        raw[pos] = data.draw(st.integers(0, 255))
-    else:
-        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
-    raw = bytes(raw)
+    raw = _mutated(src[at:], data)
     try:
         vec, end = fast.decode_prefix("SCVec", raw)
     except (ValueError, EOFError) as exc:

@@ -159,22 +159,20 @@ def _sliced_event_values(event: xdr.ContractEvent, event_xdr: bytes) -> tuple:
     ends = _SCVAL_ENDS(event_xdr, start)
     mid = ends[-1] if ends else start + 4
     topics_xdr = event_xdr[start + 4 : mid]
-    topics_b64, topics_json = _TOPICS_BY_XDR.get(topics_xdr) or topics_texts(
+    topic_texts = _TOPICS_BY_XDR.get(topics_xdr) or topics_texts(
         event.body.v0.topics, [event_xdr[a:b] for a, b in zip((start + 4, *ends), ends)], topics_xdr
     )
     data_xdr = event_xdr[mid:]
-    data_b64, data_json = SCVAL_TEXTS_BY_XDR.get(data_xdr) or scval_texts(event.body.v0.data, data_xdr)
-    type_value, type_string, _ = _EVENT_TYPE[event.type]
-    return (
-        strkey("C", event_xdr[12:44]) if event_xdr[11] else "",
-        type_value,
-        type_string,
-        topics_b64,
-        topics_json,
-        data_b64,
-        data_json,
-        b2a_base64(event_xdr, newline=False).decode(),
-    )
+    data_texts = SCVAL_TEXTS_BY_XDR.get(data_xdr) or scval_texts(event.body.v0.data, data_xdr)
+    contract = strkey("C", event_xdr[12:44]) if event_xdr[11] else ""
+    return _columns(contract, event.type, topic_texts, data_texts, event_xdr)
+
+
+def _columns(contract: str, event_type: xdr.ContractEventType, topics: tuple, data: tuple, event_xdr: bytes) -> tuple:
+    """The columns ``contract_id`` .. ``contract_event_xdr`` from their parts (``topics`` and ``data``: base64
+    and JSON texts)."""
+    type_value, type_string, _ = _EVENT_TYPE[event_type]
+    return (contract, type_value, type_string, *topics, *data, b2a_base64(event_xdr, newline=False).decode())
 
 
 def _encoded_event_values(
@@ -185,11 +183,10 @@ def _encoded_event_values(
     topics = body.topics
     topics_raw = [enc(t) for t in topics]
     topics_xdr = b"".join(topics_raw)
-    topics_b64, topics_json = _TOPICS_BY_XDR.get(topics_xdr) or topics_texts(topics, topics_raw, topics_xdr)
+    topic_texts = _TOPICS_BY_XDR.get(topics_xdr) or topics_texts(topics, topics_raw, topics_xdr)
     data = body.data
     data_raw = enc(data)
-    data_b64, data_json = scval_texts(data, data_raw)
-    type_value, type_string, type_words = _EVENT_TYPE[event.type]
+    type_words = _EVENT_TYPE[event.type][2]
     cid = event.contract_id
     cid_hash = None if cid is None else cid.contract_id.hash
     # DiagnosticEvent XDR from the packed parts; ``ext`` and ``body`` have one arm (0), the decoders reject others
@@ -204,16 +201,8 @@ def _encoded_event_values(
             data_raw,
         )
     )
-    return (
-        "" if cid_hash is None else strkey("C", cid_hash),
-        type_value,
-        type_string,
-        topics_b64,
-        topics_json,
-        data_b64,
-        data_json,
-        b2a_base64(event_xdr, newline=False).decode(),
-    )
+    contract = "" if cid_hash is None else strkey("C", cid_hash)
+    return _columns(contract, event.type, topic_texts, scval_texts(data, data_raw), event_xdr)
 
 
 def event_row(

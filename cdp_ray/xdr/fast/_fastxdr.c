@@ -1231,6 +1231,18 @@ scan_to_list(Codec *self, PyObject *arg, int sponsors)
     return out;
 }
 
+/* The XDR of ``value`` (type ``tid``) as a new bytes object. */
+static PyObject *
+encode_bytes(Codec *self, int tid, PyObject *value)
+{
+    Enc e = {NULL, 0, 0, self};
+    PyObject *out = NULL;
+    if (enc(&e, tid, value, MAX_DEPTH) == 0)
+        out = PyBytes_FromStringAndSize(e.buf ? e.buf : "", e.len);
+    PyMem_Free(e.buf);
+    return out;
+}
+
 /* A new reference to the XDR of one LedgerEntryChanges group: ``g`` itself when bytes-like, the raw bytes
    a lazy value holds, else the value encoded. */
 static PyObject *
@@ -1243,13 +1255,7 @@ changes_xdr(Codec *self, PyObject *g)
         return raw;
     PyErr_Clear();
     int tid = find_type(self, "LedgerEntryChanges", K_TYPEDEF);
-    if (tid < 0) return NULL;
-    Enc e = {NULL, 0, 0, self};
-    PyObject *out = NULL;
-    if (enc(&e, tid, g, MAX_DEPTH) == 0)
-        out = PyBytes_FromStringAndSize(e.buf ? e.buf : "", e.len);
-    PyMem_Free(e.buf);
-    return out;
+    return tid < 0 ? NULL : encode_bytes(self, tid, g);
 }
 
 static PyObject *
@@ -1642,12 +1648,7 @@ Codec_encode(Codec *self, PyObject *args)
         return NULL;
     if (get_tid(self, tid) < 0)
         return NULL;
-    Enc e = {NULL, 0, 0, self};
-    PyObject *out = NULL;
-    if (enc(&e, tid, value, MAX_DEPTH) == 0)
-        out = PyBytes_FromStringAndSize(e.buf ? e.buf : "", e.len);
-    PyMem_Free(e.buf);
-    return out;
+    return encode_bytes(self, tid, value);
 }
 
 PyDoc_STRVAR(Codec_materialize_doc,
