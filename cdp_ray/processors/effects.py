@@ -13,7 +13,6 @@ import hashlib
 import logging
 
 import pyarrow as pa
-from stellar_sdk import Asset as SdkAsset
 from stellar_sdk import xdr
 
 from cdp_ray.processors.base import col, processor
@@ -25,7 +24,6 @@ from cdp_ray.processors.common import (
     asset_code_from_allow_trust,
     asset_parts,
     claimable_balance_id_hex,
-    contract_strkey,
     go_json,
     muxed_account,
     pool_id_hex,
@@ -39,6 +37,7 @@ from cdp_ray.processors.common import (
 from cdp_ray.processors.entries import changes_from
 from cdp_ray.processors.filters import FilterConfig, apply_where
 from cdp_ray.processors.operation_details import claim_predicate_json, transaction_source
+from cdp_ray.processors.scval import sac_asset
 from cdp_ray.xdr import Ledger, Transaction
 
 log = logging.getLogger(__name__)
@@ -233,21 +232,6 @@ def _i128(parts) -> int:
     return (parts.hi.int64 << 64) | parts.lo.uint64
 
 
-def _sac_asset(asset_str: str, network_passphrase: str) -> tuple[xdr.Asset, str] | None:
-    """``(asset, its SAC contract strkey)`` of a SEP-11 canonical asset string, or None if malformed."""
-    try:
-        if asset_str == "native":
-            asset = SdkAsset.native()
-        else:
-            code, issuer = asset_str.split(":")
-            if not code or len(code.encode()) > 12:
-                return None
-            asset = SdkAsset(code, issuer)
-        return asset.to_xdr_object(), asset.contract_id(network_passphrase)
-    except Exception:  # malformed code or issuer: not a SAC event
-        return None
-
-
 def _contract_events(t: Transaction, index: int) -> list[xdr.ContractEvent]:
     m = t.meta
     if m.v == 3:
@@ -269,9 +253,8 @@ def _sac_event(ev: xdr.ContractEvent, network_passphrase: str):
     fn = _text(topics[0].sym.sc_symbol)
     if fn not in _SAC_FUNCTIONS or topics[-1].type != SCV.SCV_STRING:
         return None
-    asset_str = _text(topics[-1].str.sc_string)
-    parsed = _sac_asset(asset_str, network_passphrase) if asset_str else None
-    if parsed is None or parsed[1] != contract_strkey(ev.contract_id):
+    asset = sac_asset(_text(topics[-1].str.sc_string), ev.contract_id.contract_id.hash, network_passphrase)
+    if asset is None:
         return None
     if value.type != SCV.SCV_I128:
         return None
@@ -279,15 +262,15 @@ def _sac_event(ev: xdr.ContractEvent, network_passphrase: str):
     if fn == "burn":
         if len(topics) != 3 or topics[1].type != SCV.SCV_ADDRESS:
             return None
-        return fn, parsed[0], sc_address(topics[1].address), None, amount
+        return fn, asset, sc_address(topics[1].address), None, amount
     if len(topics) != 4 or topics[1].type != SCV.SCV_ADDRESS or topics[2].type != SCV.SCV_ADDRESS:
         return None
     first, second = sc_address(topics[1].address), sc_address(topics[2].address)
     if fn == "transfer":
-        return fn, parsed[0], first, second, amount
+        return fn, asset, first, second, amount
     if fn == "mint":
-        return fn, parsed[0], None, second, amount
-    return fn, parsed[0], second, None, amount
+        return fn, asset, None, second, amount
+    return fn, asset, second, None, amount
 
 
 def _is_account(address: str) -> bool:

@@ -11,10 +11,8 @@ rs-stellar-xdr's JSON (``parameters_json_decoded``, via :func:`cdp_ray.processor
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 
-from stellar_sdk import Asset as SdkAsset
 from stellar_sdk import xdr
 
 from cdp_ray.errors import CdpRayError
@@ -44,7 +42,7 @@ from cdp_ray.processors.common import (
     sponsoring_id,
     stroops_to_real,
 )
-from cdp_ray.processors.scval import scval_to_json
+from cdp_ray.processors.scval import sac_asset, scval_to_json
 from cdp_ray.xdr import Transaction
 
 try:
@@ -495,22 +493,6 @@ def _preimage_details(pre: xdr.ContractIDPreimage) -> dict:
 _SAC_TOPICS = ("transfer", "mint", "clawback", "burn")
 
 
-@functools.lru_cache(maxsize=4096)
-def _sac_asset(asset_str: str, network_passphrase: str) -> tuple[xdr.Asset, str] | None:
-    """``(asset, SAC contract strkey)`` of a SEP-11 asset string (``native`` or ``CODE:ISSUER``), or None."""
-    try:
-        if asset_str == "native":
-            asset = SdkAsset.native()
-        else:
-            parts = asset_str.split(":")
-            if len(parts) != 2 or not parts[0] or len(parts[0]) > 12:
-                return None
-            asset = SdkAsset(parts[0], parts[1])
-        return asset.to_xdr_object(), asset.contract_id(network_passphrase)
-    except Exception:  # malformed code or issuer: not a Stellar Asset Contract event
-        return None
-
-
 def sac_balance_changes(t: Transaction, network_passphrase: str | None) -> list[dict]:
     """stellar-etl's ``asset_balance_changes``: Stellar Asset Contract transfer/mint/clawback/burn events
     found in the transaction's diagnostic events (successful contract calls only)."""
@@ -539,10 +521,9 @@ def sac_balance_changes(t: Transaction, network_passphrase: str | None) -> list[
         fn = _text(topics[0].sym.sc_symbol)
         if fn not in _SAC_TOPICS or topics[-1].type != _SCV.SCV_STRING:
             continue
-        parsed = _sac_asset(_text(topics[-1].str.sc_string), network_passphrase)
-        if parsed is None or parsed[1] != contract_strkey(ev.contract_id):
+        asset = sac_asset(_text(topics[-1].str.sc_string), ev.contract_id.contract_id.hash, network_passphrase)
+        if asset is None:
             continue
-        asset = parsed[0]
         if value.type != _SCV.SCV_I128:
             continue
         if fn == "burn":
