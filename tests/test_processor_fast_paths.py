@@ -16,6 +16,7 @@ from cdp_ray.processors.common import TIMESTAMP, GoFloat, g_strkey, go_json
 from cdp_ray.processors.contract_events import transaction_events
 from cdp_ray.processors.operation_details import operation_details
 from cdp_ray.processors.scval import scval_json, scval_to_json, to_json
+from cdp_ray.processors.token_transfers import _change_groups
 from cdp_ray.processors.transactions import _raw_balance_change, account_balance_change
 from cdp_ray.xdr import decode_ledger, fast
 from test_fast_decode import _groups, real_ledgers
@@ -27,17 +28,6 @@ def _ledgers(stellar_data):
     for group in _groups():
         for _, passphrase, raw in real_ledgers(stellar_data, group):
             yield decode_ledger(raw, passphrase, engine="fast")
-
-
-def _change_groups(tx) -> list:
-    m = tx.meta
-    body = {0: None, 1: m.v1, 2: m.v2, 3: m.v3, 4: m.v4}[m.v]
-    groups = [tx.fee_changes, tx.post_apply_fee_changes]
-    if body is not None:
-        groups += [getattr(body, "tx_changes_before", None) or getattr(body, "tx_changes", None)]
-        groups += [getattr(body, "tx_changes_after", None)]
-    groups += [om.changes for om in tx.operation_meta()]
-    return [g for g in groups if g is not None]
 
 
 @needs_fast
