@@ -39,10 +39,13 @@ def account_id(pk: xdr.PublicKey | xdr.AccountID) -> str:
     return g_strkey(key.ed25519.uint256)
 
 
+_KEY_ED25519 = xdr.CryptoKeyType.KEY_TYPE_ED25519
+
+
 def muxed_account(m: xdr.MuxedAccount) -> tuple[str, str | None]:
     """``(G... base account, M... muxed address or None)`` of a ``MuxedAccount``."""
-    if m.type == xdr.CryptoKeyType.KEY_TYPE_ED25519:
-        return g_strkey(m.ed25519.uint256), None
+    if m.type is _KEY_ED25519:
+        return strkey("G", m.ed25519.uint256), None
     med = m.med25519
     base = g_strkey(med.ed25519.uint256)
     return base, strkey("M", med.ed25519.uint256 + med.id.uint64.to_bytes(8, "big"))
@@ -248,11 +251,14 @@ def claimable_balance_id_strkey(balance_id: xdr.ClaimableBalanceID) -> str:
     return strkey("B", bytes([balance_id.type.value]) + balance_id.v0.hash)
 
 
+_SC_ACCOUNT = xdr.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT
+
+
 def sc_address(address: xdr.SCAddress) -> str:
     """Strkey of an ``SCAddress``: account ``G``, contract ``C``, muxed ``M``, claimable balance ``B``, pool ``L``."""
     t = address.type
-    if t == xdr.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT:
-        return account_id(address.account_id)
+    if t is _SC_ACCOUNT:  # the common case, read directly
+        return strkey("G", address.account_id.account_id.ed25519.uint256)
     if t == xdr.SCAddressType.SC_ADDRESS_TYPE_CONTRACT:
         return contract_strkey(address.contract_id)
     if t == xdr.SCAddressType.SC_ADDRESS_TYPE_MUXED_ACCOUNT:

@@ -43,12 +43,8 @@ from cdp_ray.processors.common import (
     stroops_to_real,
 )
 from cdp_ray.processors.scval import sac_asset, scval_to_json
-from cdp_ray.xdr import Transaction
-
-try:
-    from cdp_ray.xdr.fast import created_sponsors, raw_xdr
-except ImportError:  # the C extension is not built: changes are read in Python
-    raw_xdr = None
+from cdp_ray.xdr import Transaction, fast
+from cdp_ray.xdr.fast import raw_xdr
 
 OT = xdr.OperationType
 OPERATION_TYPE_NAMES = {t: t.name.lower() for t in OT}
@@ -120,9 +116,9 @@ def _sponsor(op: xdr.Operation, group: xdr.LedgerEntryChanges | None) -> str | N
     if op.body.type == OT.SET_OPTIONS and op.body.set_options_op.signer is not None:
         signer_key = signer_key_address(op.body.set_options_op.signer.key)
     else:
-        raw = raw_xdr(group) if raw_xdr is not None else None
+        raw = raw_xdr(group)
         if raw is not None:
-            sponsors = created_sponsors(raw)
+            sponsors = fast.created_sponsors(raw)
             if len(sponsors) < 2:
                 return g_strkey(sponsors[0]) if sponsors else None
     hits = []

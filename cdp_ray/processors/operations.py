@@ -15,7 +15,7 @@ from stellar_sdk import xdr
 
 from cdp_ray.processors.base import NoConfig, col, processor, table_from_rows
 from cdp_ray.processors.common import TIMESTAMP, go_enum_string, go_json, muxed_account, toid
-from cdp_ray.processors.operation_details import OPERATION_TYPE_NAMES, operation_details
+from cdp_ray.processors.operation_details import OPERATION_TYPE_NAMES, operation_details, transaction_source
 from cdp_ray.xdr import Ledger, Transaction
 
 OPERATIONS_SCHEMA = pa.schema(
@@ -52,14 +52,6 @@ def _result_codes(t: Transaction, index: int) -> tuple[str, str]:
     return go_enum_string(res.code), go_enum_string(getattr(tr, _TR_FIELD[tr.type]).code)
 
 
-def _source(t: Transaction) -> tuple[str, str | None]:
-    """``muxed_account`` of the transaction's source (a TransactionV0's bare ed25519 key included)."""
-    tx = t.tx
-    if hasattr(tx, "source_account"):
-        return muxed_account(tx.source_account)
-    return muxed_account(xdr.MuxedAccount(type=xdr.CryptoKeyType.KEY_TYPE_ED25519, ed25519=tx.source_account_ed25519))
-
-
 def operation_tuples(ledger: Ledger, t: Transaction) -> list[tuple]:
     """stellar-etl ``OperationOutput`` rows of one transaction, as tuples in schema order."""
     seq, closed_at, protocol, passphrase = (
@@ -72,7 +64,7 @@ def operation_tuples(ledger: Ledger, t: Transaction) -> list[tuple]:
         if op.source_account is not None:
             source, muxed = muxed_account(op.source_account)
         else:
-            source, muxed = tx_source = tx_source or _source(t)
+            source, muxed = tx_source = tx_source or muxed_account(transaction_source(t))
         body_type = op.body.type
         rows.append(
             (

@@ -60,13 +60,8 @@ from cdp_ray.processors.scval import (
     scval_string,
     scval_symbol,
 )
-from cdp_ray.xdr import Ledger, Transaction
-
-try:
-    from cdp_ray.xdr.fast import balance_changes as scan_balance_changes
-    from cdp_ray.xdr.fast import raw_xdr
-except ImportError:  # the C extension is not built: ledger changes are walked in Python
-    raw_xdr = None
+from cdp_ray.xdr import Ledger, Transaction, fast
+from cdp_ray.xdr.fast import raw_xdr
 
 TOKEN_TRANSFERS_SCHEMA = pa.schema(
     [
@@ -133,7 +128,6 @@ class InvalidFeeEventError(CdpRayError):
 _EXPECTED_TOPICS = {"transfer": 4, "mint": 3, "burn": 3, "clawback": 3}
 _CONTRACT_EVENT = xdr.ContractEventType.CONTRACT
 _SCV_MAP = xdr.SCValType.SCV_MAP
-_SCV_ADDRESS = xdr.SCValType.SCV_ADDRESS
 _SC_ACCOUNT = xdr.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT
 #: A row: the schema's values up to ``to_muxed_id``, in schema order (``event_index`` is added per ledger).
 Row = tuple
@@ -218,7 +212,7 @@ def _fee_rows(ctx: _Ctx, tx: Transaction) -> list[Row]:
         if not topics or scval_symbol(topics[0]) != "fee":
             continue
         amount = scval_i128(body.data)
-        frm = _address(topics[1]) if len(topics) == 2 else None
+        frm = scval_address(topics[1]) if len(topics) == 2 else None
         if amount is None or frm is None or ev.contract_id.contract_id.hash != ctx.native_sac_id:
             raise InvalidFeeEventError(
                 f"ledger {ctx.sequence} tx {tx.hash.hex()}: fee event needs topics [fee, address], an i128 "
@@ -230,13 +224,6 @@ def _fee_rows(ctx: _Ctx, tx: Transaction) -> list[Row]:
             f"ledger {ctx.sequence} tx {tx.hash.hex()}: {len(rows)} fee events, expected 1 or 2"
         )
     return rows
-
-
-def _address(v: xdr.SCVal) -> str | None:
-    """:func:`scval_address`, reading its most common case, an account, directly."""
-    if v.type == _SCV_ADDRESS and v.address.type == _SC_ACCOUNT:
-        return strkey("G", v.address.account_id.account_id.ed25519.uint256)
-    return scval_address(v)
 
 
 def _amount_and_muxed(data: xdr.SCVal) -> tuple[int, int | None] | None:
@@ -285,15 +272,15 @@ def _operation_row(ctx: _Ctx, tx: Transaction, op_index: int, ev: xdr.ContractEv
     if fn == "transfer":
         if len(topics) < 3:
             return None
-        frm, to = _address(topics[1]), _address(topics[2])
+        frm, to = scval_address(topics[1]), scval_address(topics[2])
         if frm is None or to is None:
             return None
     elif fn == "mint":
-        to = _address(topics[1])
+        to = scval_address(topics[1])
         if to is None:
             return None
     else:
-        frm = _address(topics[1])
+        frm = scval_address(topics[1])
         if frm is None:
             return None
     muxed = _NO_MUXED
@@ -889,7 +876,7 @@ def _asset_xdr_canonical(raw: bytes | None) -> str:
 
 @functools.lru_cache(maxsize=1 << 15)
 def _change_key(entry_type: int, holder: bytes, asset: bytes | None) -> tuple[str, str]:
-    """``(holder strkey, canonical asset)`` of a :func:`scan_balance_changes` contribution."""
+    """``(holder strkey, canonical asset)`` of a ``fast.balance_changes`` contribution."""
     return strkey(_HOLDER_PREFIX[entry_type], holder), _asset_xdr_canonical(asset)
 
 
@@ -897,11 +884,11 @@ def _groups_deltas(groups: list, deltas: dict) -> None:
     """Add the balance changes of a transaction's ``LedgerEntryChanges`` groups to ``deltas``: scanned in C in
     one call from the raw XDR of fast-engine values (the groups of one transaction come from one decode), walked
     in Python for stellar-sdk ones."""
-    if raw_xdr is None or not groups or raw_xdr(groups[0]) is None:
+    if not groups or raw_xdr(groups[0]) is None:
         for group in groups:
             _change_deltas(_balance_changes(group), deltas)
         return
-    for t, holder, asset, amount in scan_balance_changes(groups):
+    for t, holder, asset, amount in fast.balance_changes(groups):
         key = _change_key(t, holder, asset)
         deltas[key] = deltas.get(key, 0) + amount
 

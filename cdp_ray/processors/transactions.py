@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from functools import partial
 from binascii import b2a_base64
 from datetime import datetime
 
@@ -29,11 +30,14 @@ from cdp_ray.processors.common import (
     strkey,
 )
 from cdp_ray.xdr import Ledger, Transaction, fast
-from cdp_ray.xdr.fast import source_xdr
+from cdp_ray.xdr.fast import raw_xdr, source_xdr
 from cdp_ray.xdr.ledger import envelope_hash
 
 if fast.available():
-    from cdp_ray.xdr.fast import decode_prefix, raw_xdr
+    from cdp_ray.xdr.fast.codec import CODEC, TIDS
+
+    #: ``ends(raw, 0)``: where each change of a raw ``LedgerEntryChanges`` ends (see ``Codec.ends``)
+    _CHANGE_ENDS = partial(CODEC.ends, TIDS["LedgerEntryChange"])
 
 TRANSACTIONS_SCHEMA = pa.schema(
     [
@@ -161,7 +165,6 @@ def account_balance_change(changes, address: str) -> tuple[int, int]:
 
 _UPDATED = _CHANGE.LEDGER_ENTRY_UPDATED.value
 _STATE = _CHANGE.LEDGER_ENTRY_STATE.value
-_REMOVED = _CHANGE.LEDGER_ENTRY_REMOVED.value
 #: ``LedgerEntryData`` of an ed25519 account: entry type ACCOUNT, then public key type ED25519
 _ACCOUNT_ED25519 = bytes(8)
 _BALANCE = struct.Struct(">q").unpack_from
@@ -169,17 +172,15 @@ _BALANCE = struct.Struct(">q").unpack_from
 
 def _raw_balance_change(groups: list[bytes], key: bytes | None) -> tuple[int, int]:
     """:func:`account_balance_change` over raw ``LedgerEntryChanges`` XDR (the lists one after the other) for
-    the account whose ed25519 key is ``key`` (None matches nothing): the entries are stepped over with the
-    compiled decoder and the balance read at its fixed offset, so the lazy changes are not materialized."""
+    the account whose ed25519 key is ``key`` (None matches nothing): the changes are split by the compiled
+    codec without building them and the balance read at its fixed offset, so the lazy changes are not
+    materialized."""
     start = end = 0
     for raw in groups:
-        count = int.from_bytes(raw[:4], "big")
-        at = 4
-        for i in range(count):
+        ends = _CHANGE_ENDS(raw, 0)
+        for at in (4, *ends[:-1]) if ends else ():
             kind = int.from_bytes(raw[at : at + 4], "big")
             entry = at + 4
-            if i + 1 < count:  # where the last change ends is not needed
-                at = decode_prefix("LedgerKey" if kind == _REMOVED else "LedgerEntry", raw, entry)[1]
             # LedgerEntry: lastModifiedLedgerSeq, data type, account id type, key, balance
             if (kind == _UPDATED or kind == _STATE) and raw[entry + 4 : entry + 12] == _ACCOUNT_ED25519:
                 if key is not None and raw[entry + 12 : entry + 44] == key:
@@ -196,7 +197,7 @@ def _fee_balance_change(groups: list, fee_source: xdr.MuxedAccount) -> tuple[int
     Matched by Go's ``Address()``: a muxed fee account's ``M...`` address matches no account entry.
     """
     groups = [g for g in groups if g is not None]
-    raws = [raw_xdr(g) for g in groups] if fast.available() else [None]
+    raws = [raw_xdr(g) for g in groups]
     if None not in raws:  # fast-engine values: their raw XDR
         muxed = fee_source.type != _ED25519
         return _raw_balance_change(raws, None if muxed else fee_source.ed25519.uint256)
@@ -276,10 +277,8 @@ def _row_values(ledger: Ledger, closed_at: datetime, t: Transaction, include_xdr
     tx = inner_env.tx
     if env_type == _ENV.ENVELOPE_TYPE_TX_V0:
         account, account_muxed = strkey("G", tx.source_account_ed25519.uint256), None
-    elif (source := tx.source_account).type == _ED25519:
-        account, account_muxed = strkey("G", source.ed25519.uint256), None
     else:
-        account, account_muxed = muxed_account(source)
+        account, account_muxed = muxed_account(tx.source_account)
     time_bounds, v2 = _preconditions(tx)
     tb = ""
     if time_bounds is not None:

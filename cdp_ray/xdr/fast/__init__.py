@@ -41,6 +41,11 @@ try:
     )
 except ImportError as exc:  # the C extension was not built (no compiler at install time)
     _UNAVAILABLE: str | None = f"{type(exc).__name__}: {exc}"
+
+    def raw_xdr(value) -> None:
+        """None: without the extension no value is a fast-engine value, so callers take their Python path."""
+        return None
+
 else:
     _UNAVAILABLE = None
 
@@ -82,7 +87,7 @@ def resolve_engine(engine: str | None = None) -> Engine:
     return chosen  # type: ignore[return-value]
 
 
-__all__ = ["ENGINES", "ENV_VAR", "Engine", "available", "resolve_engine", "source_xdr", "unavailable_reason"]
+__all__ = ["ENGINES", "ENV_VAR", "Engine", "available", "raw_xdr", "resolve_engine", "source_xdr", "unavailable_reason"]
 if _UNAVAILABLE is None:
     __all__ += [
         "LAZY_TYPES",
@@ -92,5 +97,4 @@ if _UNAVAILABLE is None:
         "decode",
         "decode_prefix",
         "encode",
-        "raw_xdr",
     ]
