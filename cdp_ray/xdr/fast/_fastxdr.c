@@ -118,6 +118,24 @@ rd64(Dec *d)
     return (hi << 32) | rd32(d);
 }
 
+/* Read the length of a variable-length array of type ``t``, checked against the input left and the
+   array's bound. */
+static int
+rd_array_length(Dec *d, TypeDesc *t, uint32_t *n)
+{
+    if (need(d, 4) < 0) return -1;
+    *n = rd32(d);
+    if ((Py_ssize_t)*n > d->len - d->pos) {
+        PyErr_Format(PyExc_ValueError, "array length %u exceeds remaining input length %zd", *n, d->len - d->pos);
+        return -1;
+    }
+    if (*n > t->n) {
+        PyErr_Format(PyExc_ValueError, "array length %u exceeds its maximum %u", *n, t->n);
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * Decoded values form a tree (enum members aside, which stay tracked): no reference cycles. So the
  * instances and lists built here are taken off the cyclic collector's lists; otherwise every
@@ -284,19 +302,8 @@ skip(Dec *d, int tid, int depth, int64_t *value)
     case K_ARRAY:
     case K_FARRAY: {
         uint32_t n = t->n;
-        if (t->kind == K_ARRAY) {
-            if (need(d, 4) < 0) return -1;
-            n = rd32(d);
-            if ((Py_ssize_t)n > d->len - d->pos) {
-                PyErr_Format(PyExc_ValueError, "array length %u exceeds remaining input length %zd",
-                             n, d->len - d->pos);
-                return -1;
-            }
-            if (n > t->n) {
-                PyErr_Format(PyExc_ValueError, "array length %u exceeds its maximum %u", n, t->n);
-                return -1;
-            }
-        }
+        if (t->kind == K_ARRAY && rd_array_length(d, t, &n) < 0)
+            return -1;
         for (uint32_t i = 0; i < n; i++)
             if (skip(d, t->elem, depth, value) < 0) return -1;
         return 0;
@@ -437,22 +444,9 @@ dec(Dec *d, int tid, int depth)
     }
     case K_ARRAY:
     case K_FARRAY: {
-        uint32_t n;
-        if (t->kind == K_ARRAY) {
-            if (need(d, 4) < 0) return NULL;
-            n = rd32(d);
-            if ((Py_ssize_t)n > d->len - d->pos) {
-                PyErr_Format(PyExc_ValueError, "array length %u exceeds remaining input length %zd",
-                             n, d->len - d->pos);
-                return NULL;
-            }
-            if (n > t->n) {
-                PyErr_Format(PyExc_ValueError, "array length %u exceeds its maximum %u", n, t->n);
-                return NULL;
-            }
-        } else {
-            n = t->n;
-        }
+        uint32_t n = t->n;
+        if (t->kind == K_ARRAY && rd_array_length(d, t, &n) < 0)
+            return NULL;
         PyObject *list = PyList_New(n);
         if (list == NULL) return NULL;
         PyObject_GC_UnTrack(list);
@@ -1145,20 +1139,11 @@ scan_changes(Codec *c, const unsigned char *p, Py_ssize_t len, PyObject *out, Py
 {
     if (scan_ready(c) < 0) return -1;
     Scan *s = &c->scan;
-    TypeDesc *arr = &c->types[s->changes];
     Dec d = {p, 0, len, c, 0, 0};
     Entry cur, prev;
     int have_prev = 0;
-    if (need(&d, 4) < 0) return -1;
-    uint32_t n = rd32(&d);
-    if ((Py_ssize_t)n > d.len - d.pos) {
-        PyErr_Format(PyExc_ValueError, "array length %u exceeds remaining input length %zd", n, d.len - d.pos);
-        return -1;
-    }
-    if (n > arr->n) {
-        PyErr_Format(PyExc_ValueError, "array length %u exceeds its maximum %u", n, arr->n);
-        return -1;
-    }
+    uint32_t n;
+    if (rd_array_length(&d, &c->types[s->changes], &n) < 0) return -1;
     for (uint32_t i = 0; i < n; i++) {
         int64_t type, v;
         int arm;
