@@ -5,8 +5,9 @@
 Per core (CPU seconds, so other load on the machine counts less; each engine in a fresh process of
 its own, so neither inherits the other's heap, set up as a pipeline worker is unless ``--no-freeze``):
 for each engine, ``decode_ledger`` alone, then decode plus the core processors (ledgers,
-transactions, operations, contract_events, token_transfers) to Arrow tables. Reports MB of LedgerCloseMeta XDR, ledgers and table rows per CPU second, the
-process's peak RSS, the speed-up, and checks that both engines produced equal tables.
+transactions, operations, contract_events, token_transfers) to Arrow tables. Reports MB of
+LedgerCloseMeta XDR, ledgers and table rows per CPU second, the process's peak RSS, the speed-up,
+and checks that both engines produced equal tables.
 
 Ray: a temporary SEP-54 lake of the contiguous protocol-26 pubnet ledgers, run end to end (read,
 decode, core processors, Parquet) at each worker count and engine; ledgers/s over the wall time
