@@ -12,6 +12,7 @@ corpus, against the StellarExpert effects that come with them.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ from types import SimpleNamespace
 import pytest
 from stellar_sdk import xdr
 
-from cdp_ray.errors import CdpRayError, NetworkMismatchError
+from cdp_ray.errors import CdpRayError, CorruptLedgerFileError, NetworkMismatchError
 from cdp_ray.lake.formats import split_ledgers
 from cdp_ray.networks import network_id
 from cdp_ray.processors import get_processor
@@ -29,7 +30,7 @@ from cdp_ray.processors.common import amount_string, strkey
 from cdp_ray.processors.operations import operation_rows
 from cdp_ray.processors.transactions import transaction_row
 from cdp_ray.xdr import decode_ledger
-from cdp_ray.xdr.ledger import Transaction, envelope_hash
+from cdp_ray.xdr.ledger import Transaction, decode_lcm, envelope_hash
 
 PASSPHRASES = {
     "pubnet": "Public Global Stellar Network ; September 2015",
@@ -150,6 +151,43 @@ def test_wrong_network_is_refused(stellar_data):
     (lcm,) = split_ledgers((stellar_data / rel).read_bytes(), rel)
     with pytest.raises(NetworkMismatchError):
         decode_ledger(lcm, PASSPHRASES["pubnet"], key=rel)
+
+
+def test_sdk_engine_decodes_with_the_collector_paused(stellar_data, inventory, monkeypatch):
+    """stellar-sdk's values are all tracked by the cyclic collector: a pass during a decode would re-walk
+    every ledger held (a pipeline chunk holds 64), so none may start inside stellar-sdk's decoder, and the
+    collector is on again after, after a failed decode too."""
+    entry = next(e for e in inventory.values() if e["protocol"] == 26 and e["network"] == "pubnet")
+    raw = next(r for r in split_ledgers((stellar_data / entry["file"]).read_bytes(), entry["file"])
+               if decode_lcm(r, engine="sdk").v2.ledger_header.header.ledger_seq.uint32 == entry["seq"])
+    inside, passes = [], []
+    sdk_decode = xdr.LedgerCloseMeta.from_xdr_bytes
+
+    def watched(data: bytes) -> xdr.LedgerCloseMeta:
+        inside.append(True)
+        try:
+            return sdk_decode(data)
+        finally:
+            inside.pop()
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start" and inside:
+            passes.append(info["generation"])
+
+    monkeypatch.setattr(xdr.LedgerCloseMeta, "from_xdr_bytes", watched)
+    gc.callbacks.append(on_gc)
+    try:
+        watched(raw)
+        assert passes, "the decoder allocates enough to start collector passes when not paused"
+        passes.clear()
+        held = [decode_ledger(raw, PASSPHRASES["pubnet"], engine="sdk") for _ in range(3)]
+        assert passes == [] and gc.isenabled()
+        assert [h.sequence for h in held] == [entry["seq"]] * 3 and len(held[0].transactions) == entry["txs"]
+        with pytest.raises(CorruptLedgerFileError):
+            decode_ledger(raw[:-1], PASSPHRASES["pubnet"], engine="sdk")
+        assert passes == [] and gc.isenabled()
+    finally:
+        gc.callbacks.remove(on_gc)
 
 
 # --- transaction-level corpus (tx-meta-effects-parser): op types the ledgers above lack ------------------

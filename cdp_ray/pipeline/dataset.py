@@ -6,11 +6,12 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from cdp_ray.collector import freeze_startup_objects
 from cdp_ray.errors import CorruptLedgerFileError
 from cdp_ray.pipeline.config import PipelineConfig, ProcessorStep, RunOptions
 from cdp_ray.pipeline.datasource import LedgerRangeDatasource
 from cdp_ray.pipeline.source import LakeSource
-from cdp_ray.processors.base import freeze_startup_objects, get_processor
+from cdp_ray.processors.base import get_processor
 from cdp_ray.xdr import decode_ledger
 
 

@@ -24,13 +24,14 @@ from typing import Callable, Iterable, Iterator, Literal
 
 import pyarrow as pa
 
+from cdp_ray.collector import freeze_startup_objects
 from cdp_ray.errors import CdpRayError, CorruptLedgerFileError, LedgerIntegrityError, ProcessingError
 from cdp_ray.lake import LedgerLake
 from cdp_ray.pipeline.checkpoint import Checkpoint
 from cdp_ray.pipeline.config import PipelineConfig
 from cdp_ray.pipeline.dataset import decode_raw
 from cdp_ray.pipeline.datasource import plan_chunks
-from cdp_ray.processors.base import Processor, freeze_startup_objects, get_processor
+from cdp_ray.processors.base import Processor, get_processor
 from cdp_ray.processors.filters import PushDownStats, TransactionFilter, select
 from cdp_ray.sinks.base import DeadLetter, RunContext, make_sink
 from cdp_ray.xdr import Ledger

@@ -14,15 +14,14 @@ from column lists or from tuple rows in schema order, cheaper than dict rows.
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from cdp_ray.collector import gc_paused
 from cdp_ray.errors import ConfigError, UnknownComponentError
 from cdp_ray.xdr import Ledger
 
@@ -70,33 +69,6 @@ def table_from_dicts(schema: pa.Schema, rows: Sequence[dict]) -> pa.Table:
     except KeyError:
         columns = [[r.get(n) for r in rows] for n in names]
     return table_from_columns(schema, columns or [()] * len(names))
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block (restored as it was, even on error).
-
-    Processors allocate hundreds of thousands of short-lived, acyclic objects (rows, strings, tuples):
-    every 700 allocations start a collector pass, and the oldest generation's passes walk every
-    object in the process (Ray, pyarrow and pydantic hold ~180k). Reference counting frees the rows
-    anyway; a cycle made meanwhile is collected once the collector runs again. On the 20 p26 ledgers
-    this took the core processors' collector time from ~0.3 to ~0.1 CPU s (15% of their time).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def freeze_startup_objects() -> None:
-    """For a long-lived worker process, once started: move every object alive now (modules, config,
-    sinks) out of the collector's generations, so its full passes stop re-walking them (~0.1 CPU s
-    per pass in a Ray worker)."""
-    gc.collect()
-    gc.freeze()
 
 
 ProcessorFn = Callable[[list[Ledger], Any], "list[dict] | pa.Table"]

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from stellar_sdk import xdr
 
+from cdp_ray.collector import gc_paused
 from cdp_ray.errors import CorruptLedgerFileError, LedgerIntegrityError, NetworkMismatchError
 from cdp_ray.networks import PASSPHRASES, network_id
 from cdp_ray.xdr import fast
@@ -190,8 +191,9 @@ def decode_lcm(
     use = fast.resolve_engine(engine)
     try:
         if use == "fast":
-            return fast.decode("LedgerCloseMeta", data)
-        return xdr.LedgerCloseMeta.from_xdr_bytes(data)
+            return fast.decode("LedgerCloseMeta", data)  # its values are off the collector's lists already
+        with gc_paused():  # else collector passes re-walk every value held, the ledgers decoded before included
+            return xdr.LedgerCloseMeta.from_xdr_bytes(data)
     except Exception as exc:  # stellar_sdk raises ValueError, struct.error, EOFError, xdrlib errors...
         raise CorruptLedgerFileError(
             key or "<bytes>", f"undecodable LedgerCloseMeta XDR ({type(exc).__name__}: {exc})", sequence=sequence
