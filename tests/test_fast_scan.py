@@ -15,13 +15,14 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stellar_sdk import Keypair, SignerKey, StrKey, xdr
+from stellar_sdk import Address, Keypair, SignerKey, StrKey, xdr
 
 from cdp_ray.lake.formats import split_ledgers
 from cdp_ray.processors import common, get_processor
 from cdp_ray.processors import operation_details as od
 from cdp_ray.processors import token_transfers as tt
 from cdp_ray.processors.contract_events import transaction_events
+from cdp_ray.processors.scval import event_summary
 from cdp_ray.xdr import decode_ledger, fast
 from conftest import PUBNET
 from test_fast_decode import _groups, real_ledgers
@@ -360,13 +361,18 @@ def test_verification_python_path_on_fast_objects(stellar_data, monkeypatch):
 # --- splitting raw values ------------------------------------------------------------------------------
 
 
+def _events(tx) -> list:
+    """Every contract event of a transaction: transaction-level, operations', diagnostic."""
+    tx_events, op_events, diagnostic = transaction_events(tx)
+    return [e.event for e in tx_events] + [e for es in op_events for e in es] + [d.event for d in diagnostic]
+
+
 @pytest.fixture(scope="module")
 def events(stellar_data) -> list[tuple[bytes, int, list]]:
     """``(kept XDR, offset of the topics' count, topics and data)`` of every contract event of the P26 ledger."""
     out = []
     for tx in _ledger(stellar_data).transactions:
-        tx_events, op_events, diagnostic = transaction_events(tx)
-        for ev in [e.event for e in tx_events] + [e for es in op_events for e in es] + [d.event for d in diagnostic]:
+        for ev in _events(tx):
             src = fast.source_xdr(ev)
             out.append((src, 48 if ev.contract_id is not None else 16, ev.body.v0.topics + [ev.body.v0.data]))
     return out
@@ -425,6 +431,78 @@ def test_ends_accepts_and_rejects_mutations_like_the_decoder(events, data):
     ends = SCVAL_ENDS(raw, 0)
     assert len(ends) == len(vec.sc_vec) and (ends[-1] if ends else 4) == end
     assert all(fast.decode_prefix("SCVal", raw, a)[1] == b for a, b in zip((4, *ends), ends))
+
+
+# --- contract event summaries ----------------------------------------------------------------------------
+
+
+def _values_summary(raw: bytes) -> tuple:
+    """``event_summary`` from the values: of stellar-sdk's own decode of ``raw``, which keeps no bytes."""
+    return event_summary(xdr.ContractEvent.from_xdr_bytes(raw))
+
+
+def test_event_summary_matches_the_values_for_every_real_event(stellar_data):
+    seen = {"transfer": 0, "fee": 0, "map data": 0, "no contract": 0, "named": 0, "muxed": 0}
+    for group in _groups():
+        for _, passphrase, raw in real_ledgers(stellar_data, group):
+            for tx in decode_ledger(raw, passphrase).transactions:
+                for ev in _events(tx):
+                    kept = fast.kept_xdr(ev)
+                    summary = fast.event_summary(kept)
+                    assert summary == _values_summary(kept), kept.hex()
+                    assert _is_lazy(ev)  # read without decoding the event
+                    contract, _, n, symbol, first, second, name, data_type, amount = summary
+                    seen["transfer"] += symbol == "transfer" and n == 4 and None not in (first, second, amount)
+                    seen["fee"] += symbol == "fee" and contract is not None and first is not None
+                    seen["map data"] += data_type == xdr.SCValType.SCV_MAP
+                    seen["no contract"] += contract is None
+                    seen["named"] += name is not None
+                    seen["muxed"] += any(a is not None and a.startswith("M") for a in (first, second))
+    assert all(seen[k] > 0 for k in seen if k != "muxed"), seen
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        StrKey.encode_ed25519_public_key(bytes(range(32))),
+        StrKey.encode_contract(bytes(range(1, 33))),
+        StrKey.encode_med25519_public_key(bytes(range(2, 42))),
+        StrKey.encode_claimable_balance(bytes(range(33))),
+        StrKey.encode_liquidity_pool(bytes(range(3, 35))),
+    ],
+)
+def test_event_summary_reads_every_address_type(address):
+    topic = xdr.SCVal(xdr.SCValType.SCV_ADDRESS, address=Address(address).to_xdr_sc_address())
+    symbol = xdr.SCVal(xdr.SCValType.SCV_SYMBOL, sym=xdr.SCSymbol(b"transfer"))
+    body = xdr.ContractEventBody(0, v0=xdr.ContractEventV0([symbol, topic, topic, topic], symbol))
+    raw = xdr.ContractEvent(xdr.ExtensionPoint(0), None, xdr.ContractEventType.CONTRACT, body).to_xdr_bytes()
+    assert fast.event_summary(raw) == (None, 1, 4, "transfer", address, address, None, 15, None) == _values_summary(raw)
+
+
+def test_event_summary_rejects_bad_input(events):
+    raw = events[0][0]
+    with pytest.raises(EOFError):
+        fast.event_summary(raw[:-1])
+    with pytest.raises(ValueError, match="trailing 4 bytes"):
+        fast.event_summary(raw + bytes(4))
+    with pytest.raises(ValueError, match="is not a valid ContractEventType"):
+        fast.event_summary(raw[:4] + b"\0\0\0\0" + struct.pack(">i", 7) + raw[12:] if raw[7] == 0 else
+                           raw[:40] + struct.pack(">i", 7) + raw[44:])
+    with pytest.raises(TypeError):
+        fast.event_summary("not bytes")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_event_summary_accepts_and_rejects_mutations_like_the_decoder(events, data):
+    raw = _mutated(data.draw(st.sampled_from(events))[0], data)
+    try:
+        fast.decode("ContractEvent", raw)
+    except (ValueError, EOFError) as exc:
+        with pytest.raises(type(exc)):
+            fast.event_summary(raw)
+        return
+    assert fast.event_summary(raw) == _values_summary(raw)
 
 
 # --- strkeys ---------------------------------------------------------------------------------------------

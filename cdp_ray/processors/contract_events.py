@@ -70,6 +70,7 @@ _STAGE = {0: "before_all_txs", 1: "after_tx", 2: "after_all_txs"}
 _EVENT_TYPE = {
     t: (t.value, go_enum_string(t), struct.pack(">iI", t.value, 0)) for t in xdr.ContractEventType
 }
+_EVENT_TYPES = {t.value: t for t in xdr.ContractEventType}
 #: ``inSuccessfulContractCall``, the head of a ``DiagnosticEvent``
 _CALL_OK = {True: b"\0\0\0\1", False: b"\0\0\0\0"}
 _EXT_V0 = b"\0\0\0\0"
@@ -118,13 +119,15 @@ def _scval_encoder(sample) -> Callable[[xdr.SCVal], bytes]:
 _TOPICS_BY_XDR: XdrMemo = XdrMemo(max_key=2048)
 
 
-def topics_texts(topics: list[xdr.SCVal], topics_raw: list[bytes], key: bytes) -> tuple[tuple[str, ...], str]:
+def topics_texts(topics: list[xdr.SCVal] | None, topics_raw: list[bytes], key: bytes) -> tuple[tuple[str, ...], str]:
     """``(base64 XDR of each topic, JSON array of the topics)``, memoised by ``key``, the topics' XDR joined
-    (unambiguous: XDR values delimit themselves). Whole topic lists repeat: ``["transfer", from, to, asset]``."""
+    (unambiguous: XDR values delimit themselves). Whole topic lists repeat: ``["transfer", from, to, asset]``.
+    Without ``topics`` a topic is decoded from its XDR where its JSON needs it."""
     texts = _TOPICS_BY_XDR.get(key)
     if texts is None:
         memo = SCVAL_TEXTS_BY_XDR
-        each = [memo.get(r) or scval_texts(t, r) for t, r in zip(topics, topics_raw)]
+        values = topics if topics is not None else [None] * len(topics_raw)
+        each = [memo.get(r) or scval_texts(t, r) for t, r in zip(values, topics_raw)]
         b64s, jsons = zip(*each) if each else ((), ())
         texts = _TOPICS_BY_XDR.keep(key, (b64s, "[" + ",".join(jsons) + "]"))
     return texts
@@ -141,18 +144,19 @@ _EVENTS_BY_XDR: XdrMemo = XdrMemo(max_key=256)
 def _event_values(event: xdr.ContractEvent, in_successful_call: bool, enc: Callable[[xdr.SCVal], bytes]) -> tuple:
     """The columns ``contract_id`` .. ``contract_event_xdr`` of one event: from the bytes the fast engine
     decoded it from when it kept them, else from its values encoded with ``enc``."""
-    src = event.__dict__.get("_xdr_src")
+    src = fast.kept_xdr(event)
     if src is None:
         return _encoded_event_values(event, in_successful_call, enc)
     event_xdr = _CALL_OK[in_successful_call] + src
-    return _EVENTS_BY_XDR.get(event_xdr) or _EVENTS_BY_XDR.keep(event_xdr, _sliced_event_values(event, event_xdr))
+    return _EVENTS_BY_XDR.get(event_xdr) or _EVENTS_BY_XDR.keep(event_xdr, _sliced_event_values(event_xdr))
 
 
 _event_values.cache_clear = _EVENTS_BY_XDR.clear  # type: ignore[attr-defined]
 
 
-def _sliced_event_values(event: xdr.ContractEvent, event_xdr: bytes) -> tuple:
-    """:func:`_event_values` of an event from its ``DiagnosticEvent`` XDR, topics and data sliced out of it."""
+def _sliced_event_values(event_xdr: bytes) -> tuple:
+    """:func:`_event_values` of an event from its ``DiagnosticEvent`` XDR alone: its parts are sliced out of
+    it, and a topic or the data is decoded only where its JSON needs the value (the event stays undecoded)."""
     # inSuccessfulContractCall, ext (v0), contractID (flag, hash), type, body's arm (v0), then from ``start``
     # the topics (count, SCVals) and the data
     start = 52 if event_xdr[11] else 20
@@ -160,12 +164,13 @@ def _sliced_event_values(event: xdr.ContractEvent, event_xdr: bytes) -> tuple:
     mid = ends[-1] if ends else start + 4
     topics_xdr = event_xdr[start + 4 : mid]
     topic_texts = _TOPICS_BY_XDR.get(topics_xdr) or topics_texts(
-        event.body.v0.topics, [event_xdr[a:b] for a, b in zip((start + 4, *ends), ends)], topics_xdr
+        None, [event_xdr[a:b] for a, b in zip((start + 4, *ends), ends)], topics_xdr
     )
     data_xdr = event_xdr[mid:]
-    data_texts = SCVAL_TEXTS_BY_XDR.get(data_xdr) or scval_texts(event.body.v0.data, data_xdr)
+    data_texts = SCVAL_TEXTS_BY_XDR.get(data_xdr) or scval_texts(None, data_xdr)
     contract = strkey("C", event_xdr[12:44]) if event_xdr[11] else ""
-    return _columns(contract, event.type, topic_texts, data_texts, event_xdr)
+    event_type = _EVENT_TYPES[event_xdr[start - 5]]  # ContractEventType values fit the type's last byte
+    return _columns(contract, event_type, topic_texts, data_texts, event_xdr)
 
 
 def _columns(contract: str, event_type: xdr.ContractEventType, topics: tuple, data: tuple, event_xdr: bytes) -> tuple:

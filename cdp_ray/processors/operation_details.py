@@ -42,7 +42,7 @@ from cdp_ray.processors.common import (
     sponsoring_id,
     stroops_to_real,
 )
-from cdp_ray.processors.scval import sac_asset, scval_to_json
+from cdp_ray.processors.scval import event_summary, sac_asset, scval_to_json
 from cdp_ray.xdr import Transaction, fast
 from cdp_ray.xdr.fast import raw_xdr
 
@@ -501,35 +501,28 @@ def sac_balance_changes(t: Transaction, network_passphrase: str | None) -> list[
         events = []
     out: list[dict] = []
     for de in events:
-        ev = de.event
-        if not de.in_successful_contract_call or ev.type != xdr.ContractEventType.CONTRACT:
+        if not de.in_successful_contract_call:
             continue
-        if ev.contract_id is None or ev.body.v != 0:
+        contract, event_type, ntopics, fn, first, second, name, _, amount = event_summary(de.event)
+        if event_type != xdr.ContractEventType.CONTRACT or contract is None:
             continue
         if not network_passphrase:
             raise CdpRayError(
                 "cannot recognise Stellar Asset Contract events without the network passphrase",
                 hint="decode ledgers with cdp_ray.xdr.decode_ledger(data, network_passphrase)",
             )
-        topics, value = ev.body.v0.topics, ev.body.v0.data
-        if len(topics) <= 2 or topics[0].type != _SCV.SCV_SYMBOL:
+        if ntopics <= 2 or fn not in _SAC_TOPICS or name is None:
             continue
-        fn = _text(topics[0].sym.sc_symbol)
-        if fn not in _SAC_TOPICS or topics[-1].type != _SCV.SCV_STRING:
-            continue
-        asset = sac_asset(_text(topics[-1].str.sc_string), ev.contract_id.contract_id.hash, network_passphrase)
-        if asset is None:
-            continue
-        if value.type != _SCV.SCV_I128:
+        asset = sac_asset(name, contract, network_passphrase)
+        if asset is None or amount is None:
             continue
         if fn == "burn":
-            if len(topics) != 3 or topics[1].type != _SCV.SCV_ADDRESS:
+            if ntopics != 3 or first is None:
                 continue
-            frm, to = sc_address(topics[1].address), ""
+            frm, to = first, ""
         else:
-            if len(topics) != 4 or topics[1].type != _SCV.SCV_ADDRESS or topics[2].type != _SCV.SCV_ADDRESS:
+            if ntopics != 4 or first is None or second is None:
                 continue
-            first, second = sc_address(topics[1].address), sc_address(topics[2].address)
             frm, to = {"transfer": (first, second), "mint": ("", second), "clawback": (second, "")}[fn]
         change: dict = {}
         if frm:
@@ -537,7 +530,7 @@ def sac_balance_changes(t: Transaction, network_passphrase: str | None) -> list[
         if to:
             change["to"] = to
         change["type"] = fn
-        change["amount"] = amount_string(_i128(value.i128))
+        change["amount"] = amount_string(amount)
         _add_asset_no_id(change, asset)
         out.append(change)
     return out

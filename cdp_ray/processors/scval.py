@@ -29,6 +29,7 @@ from stellar_sdk.exceptions import Ed25519PublicKeyInvalidError
 
 from cdp_ray.networks import network_id
 from cdp_ray.processors.common import contract_strkey, sc_address, strkey
+from cdp_ray.xdr import fast
 
 _T = xdr.SCValType
 
@@ -256,12 +257,16 @@ class XdrMemo(dict):
 SCVAL_TEXTS_BY_XDR: XdrMemo = XdrMemo(max_key=512)
 
 
-def scval_texts(v: xdr.SCVal, raw: bytes) -> tuple[str, str]:
+_decode_scval = functools.partial(fast.decode, "SCVal") if fast.available() else xdr.SCVal.from_xdr_bytes
+
+
+def scval_texts(v: xdr.SCVal | None, raw: bytes) -> tuple[str, str]:
     """``(base64 XDR, JSON)`` of ``v`` whose XDR is ``raw``, memoised by ``raw`` for small values (event
-    topics, symbols, addresses and amounts repeat across a ledger)."""
+    topics, symbols, addresses and amounts repeat across a ledger). With ``v`` None the value is decoded
+    from ``raw`` where its JSON needs it."""
     texts = SCVAL_TEXTS_BY_XDR.get(raw)
     if texts is None:
-        text = xdr_scval_json(raw) or scval_json(v)
+        text = xdr_scval_json(raw) or scval_json(v if v is not None else _decode_scval(raw))
         texts = SCVAL_TEXTS_BY_XDR.keep(raw, (b2a_base64(raw, newline=False).decode(), text))
     return texts
 
@@ -286,6 +291,34 @@ def scval_address(v: xdr.SCVal) -> str | None:
 
 def scval_i128(v: xdr.SCVal) -> int | None:
     return int128(v.i128) if v.type == _T.SCV_I128 else None
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def event_summary(event: xdr.ContractEvent) -> tuple:
+    """What token movement readers (SEP-41 transfers, CAP-67 fees, SAC balance changes) look at in an event:
+    ``(contract id (32 bytes) or None, type value, number of topics, first topic if a symbol, topics 1 and 2
+    if addresses (strkeys), last topic if a string, the data's SCValType value, the data if an i128)``.
+
+    Read in C from the XDR the fast engine kept (the event then stays undecoded), else from the values.
+    """
+    raw = fast.kept_xdr(event)
+    if raw is not None:
+        return fast.event_summary(raw)
+    cid, topics, data = event.contract_id, event.body.v0.topics, event.body.v0.data
+    n = len(topics)
+    return (
+        None if cid is None else cid.contract_id.hash,
+        event.type.value,
+        n,
+        scval_symbol(topics[0]) if n else None,
+        scval_address(topics[1]) if n > 1 else None,
+        scval_address(topics[2]) if n > 2 else None,
+        scval_string(topics[-1]) if n else None,
+        data.type.value,
+        scval_i128(data),
+    )
 
 
 # --- contract ids and assets -------------------------------------------------------------------
@@ -381,6 +414,7 @@ __all__ = [
     "contract_id_strkey",
     "created_contract_id",
     "escape_bytes",
+    "event_summary",
     "int128",
     "native_sac_strkey",
     "parse_sep11_asset",

@@ -52,6 +52,7 @@ from cdp_ray.processors.common import (
 from cdp_ray.processors.entries import changes_from
 from cdp_ray.processors.scval import (
     account_id_xdr,
+    event_summary,
     native_sac_strkey,
     sac_asset,
     sac_contract_id,
@@ -204,19 +205,15 @@ class _Ctx:
 def _fee_rows(ctx: _Ctx, tx: Transaction) -> list[Row]:
     rows = []
     for te in tx.meta.v4.events or []:
-        ev = te.event
-        if ev.type != _CONTRACT_EVENT or ev.contract_id is None or ev.body.v != 0:
+        contract, event_type, ntopics, symbol, frm, _, _, _, amount = event_summary(te.event)
+        if event_type != _CONTRACT_EVENT or contract is None:
             raise InvalidFeeEventError(f"ledger {ctx.sequence} tx {tx.hash.hex()}: malformed transaction event")
-        body = ev.body.v0
-        topics = body.topics
-        if not topics or scval_symbol(topics[0]) != "fee":
+        if symbol != "fee":
             continue
-        amount = scval_i128(body.data)
-        frm = scval_address(topics[1]) if len(topics) == 2 else None
-        if amount is None or frm is None or ev.contract_id.contract_id.hash != ctx.native_sac_id:
+        if amount is None or ntopics != 2 or frm is None or contract != ctx.native_sac_id:
             raise InvalidFeeEventError(
                 f"ledger {ctx.sequence} tx {tx.hash.hex()}: fee event needs topics [fee, address], an i128 "
-                f"amount and the native asset contract {ctx.native_sac}, got contract {contract_strkey(ev.contract_id)}"
+                f"amount and the native asset contract {ctx.native_sac}, got contract {contract_strkey(contract)}"
             )
         rows.append(ctx.row(tx, None, "fee", frm, None, amount, _NATIVE_COLUMNS, ctx.native_sac))
     if not 1 <= len(rows) <= 2:
@@ -255,46 +252,37 @@ def _amount_and_muxed(data: xdr.SCVal) -> tuple[int, int | None] | None:
 
 def _operation_row(ctx: _Ctx, tx: Transaction, op_index: int, ev: xdr.ContractEvent) -> Row | None:
     """A row for a SEP-41 shaped contract event, ``None`` for any other event."""
-    if ev.type != _CONTRACT_EVENT or ev.contract_id is None or ev.body.v != 0:
+    contract, event_type, ntopics, fn, first, second, name, data_type, amount = event_summary(ev)
+    if event_type != _CONTRACT_EVENT or contract is None or ntopics < 2 or fn not in _EXPECTED_TOPICS:
         return None
-    body = ev.body.v0
-    topics = body.topics
-    if len(topics) < 2:
+    muxed_id = None
+    if data_type == _SCV_MAP:  # {amount, to_muxed_id}: read from the values
+        parsed = _amount_and_muxed(ev.body.v0.data)
+        if parsed is None:
+            return None
+        amount, muxed_id = parsed
+    elif amount is None:
         return None
-    fn = scval_symbol(topics[0])
-    if fn not in _EXPECTED_TOPICS:
-        return None
-    parsed = _amount_and_muxed(body.data)
-    if parsed is None:
-        return None
-    amount, muxed_id = parsed
     frm = to = None
     if fn == "transfer":
-        if len(topics) < 3:
+        if ntopics < 3 or first is None or second is None:
             return None
-        frm, to = scval_address(topics[1]), scval_address(topics[2])
-        if frm is None or to is None:
-            return None
+        frm, to = first, second
+    elif first is None:
+        return None
     elif fn == "mint":
-        to = scval_address(topics[1])
-        if to is None:
-            return None
+        to = first
     else:
-        frm = scval_address(topics[1])
-        if frm is None:
-            return None
+        frm = first
     muxed = _NO_MUXED
     if muxed_id is not None and to is not None:
-        recipient = topics[2 if fn == "transfer" else 1].address
+        recipient = ev.body.v0.topics[2 if fn == "transfer" else 1].address
         if recipient.type == _SC_ACCOUNT:
             muxed = _muxed_columns(recipient.account_id.account_id.ed25519.uint256, muxed_id)
-    contract_id = ev.contract_id.contract_id.hash
     columns = _NO_ASSET
-    if len(topics) == _EXPECTED_TOPICS[fn]:
-        name = scval_string(topics[-1])
-        if name:
-            columns = _sac_columns(name, contract_id, ctx.passphrase)
-    return ctx.row(tx, op_index, fn, frm, to, amount, columns, contract_strkey(contract_id), muxed)
+    if ntopics == _EXPECTED_TOPICS[fn] and name:
+        columns = _sac_columns(name, contract, ctx.passphrase)
+    return ctx.row(tx, op_index, fn, frm, to, amount, columns, strkey("C", contract), muxed)
 
 
 def _context(ledger: Ledger) -> _Ctx:

@@ -4,13 +4,14 @@
 call, one ``__init__`` and one ``xdrlib3`` read per value, and the cyclic GC run over and over on the
 growing tree. The fast engine (``_fastxdr.c``) walks a table compiled from the SDK's own type
 descriptions (``schema.py``, generated from the SDK by ``generate.py``) and builds instances of thin
-subclasses of the SDK classes directly, with the SDK's checks. Ledger entry changes, over half of a
-ledger's bytes, are checked and kept as raw XDR until a processor reads them; ``balance_changes`` and
-``created_sponsors`` scan such raw changes in C for what token transfer verification and operation
-sponsors need, without decoding them. Re-encoding runs in C too, and returns the raw bytes of values
-not decoded yet. Envelopes, results, metas, transaction bodies and contract events keep the bytes they
-were decoded from: :func:`source_xdr` returns them for the base64 columns and transaction hashes, no
-encoding.
+subclasses of the SDK classes directly, with the SDK's checks. Ledger entry changes (over half of a
+ledger's bytes) and contract events are checked and kept as raw XDR until a processor reads them;
+``balance_changes`` and ``created_sponsors`` scan such raw changes in C for what token transfer
+verification and operation sponsors need, and ``event_summary`` reads what token movements need of an
+event, without decoding them. Re-encoding runs in C too, and returns the raw bytes of values not decoded
+yet. Envelopes, results, metas, transaction bodies and contract events keep the bytes they were decoded
+from: :func:`source_xdr` returns them for the base64 columns and transaction hashes, no encoding
+(:func:`kept_xdr` returns them, or a lazy value's raw bytes, and None for other values).
 
 Engines: ``"fast"`` (this one) and ``"sdk"`` (``stellar_sdk.xdr``). The default is ``"fast"`` when the
 extension is built, else ``"sdk"``; ``$CDP_RAY_XDR_ENGINE`` overrides it. ``tests/test_fast_decode.py``
@@ -37,6 +38,8 @@ try:
         decode,
         decode_prefix,
         encode,
+        event_summary,
+        kept_xdr,
         raw_xdr,
     )
 except ImportError as exc:  # the C extension was not built (no compiler at install time)
@@ -44,6 +47,10 @@ except ImportError as exc:  # the C extension was not built (no compiler at inst
 
     def raw_xdr(value) -> None:
         """None: without the extension no value is a fast-engine value, so callers take their Python path."""
+        return None
+
+    def kept_xdr(value) -> None:
+        """None: without the extension no value keeps its XDR."""
         return None
 
 else:
@@ -87,7 +94,17 @@ def resolve_engine(engine: str | None = None) -> Engine:
     return chosen  # type: ignore[return-value]
 
 
-__all__ = ["ENGINES", "ENV_VAR", "Engine", "available", "raw_xdr", "resolve_engine", "source_xdr", "unavailable_reason"]
+__all__ = [
+    "ENGINES",
+    "ENV_VAR",
+    "Engine",
+    "available",
+    "kept_xdr",
+    "raw_xdr",
+    "resolve_engine",
+    "source_xdr",
+    "unavailable_reason",
+]
 if _UNAVAILABLE is None:
     __all__ += [
         "LAZY_TYPES",
@@ -97,4 +114,5 @@ if _UNAVAILABLE is None:
         "decode",
         "decode_prefix",
         "encode",
+        "event_summary",
     ]

@@ -68,6 +68,7 @@ typedef struct {
     int a_id, a_balance, t_id, t_asset, t_balance;  /* AccountEntry, TrustLineEntry */
     int c_id, c_asset, c_amount, p_id, p_body;      /* ClaimableBalanceEntry, LiquidityPoolEntry */
     int cp_params, cp_a, cp_b, pr_a, pr_b;          /* constant product: params, reserves; params: assets */
+    int event, scval;                               /* ContractEvent, SCVal (event_summary) */
 } Scan;
 
 typedef struct {
@@ -884,6 +885,8 @@ scan_ready(Codec *c)
     SCAN_TYPE(entry_ext, "LedgerEntryExt", K_UNION);
     SCAN_TYPE(pool_body, "LiquidityPoolEntryBody", K_UNION);
     SCAN_TYPE(params, "LiquidityPoolConstantProductParameters", K_STRUCT);
+    SCAN_TYPE(event, "ContractEvent", K_STRUCT);
+    SCAN_TYPE(scval, "SCVal", K_UNION);
     if (c->types[s->changes].kind != K_ARRAY || c->types[s->changes].elem != s->change) goto shape;
     SCAN_ARM(ext_v1, entry_ext, 1, K_STRUCT);
     SCAN_ARM(account, entry_data, LE_ACCOUNT, K_STRUCT);
@@ -1301,6 +1304,35 @@ PyDoc_STRVAR(strkey_doc,
 "Strkey text of ``payload``: unpadded RFC 4648 base32 of the version byte, the payload (any length)\n"
 "and their CRC16-XModem checksum, little-endian.");
 
+/* Strkey text of ``n`` bytes of payload ``q`` with ``version`` (0-255). */
+static PyObject *
+strkey_text(unsigned version, const unsigned char *q, Py_ssize_t n)
+{
+    Py_ssize_t total = n + 3;
+    uint16_t crc = crc16_table[version];
+    for (Py_ssize_t i = 0; i < n; i++)
+        crc = (uint16_t)(crc << 8) ^ crc16_table[(crc >> 8) ^ q[i]];
+    PyObject *text = (total > (PY_SSIZE_T_MAX - 4) / 8) ? PyErr_NoMemory() : PyUnicode_New((total * 8 + 4) / 5, 127);
+    if (text == NULL)
+        return NULL;
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+    uint32_t bits = 0;
+    int nbits = 0;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        unsigned b = i == 0 ? version : i <= n ? q[i - 1] : i == n + 1 ? (crc & 0xff) : (crc >> 8);
+        bits = (bits << 8) | b;
+        nbits += 8;
+        while (nbits >= 5) {
+            nbits -= 5;
+            *out++ = B32[(bits >> nbits) & 31];
+        }
+        bits &= (1u << nbits) - 1;
+    }
+    if (nbits > 0)
+        *out++ = B32[(bits << (5 - nbits)) & 31];
+    return text;
+}
+
 static PyObject *
 fastxdr_strkey(PyObject *module, PyObject *args)
 {
@@ -1308,36 +1340,129 @@ fastxdr_strkey(PyObject *module, PyObject *args)
     Py_buffer view;
     if (!PyArg_ParseTuple(args, "iy*", &version, &view))
         return NULL;
-    if (version < 0 || version > 255) {
-        PyBuffer_Release(&view);
+    PyObject *text = NULL;
+    if (version < 0 || version > 255)
         PyErr_Format(PyExc_ValueError, "strkey version byte %d is not in range(0, 256)", version);
-        return NULL;
-    }
-    const unsigned char *q = view.buf;
-    Py_ssize_t n = view.len, total = n + 3;
-    uint16_t crc = crc16_table[version];
-    for (Py_ssize_t i = 0; i < n; i++)
-        crc = (uint16_t)(crc << 8) ^ crc16_table[(crc >> 8) ^ q[i]];
-    PyObject *text = (total > (PY_SSIZE_T_MAX - 4) / 8) ? PyErr_NoMemory() : PyUnicode_New((total * 8 + 4) / 5, 127);
-    if (text != NULL) {
-        Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
-        uint32_t bits = 0;
-        int nbits = 0;
-        for (Py_ssize_t i = 0; i < total; i++) {
-            unsigned b = i == 0 ? (unsigned)version : i <= n ? q[i - 1] : i == n + 1 ? (crc & 0xff) : (crc >> 8);
-            bits = (bits << 8) | b;
-            nbits += 8;
-            while (nbits >= 5) {
-                nbits -= 5;
-                *out++ = B32[(bits >> nbits) & 31];
-            }
-            bits &= (1u << nbits) - 1;
-        }
-        if (nbits > 0)
-            *out++ = B32[(bits << (5 - nbits)) & 31];
-    }
+    else
+        text = strkey_text((unsigned)version, view.buf, view.len);
     PyBuffer_Release(&view);
     return text;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* reading raw contract events                                                                */
+
+/* SCValType and SCAddressType values (XDR constants) */
+enum { SCV_I128 = 10, SCV_STRING = 14, SCV_SYMBOL = 15, SCV_ADDRESS = 18 };
+enum { SCA_ACCOUNT, SCA_CONTRACT, SCA_MUXED_ACCOUNT, SCA_CLAIMABLE_BALANCE, SCA_LIQUIDITY_POOL };
+/* strkey version bytes: G, C, M, B, L */
+enum { SK_ACCOUNT = 6 << 3, SK_CONTRACT = 2 << 3, SK_MUXED = 12 << 3, SK_BALANCE = 1 << 3, SK_POOL = 11 << 3 };
+
+/* The text of a checked SCVal ``v`` of type ``type`` (symbol or string), UTF-8 with replacement; else None. */
+static PyObject *
+scval_text(const unsigned char *v, uint32_t type)
+{
+    if (v == NULL || at32(v) != type)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8((const char *)v + 8, at32(v + 4), "replace");
+}
+
+/* The strkey of a checked SCVal ``v`` when it is an address; else None. */
+static PyObject *
+scval_address(const unsigned char *v)
+{
+    if (v == NULL || at32(v) != SCV_ADDRESS)
+        Py_RETURN_NONE;
+    switch (at32(v + 4)) {
+    case SCA_ACCOUNT:
+        return strkey_text(SK_ACCOUNT, v + 12, 32);  /* PublicKey: type (ed25519), key */
+    case SCA_CONTRACT:
+        return strkey_text(SK_CONTRACT, v + 8, 32);
+    case SCA_MUXED_ACCOUNT: {
+        unsigned char payload[40];  /* the strkey holds the key, then the id */
+        memcpy(payload, v + 16, 32);
+        memcpy(payload + 32, v + 8, 8);
+        return strkey_text(SK_MUXED, payload, 40);
+    }
+    case SCA_CLAIMABLE_BALANCE:
+        return strkey_text(SK_BALANCE, v + 11, 33);  /* the id's type (its last byte), hash */
+    case SCA_LIQUIDITY_POOL:
+        return strkey_text(SK_POOL, v + 8, 32);
+    }
+    Py_RETURN_NONE;
+}
+
+/* The value of a checked SCVal ``v`` when it is an i128; else None. */
+static PyObject *
+scval_i128(const unsigned char *v)
+{
+    if (at32(v) != SCV_I128)
+        Py_RETURN_NONE;
+    int64_t hi = at64(v + 4);
+    uint64_t lo = (uint64_t)at64(v + 12);
+    if ((hi == 0 && lo <= INT64_MAX) || (hi == -1 && lo > INT64_MAX))
+        return PyLong_FromLongLong((long long)lo);
+    PyObject *h = PyLong_FromLongLong(hi), *l = PyLong_FromUnsignedLongLong(lo), *sixty_four = PyLong_FromLong(64);
+    PyObject *shifted = (h && sixty_four) ? PyNumber_Lshift(h, sixty_four) : NULL;
+    PyObject *out = (shifted && l) ? PyNumber_Or(shifted, l) : NULL;
+    Py_XDECREF(h);
+    Py_XDECREF(l);
+    Py_XDECREF(sixty_four);
+    Py_XDECREF(shifted);
+    return out;
+}
+
+PyDoc_STRVAR(Codec_event_summary_doc,
+"event_summary(raw)\n--\n\n"
+"What token movement readers look at in a raw ``ContractEvent`` (checked like decode()), as a tuple:\n"
+"the contract id (32 bytes) or None, the type value, the number of topics, the first topic when a\n"
+"symbol, the strkeys of topics 1 and 2 where addresses, the last topic when a string, the data's\n"
+"SCValType value, and the data when an i128; None where a topic is missing or of another type.\n"
+"Symbols and strings are decoded as UTF-8 with replacement.");
+
+static PyObject *
+Codec_event_summary(Codec *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *out = NULL;
+    const unsigned char *p = view.buf, *topic[3] = {NULL, NULL, NULL}, *last = NULL;
+    Dec d = {p, 0, view.len, self, 0, 0};
+    int64_t v = 0;
+    if (scan_ready(self) < 0 || skip(&d, self->scan.event, MAX_DEPTH, &v) < 0)
+        goto done;
+    if (d.pos != d.len) {
+        PyErr_Format(PyExc_ValueError, "Unexpected trailing %zd bytes in XDR data", d.len - d.pos);
+        goto done;
+    }
+    /* ext (v0: void), contractID (flag, hash), type, body's arm (v0), topics (count, SCVals), data */
+    int has_contract = at32(p + 4) != 0;
+    Py_ssize_t at = has_contract ? 40 : 8;
+    int32_t type = (int32_t)at32(p + at);
+    uint32_t n = at32(p + at + 8);
+    d.pos = at + 12;
+    for (uint32_t i = 0; i < n; i++) {
+        last = p + d.pos;
+        if (i < 3)
+            topic[i] = last;
+        if (skip(&d, self->scan.scval, MAX_DEPTH, &v) < 0)
+            goto done;
+    }
+    out = Py_BuildValue(
+        "(NiINNNNIN)",
+        has_contract ? PyBytes_FromStringAndSize((const char *)p + 8, 32) : Py_NewRef(Py_None),
+        (int)type,
+        n,
+        scval_text(topic[0], SCV_SYMBOL),
+        scval_address(topic[1]),
+        scval_address(topic[2]),
+        scval_text(last, SCV_STRING),
+        at32(p + d.pos),
+        scval_i128(p + d.pos));
+done:
+    PyBuffer_Release(&view);
+    return out;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1757,6 +1882,7 @@ static PyMethodDef Codec_methods[] = {
     {"ends", (PyCFunction)Codec_ends, METH_VARARGS, Codec_ends_doc},
     {"balance_changes", (PyCFunction)Codec_balance_changes, METH_O, Codec_balance_changes_doc},
     {"created_sponsors", (PyCFunction)Codec_created_sponsors, METH_O, Codec_created_sponsors_doc},
+    {"event_summary", (PyCFunction)Codec_event_summary, METH_O, Codec_event_summary_doc},
     {NULL, NULL, 0, NULL},
 };
 
