@@ -74,7 +74,7 @@ def source_xdr(value) -> bytes:
     follow later changes to the value (``to_xdr_bytes()`` does). For code that reads values only.
     Any other value (stellar-sdk's, or built by hand) is encoded.
     """
-    src = value.__dict__.get("_xdr_src")
+    src = kept_xdr(value)
     return src if src is not None else value.to_xdr_bytes()
 
 
