@@ -21,6 +21,7 @@ from stellar_sdk import StrKey, xdr
 from cdp_ray.processors import get_processor
 from cdp_ray.processors import contract_events as ce
 from cdp_ray.processors.contract_events import transaction_events
+from cdp_ray.processors.operations import _TR_FIELD
 from cdp_ray.processors.scval import scval_texts
 from cdp_ray.xdr import decode_ledger, fast
 from cdp_ray.xdr.fast import source_xdr
@@ -341,6 +342,27 @@ def test_a_lazy_type_that_keeps_its_source_keeps_its_raw_bytes():
     assert vars(changes)["_xdr_src"] is lazy_raw and len(changes.ledger_entry_changes) == 1
     eager = own.decode(tids["TransactionMeta"], raw, lazy=False).v1.tx_changes
     assert _kept(eager) == lazy_raw == _data_change(b"abcd").to_xdr_bytes()
+
+
+def test_a_lazy_union_decodes_on_reading_an_arm(p26_raw):
+    """Unselected union arms read None from the class; on a lazy value still raw, reading any arm (before
+    the discriminant) must decode it first, not read that None."""
+    descs, tids, _ = codec._Compiler(codec.load_schema(), ("OperationResult",)).compile()
+    own = _fastxdr.Codec(descs)
+    pairs = []
+    for t in decode_ledger(p26_raw, PUBNET, engine="sdk").transactions:
+        got = own.decode(tids["TransactionResult"], t.result.result.to_xdr_bytes()).result.results or []
+        pairs += [(res, want) for res, want in zip(got, t.operation_results) if want.tr is not None]
+    assert len(pairs) > 100 and all(type(res).__name__ == "LazyOperationResult" for res, _ in pairs)
+    for res, want in pairs:
+        assert "_xdr_raw" in vars(res)
+        tr = res.tr  # an arm first: decodes
+        assert "_xdr_raw" not in vars(res) and tr == want.tr and res.code == want.code
+        assert getattr(tr, _TR_FIELD[tr.type]) == getattr(want.tr, _TR_FIELD[want.tr.type])
+    bad_auth = b"\xff\xff\xff\xff"  # opBAD_AUTH: no tr
+    (res,) = own.decode(tids["TransactionResultResult"], bad_auth + b"\0\0\0\1" + bad_auth).results
+    assert type(res).__name__ == "LazyOperationResult" and res.tr is None and "_xdr_raw" not in vars(res)
+    assert res == xdr.OperationResult.from_xdr_bytes(bad_auth) and type(res).tr is None
 
 
 def test_only_struct_union_and_typedef_values_keep_their_source():

@@ -99,6 +99,22 @@ def _lazy_delattr(self, name: str) -> None:
     object.__delattr__(self, name)
 
 
+class _LazyArm:
+    """A union arm's default on a lazy class: a value still raw is decoded first (its selected arm then sits on
+    the instance, which a non-data descriptor yields to); once decoded, an unselected arm reads None."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj, cls=None):
+        if obj is None or "_xdr_raw" not in obj.__dict__:
+            return None
+        _materialize(obj)
+        return obj.__dict__.get(self.name)
+
+
 def _from_xdr_bytes(cls, data: bytes):
     return CODEC.decode(cls._xdr_tid, data)
 
@@ -154,10 +170,9 @@ class _Compiler:
                 raise TypeError(f"stellar_sdk.xdr.{name} is not an IntEnum")
             members = {int(v): m for v, m in base._value2member_map_.items()}
             return (_fastxdr.ENUM, name, base, 0, -1, (), (), (), members, None, False)
-        ns = {}
-        if entry[0] == "union":
-            # Unselected arms read None from the class instead of being stored on every instance.
-            ns = {attr: None for attr, _ in entry[3]}
+        arms = [attr for attr, _ in entry[3]] if entry[0] == "union" else []
+        # Unselected arms read None from the class instead of being stored on every instance.
+        ns = {attr: None for attr in arms}
         keep = name in self.source
         if keep:
             ns["__getstate__"] = _getstate
@@ -193,6 +208,7 @@ class _Compiler:
                     "__delattr__": _lazy_delattr,
                     "to_xdr_bytes": _lazy_to_xdr_bytes,
                     "to_xdr": _lazy_to_xdr,
+                    **{attr: _LazyArm(attr) for attr in arms},
                 },
             )
             self.classes[lazy.__name__] = lazy
