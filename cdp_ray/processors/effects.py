@@ -28,7 +28,6 @@ from cdp_ray.processors.common import (
     muxed_account,
     pool_id_hex,
     pool_id_strkey,
-    sc_address,
     signer_key_address,
     signer_sponsors,
     sponsoring_id,
@@ -37,7 +36,7 @@ from cdp_ray.processors.common import (
 from cdp_ray.processors.entries import changes_from
 from cdp_ray.processors.filters import FilterConfig, apply_where
 from cdp_ray.processors.operation_details import claim_predicate_json, transaction_source
-from cdp_ray.processors.scval import sac_asset
+from cdp_ray.processors.scval import sac_event
 from cdp_ray.xdr import Ledger, Transaction
 
 log = logging.getLogger(__name__)
@@ -121,7 +120,6 @@ _SPONSORSHIP_PREFIX = {
     LET.DATA: "data",
     LET.CLAIMABLE_BALANCE: "claimable_balance",
 }
-_SAC_FUNCTIONS = ("transfer", "mint", "clawback", "burn")
 
 
 class EffectError(ValueError):
@@ -228,10 +226,6 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _i128(parts) -> int:
-    return (parts.hi.int64 << 64) | parts.lo.uint64
-
-
 def _contract_events(t: Transaction, index: int) -> list[xdr.ContractEvent]:
     m = t.meta
     if m.v == 3:
@@ -240,37 +234,6 @@ def _contract_events(t: Transaction, index: int) -> list[xdr.ContractEvent]:
         ops = m.v4.operations or []
         return list(ops[index].events) if index < len(ops) else []
     return []
-
-
-def _sac_event(ev: xdr.ContractEvent, network_passphrase: str):
-    """Go ``contractevents.NewStellarAssetContractEvent``: ``(kind, asset, from, to, amount)`` or None."""
-    if ev.type != xdr.ContractEventType.CONTRACT or ev.contract_id is None or ev.body.v != 0:
-        return None
-    topics, value = ev.body.v0.topics, ev.body.v0.data
-    SCV = xdr.SCValType
-    if len(topics) <= 2 or topics[0].type != SCV.SCV_SYMBOL:
-        return None
-    fn = _text(topics[0].sym.sc_symbol)
-    if fn not in _SAC_FUNCTIONS or topics[-1].type != SCV.SCV_STRING:
-        return None
-    asset = sac_asset(_text(topics[-1].str.sc_string), ev.contract_id.contract_id.hash, network_passphrase)
-    if asset is None:
-        return None
-    if value.type != SCV.SCV_I128:
-        return None
-    amount = _i128(value.i128)
-    if fn == "burn":
-        if len(topics) != 3 or topics[1].type != SCV.SCV_ADDRESS:
-            return None
-        return fn, asset, sc_address(topics[1].address), None, amount
-    if len(topics) != 4 or topics[1].type != SCV.SCV_ADDRESS or topics[2].type != SCV.SCV_ADDRESS:
-        return None
-    first, second = sc_address(topics[1].address), sc_address(topics[2].address)
-    if fn == "transfer":
-        return fn, asset, first, second, amount
-    if fn == "mint":
-        return fn, asset, None, second, amount
-    return fn, asset, second, None, amount
 
 
 def _is_account(address: str) -> bool:
@@ -578,7 +541,7 @@ class _OperationEffects:
         if not self.network:
             raise EffectError("invoke_host_function effects need the network passphrase of the ledgers")
         for ev in _contract_events(self.t, 0):
-            parsed = _sac_event(ev, self.network)
+            parsed = sac_event(ev, self.network)
             if parsed is None:
                 continue
             fn, asset, frm, to, amount = parsed

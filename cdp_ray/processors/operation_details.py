@@ -15,7 +15,6 @@ import hashlib
 
 from stellar_sdk import xdr
 
-from cdp_ray.errors import CdpRayError
 from cdp_ray.processors.common import (
     NATIVE_ASSET_ID,
     GoFloat,
@@ -42,7 +41,7 @@ from cdp_ray.processors.common import (
     sponsoring_id,
     stroops_to_real,
 )
-from cdp_ray.processors.scval import event_summary, sac_asset, scval_to_json
+from cdp_ray.processors.scval import sac_event, scval_to_json
 from cdp_ray.xdr import Transaction, fast
 from cdp_ray.xdr.fast import raw_xdr
 
@@ -486,9 +485,6 @@ def _preimage_details(pre: xdr.ContractIDPreimage) -> dict:
     return {"from": "asset", "asset": asset_canonical(pre.from_asset)}
 
 
-_SAC_TOPICS = ("transfer", "mint", "clawback", "burn")
-
-
 def sac_balance_changes(t: Transaction, network_passphrase: str | None) -> list[dict]:
     """stellar-etl's ``asset_balance_changes``: Stellar Asset Contract transfer/mint/clawback/burn events
     found in the transaction's diagnostic events (successful contract calls only)."""
@@ -501,29 +497,10 @@ def sac_balance_changes(t: Transaction, network_passphrase: str | None) -> list[
         events = []
     out: list[dict] = []
     for de in events:
-        if not de.in_successful_contract_call:
+        parsed = sac_event(de.event, network_passphrase) if de.in_successful_contract_call else None
+        if parsed is None:
             continue
-        contract, event_type, ntopics, fn, first, second, name, _, amount = event_summary(de.event)
-        if event_type != xdr.ContractEventType.CONTRACT or contract is None:
-            continue
-        if not network_passphrase:
-            raise CdpRayError(
-                "cannot recognise Stellar Asset Contract events without the network passphrase",
-                hint="decode ledgers with cdp_ray.xdr.decode_ledger(data, network_passphrase)",
-            )
-        if ntopics <= 2 or fn not in _SAC_TOPICS or name is None:
-            continue
-        asset = sac_asset(name, contract, network_passphrase)
-        if asset is None or amount is None:
-            continue
-        if fn == "burn":
-            if ntopics != 3 or first is None:
-                continue
-            frm, to = first, ""
-        else:
-            if ntopics != 4 or first is None or second is None:
-                continue
-            frm, to = {"transfer": (first, second), "mint": ("", second), "clawback": (second, "")}[fn]
+        fn, asset, frm, to, amount = parsed
         change: dict = {}
         if frm:
             change["from"] = frm

@@ -27,6 +27,7 @@ from typing import Any
 from stellar_sdk import StrKey, xdr
 from stellar_sdk.exceptions import Ed25519PublicKeyInvalidError
 
+from cdp_ray.errors import CdpRayError
 from cdp_ray.networks import network_id
 from cdp_ray.processors.common import contract_strkey, sc_address, strkey
 from cdp_ray.xdr import fast
@@ -393,6 +394,34 @@ def sac_asset(name: str, contract_id: bytes, passphrase: str) -> xdr.Asset | Non
     return xdr.Asset.from_xdr_bytes(raw) if raw is not None and _sac_id(raw, passphrase) == contract_id else None
 
 
+_SAC_FUNCTIONS = ("transfer", "mint", "clawback", "burn")
+
+
+def sac_event(event: xdr.ContractEvent, network_passphrase: str | None) -> tuple | None:
+    """Go's ``contractevents.NewStellarAssetContractEvent``: ``(kind, asset, from, to, amount)`` of a Stellar
+    Asset Contract transfer, mint, clawback or burn event (``from``/``to`` None where the kind has none), else
+    None. Contract events cannot be recognised without the network passphrase: they raise instead."""
+    contract, event_type, ntopics, fn, first, second, name, _, amount = event_summary(event)
+    if event_type != xdr.ContractEventType.CONTRACT or contract is None:
+        return None
+    if not network_passphrase:
+        raise CdpRayError(
+            "cannot recognise Stellar Asset Contract events without the network passphrase",
+            hint="decode ledgers with cdp_ray.xdr.decode_ledger(data, network_passphrase)",
+        )
+    if ntopics <= 2 or fn not in _SAC_FUNCTIONS or name is None:
+        return None
+    asset = sac_asset(name, contract, network_passphrase)
+    if asset is None or amount is None:
+        return None
+    if fn == "burn":
+        return (fn, asset, first, None, amount) if ntopics == 3 and first is not None else None
+    if ntopics != 4 or first is None or second is None:
+        return None
+    frm, to = {"transfer": (first, second), "mint": (None, second), "clawback": (second, None)}[fn]
+    return fn, asset, frm, to, amount
+
+
 def native_sac_strkey(passphrase: str) -> str:
     """``C...`` of the native (XLM) asset contract on ``passphrase``."""
     return contract_strkey(sac_contract_id(xdr.Asset(xdr.AssetType.ASSET_TYPE_NATIVE), passphrase))
@@ -420,6 +449,7 @@ __all__ = [
     "parse_sep11_asset",
     "sac_asset",
     "sac_contract_id",
+    "sac_event",
     "scval_address",
     "scval_i128",
     "scval_json",
