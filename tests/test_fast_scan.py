@@ -21,11 +21,11 @@ from cdp_ray.lake.formats import split_ledgers
 from cdp_ray.processors import common, get_processor
 from cdp_ray.processors import operation_details as od
 from cdp_ray.processors import token_transfers as tt
-from cdp_ray.processors.contract_events import transaction_events
 from cdp_ray.processors.scval import event_summary
 from cdp_ray.xdr import decode_ledger, fast
 from conftest import PUBNET
 from test_fast_decode import _groups, real_ledgers
+from test_fast_source import _events
 
 pytestmark = pytest.mark.skipif(not fast.available(), reason=f"fast engine not built: {fast.unavailable_reason()}")
 
@@ -359,12 +359,6 @@ def test_verification_python_path_on_fast_objects(stellar_data, monkeypatch):
 
 
 # --- splitting raw values ------------------------------------------------------------------------------
-
-
-def _events(tx) -> list:
-    """Every contract event of a transaction: transaction-level, operations', diagnostic."""
-    tx_events, op_events, diagnostic = transaction_events(tx)
-    return [e.event for e in tx_events] + [e for es in op_events for e in es] + [d.event for d in diagnostic]
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,7 @@ def _body(env):
 
 
 def _events(tx) -> list:
+    """Every contract event of a transaction: transaction-level, operations', diagnostic."""
     tx_events, op_events, diagnostic = transaction_events(tx)
     return [e.event for e in tx_events] + [e for es in op_events for e in es] + [d.event for d in diagnostic]
 
