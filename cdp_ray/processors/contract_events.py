@@ -66,11 +66,10 @@ class ContractEventsConfig(BaseModel):
 
 
 _STAGE = {0: "before_all_txs", 1: "after_tx", 2: "after_all_txs"}
-#: ``ContractEventType`` -> (value, Go name, XDR of the event's ``type`` and ``body.v`` (0))
+#: ``ContractEventType`` (or its value) -> (value, Go name, XDR of the event's ``type`` and ``body.v`` (0))
 _EVENT_TYPE = {
     t: (t.value, go_enum_string(t), struct.pack(">iI", t.value, 0)) for t in xdr.ContractEventType
 }
-_EVENT_TYPES = {t.value: t for t in xdr.ContractEventType}
 #: ``inSuccessfulContractCall``, the head of a ``DiagnosticEvent``
 _CALL_OK = {True: b"\0\0\0\1", False: b"\0\0\0\0"}
 _EXT_V0 = b"\0\0\0\0"
@@ -169,13 +168,13 @@ def _sliced_event_values(event_xdr: bytes) -> tuple:
     data_xdr = event_xdr[mid:]
     data_texts = SCVAL_TEXTS_BY_XDR.get(data_xdr) or scval_texts(None, data_xdr)
     contract = strkey("C", event_xdr[12:44]) if event_xdr[11] else ""
-    event_type = _EVENT_TYPES[event_xdr[start - 5]]  # ContractEventType values fit the type's last byte
+    event_type = event_xdr[start - 5]  # ContractEventType values fit the type's last byte
     return _columns(contract, event_type, topic_texts, data_texts, event_xdr)
 
 
-def _columns(contract: str, event_type: xdr.ContractEventType, topics: tuple, data: tuple, event_xdr: bytes) -> tuple:
-    """The columns ``contract_id`` .. ``contract_event_xdr`` from their parts (``topics`` and ``data``: base64
-    and JSON texts)."""
+def _columns(contract: str, event_type: int, topics: tuple, data: tuple, event_xdr: bytes) -> tuple:
+    """The columns ``contract_id`` .. ``contract_event_xdr`` from their parts (``event_type``: a
+    ``ContractEventType`` or its value; ``topics`` and ``data``: base64 and JSON texts)."""
     type_value, type_string, _ = _EVENT_TYPE[event_type]
     return (contract, type_value, type_string, *topics, *data, b2a_base64(event_xdr, newline=False).decode())
 
