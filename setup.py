@@ -1,7 +1,9 @@
-"""Build the optional C extension of the fast XDR codec; metadata lives in pyproject.toml.
+"""Build the optional C extensions; metadata lives in pyproject.toml.
 
-The extension is ``optional``: where it cannot be compiled the install still succeeds and
-``cdp_ray.xdr`` decodes with stellar-sdk alone.
+``cdp_ray.xdr.fast._fastxdr`` is the fast XDR codec; ``cdp_ray.processors._details`` builds the
+operations' details maps of the common classic operations. Both are ``optional``: where they cannot
+be compiled the install still succeeds, ``cdp_ray.xdr`` decodes with stellar-sdk alone and the
+details are built in Python.
 """
 
 from setuptools import Extension, setup
@@ -12,7 +14,15 @@ setup(
             "cdp_ray.xdr.fast._fastxdr",
             sources=["cdp_ray/xdr/fast/_fastxdr.c"],
             extra_compile_args=["-O2"],
+            depends=["cdp_ray/xdr/fast/strkey.h"],
             optional=True,
-        )
+        ),
+        Extension(
+            "cdp_ray.processors._details",
+            sources=["cdp_ray/processors/_details.c"],
+            depends=["cdp_ray/xdr/fast/strkey.h"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

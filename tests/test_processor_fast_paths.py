@@ -1,16 +1,23 @@
-"""The shortcuts of the transactions / contract_events processors and the rows -> Arrow step, checked against
-the plain paths they replace on every real ledger: raw balance scans, direct SCVal JSON text, no
-materialized entry changes, and column building."""
+"""The shortcuts of the transactions / contract_events / operations processors and the rows -> Arrow step,
+checked against the plain paths they replace on every real ledger: raw balance scans, direct SCVal JSON
+text, no materialized entry changes, the C details maps, and column building."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from stellar_sdk import xdr
+from test_fast_decode import _groups, real_ledgers
+from test_fast_decode_props import value_of
 
 from cdp_ray.processors import get_processor
+from cdp_ray.processors import operation_details as od
 from cdp_ray.processors.base import column_array, table_from_dicts, table_from_rows
 from cdp_ray.processors.common import TIMESTAMP, GoFloat, g_strkey, go_json
 from cdp_ray.processors.contract_events import transaction_events
@@ -19,7 +26,6 @@ from cdp_ray.processors.scval import scval_json, scval_to_json, to_json
 from cdp_ray.processors.token_transfers import _change_groups
 from cdp_ray.processors.transactions import _raw_balance_change, account_balance_change
 from cdp_ray.xdr import decode_ledger, fast
-from test_fast_decode import _groups, real_ledgers
 
 needs_fast = pytest.mark.skipif(not fast.available(), reason=f"fast engine not built: {fast.unavailable_reason()}")
 
@@ -159,3 +165,125 @@ def test_details_maps_mark_every_float_for_go_json(stellar_data):
                 ops += 1
     assert ops > 20_000 and len(found) > 30_000
     assert "1e-7" in {go_json(f) for f in found}  # the spelling the walk would otherwise have to fix
+
+
+needs_details = pytest.mark.skipif(od._classic_details is None, reason="details extension not built")
+OT = xdr.OperationType
+CLASSIC = {
+    OT.CREATE_ACCOUNT, OT.PAYMENT, OT.PATH_PAYMENT_STRICT_RECEIVE, OT.PATH_PAYMENT_STRICT_SEND, OT.MANAGE_SELL_OFFER,
+    OT.MANAGE_BUY_OFFER, OT.CREATE_PASSIVE_SELL_OFFER, OT.CREATE_CLAIMABLE_BALANCE,
+}
+
+
+def _typed(value):
+    """``value`` with every leaf paired with its type, so that 1 and 1.0, float and GoFloat differ."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return type(value).__name__, value
+
+
+def _both(body, source, t, index: int):
+    """``(C map, Python map or the exception the Python rules raised)`` of one operation."""
+    c = od._classic_details(body, source, t.operation_results if t.successful else None, index)
+    try:
+        return c, od.details_in_python(body, source, index, t, None, None)
+    except Exception as exc:  # noqa: BLE001  (compared: C must then decline)
+        return c, exc
+
+
+@needs_details
+@pytest.mark.parametrize("engine", ["fast", "sdk"])
+def test_classic_details_in_c_equal_the_python_rules_on_real_operations(stellar_data, engine):
+    """Every real operation (every fifth ledger with stellar-sdk's values): the C map equals the Python rules'
+    map value for value and type for type, and only the other operation types are left to Python."""
+    built, declined = Counter(), Counter()
+    for group in _groups():
+        for n, (_, passphrase, raw) in enumerate(real_ledgers(stellar_data, group)):
+            if engine == "sdk" and n % 5:
+                continue
+            ledger = decode_ledger(raw, passphrase, engine=engine)
+            for t in ledger.transactions:
+                for i, op in enumerate(t.operations):
+                    source = op.source_account if op.source_account is not None else od.transaction_source(t)
+                    c, py = _both(op.body, source, t, i)
+                    if c is None:
+                        declined[op.body.type] += 1
+                        continue
+                    assert _typed(c) == _typed(py), (ledger.sequence, t.hash.hex(), i)
+                    built[op.body.type] += 1
+    assert not CLASSIC & set(declined)
+    assert set(built) == CLASSIC - {OT.CREATE_PASSIVE_SELL_OFFER}  # none in the real ledgers: generated below
+    assert sum(built.values()) > (19_000 if engine == "fast" else 3_000)
+
+
+def _operation_result(body: xdr.OperationBody, result) -> xdr.OperationResult:
+    """A successful ``OperationResult`` of ``body``'s type holding the path payment ``result`` where given."""
+    arm = {OT.PATH_PAYMENT_STRICT_RECEIVE: "path_payment_strict_receive_result",
+           OT.PATH_PAYMENT_STRICT_SEND: "path_payment_strict_send_result"}.get(body.type)
+    tr = xdr.OperationResultTr(type=body.type, **({arm: result} if arm else {}))
+    return xdr.OperationResult(code=xdr.OperationResultCode.opINNER, tr=tr)
+
+
+_ARMS = {
+    OT.CREATE_ACCOUNT: "CreateAccountOp", OT.PAYMENT: "PaymentOp",
+    OT.PATH_PAYMENT_STRICT_RECEIVE: "PathPaymentStrictReceiveOp", OT.PATH_PAYMENT_STRICT_SEND: "PathPaymentStrictSendOp",
+    OT.MANAGE_SELL_OFFER: "ManageSellOfferOp", OT.MANAGE_BUY_OFFER: "ManageBuyOfferOp",
+    OT.CREATE_PASSIVE_SELL_OFFER: "CreatePassiveSellOfferOp", OT.CREATE_CLAIMABLE_BALANCE: "CreateClaimableBalanceOp",
+}
+_classic_bodies = st.sampled_from(sorted(_ARMS)).flatmap(
+    lambda t: value_of(_ARMS[t]).map(lambda o: xdr.OperationBody(type=t, **{f"{od.OPERATION_TYPE_NAMES[t]}_op": o}))
+)
+
+
+@needs_details
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.deferred(lambda: _classic_bodies),
+    source=st.deferred(lambda: value_of("MuxedAccount")),
+    receive=st.deferred(lambda: value_of("PathPaymentStrictReceiveResult")),
+    send=st.deferred(lambda: value_of("PathPaymentStrictSendResult")),
+    outcome=st.sampled_from(["failed", "succeeded", "no result"]),
+)
+def test_classic_details_in_c_equal_the_python_rules_on_generated_operations(body, source, receive, send, outcome):
+    """Any value of the eight operation types (muxed accounts, 4- and 12-character codes with NULs and bad
+    UTF-8, extreme amounts and prices, offers of several assets), of a failed transaction, a successful one,
+    or one whose results lack the operation: equal maps, or C declines where the Python rules raise."""
+    result = receive if body.type == OT.PATH_PAYMENT_STRICT_RECEIVE else send
+    results = {"failed": [], "succeeded": [_operation_result(body, result)], "no result": []}[outcome]
+    t = SimpleNamespace(successful=outcome != "failed", operation_results=results)
+    c, py = _both(body, source, t, 0)
+    if isinstance(py, Exception):
+        assert c is None, py
+    else:
+        assert c is not None and _typed(c) == _typed(py)
+
+
+def test_without_the_details_extension_the_python_rules_build_every_map(stellar_data):
+    """With ``_details`` not importable, the operations table of real ledgers is the same, built in Python."""
+    import subprocess
+    import sys
+
+    group = "wallet-backend"  # the protocol-26 pubnet ledgers
+    code = (
+        "import sys, hashlib\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'cdp_ray.processors._details': raise ImportError('no compiler')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from pathlib import Path\n"
+        "from cdp_ray.processors import get_processor, operation_details\n"
+        "from cdp_ray.xdr import decode_ledger\n"
+        "from test_fast_decode import real_ledgers\n"
+        f"ledgers = real_ledgers(Path({str(stellar_data)!r}), {group!r})\n"
+        "table = get_processor('operations').process([decode_ledger(r, p) for _, p, r in ledgers])\n"
+        "print(operation_details._classic_details, table.num_rows, table.column('details').to_pylist())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    ledgers = [decode_ledger(r, p) for _, p, r in real_ledgers(stellar_data, group)]
+    table = get_processor("operations").process(ledgers)
+    assert od._classic_details is not None or not fast.available()
+    assert out.strip() == f"None {table.num_rows} {table.column('details').to_pylist()}"
+    assert table.num_rows > 1000

@@ -515,17 +515,48 @@ def sac_balance_changes(t: Transaction, network_passphrase: str | None) -> list[
 
 # --- the details map ---------------------------------------------------------------------------------
 
+try:
+    from cdp_ray.processors import _details
+except ImportError:  # the C extension was not built: every map is built in Python
+    _classic_details = None
+else:
+    _details.setup(GoFloat, asset_id, claim_predicate_json)
+    _classic_details = _details.classic_details
+
 
 def operation_details(
     op: xdr.Operation, index: int, t: Transaction, protocol: int, network_passphrase: str | None
 ) -> dict:
-    """stellar-etl's ``details`` of operation ``index`` (0-based) of transaction ``t``."""
-    d: dict = {}
-    body = op.body
-    ty = body.type
+    """stellar-etl's ``details`` of operation ``index`` (0-based) of transaction ``t``.
+
+    The common classic operations' maps are built by the C extension where it is built (the same dict,
+    :func:`details_in_python` being the rules it is tested against), the others by those rules.
+    """
     source = op.source_account if op.source_account is not None else transaction_source(t)
-    ok = t.successful
     group = _operation_group(t, index, protocol)  # decoded only where a detail needs it
+    d = None
+    if _classic_details is not None:
+        d = _classic_details(op.body, source, t.operation_results if t.successful else None, index)
+    if d is None:
+        d = details_in_python(op.body, source, index, t, group, network_passphrase)
+    sponsor = _sponsor(op, group)
+    if sponsor is not None:
+        d["sponsor"] = sponsor
+    return d
+
+
+def details_in_python(
+    body: xdr.OperationBody,
+    source: xdr.MuxedAccount,
+    index: int,
+    t: Transaction,
+    group: xdr.LedgerEntryChanges | None,
+    network_passphrase: str | None,
+) -> dict:
+    """:func:`operation_details` less the sponsor, for an operation ``body`` with source ``source``."""
+    d: dict = {}
+    ty = body.type
+    ok = t.successful
 
     if ty == OT.CREATE_ACCOUNT:
         o = body.create_account_op
@@ -708,10 +739,6 @@ def operation_details(
         d["contract_code_hash"] = None
     else:
         raise ValueError(f"unknown operation type {ty!r}")
-
-    sponsor = _sponsor(op, group)
-    if sponsor is not None:
-        d["sponsor"] = sponsor
     return d
 
 

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "strkey.h"
+
 enum {
     K_I32, K_U32, K_I64, K_U64, K_BOOL, K_F32, K_F64,
     K_OPAQUE, K_VOPAQUE, K_STRING, K_ARRAY, K_FARRAY, K_OPT,
@@ -1285,53 +1287,10 @@ Codec_created_sponsors(Codec *self, PyObject *arg)
 /* ------------------------------------------------------------------------------------------ */
 /* strkeys                                                                                    */
 
-static const char B32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-static uint16_t crc16_table[256];
-
-static void
-crc16_init(void)
-{
-    for (int i = 0; i < 256; i++) {
-        uint16_t crc = (uint16_t)(i << 8);
-        for (int b = 0; b < 8; b++)
-            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
-        crc16_table[i] = crc;
-    }
-}
-
 PyDoc_STRVAR(strkey_doc,
 "strkey(version_byte, payload)\n--\n\n"
 "Strkey text of ``payload``: unpadded RFC 4648 base32 of the version byte, the payload (any length)\n"
 "and their CRC16-XModem checksum, little-endian.");
-
-/* Strkey text of ``n`` bytes of payload ``q`` with ``version`` (0-255). */
-static PyObject *
-strkey_text(unsigned version, const unsigned char *q, Py_ssize_t n)
-{
-    Py_ssize_t total = n + 3;
-    uint16_t crc = crc16_table[version];
-    for (Py_ssize_t i = 0; i < n; i++)
-        crc = (uint16_t)(crc << 8) ^ crc16_table[(crc >> 8) ^ q[i]];
-    PyObject *text = (total > (PY_SSIZE_T_MAX - 4) / 8) ? PyErr_NoMemory() : PyUnicode_New((total * 8 + 4) / 5, 127);
-    if (text == NULL)
-        return NULL;
-    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
-    uint32_t bits = 0;
-    int nbits = 0;
-    for (Py_ssize_t i = 0; i < total; i++) {
-        unsigned b = i == 0 ? version : i <= n ? q[i - 1] : i == n + 1 ? (crc & 0xff) : (crc >> 8);
-        bits = (bits << 8) | b;
-        nbits += 8;
-        while (nbits >= 5) {
-            nbits -= 5;
-            *out++ = B32[(bits >> nbits) & 31];
-        }
-        bits &= (1u << nbits) - 1;
-    }
-    if (nbits > 0)
-        *out++ = B32[(bits << (5 - nbits)) & 31];
-    return text;
-}
 
 static PyObject *
 fastxdr_strkey(PyObject *module, PyObject *args)
@@ -1355,8 +1314,6 @@ fastxdr_strkey(PyObject *module, PyObject *args)
 /* SCValType and SCAddressType values (XDR constants) */
 enum { SCV_I128 = 10, SCV_STRING = 14, SCV_SYMBOL = 15, SCV_ADDRESS = 18 };
 enum { SCA_ACCOUNT, SCA_CONTRACT, SCA_MUXED_ACCOUNT, SCA_CLAIMABLE_BALANCE, SCA_LIQUIDITY_POOL };
-/* strkey version bytes: G, C, M, B, L */
-enum { SK_ACCOUNT = 6 << 3, SK_CONTRACT = 2 << 3, SK_MUXED = 12 << 3, SK_BALANCE = 1 << 3, SK_POOL = 11 << 3 };
 
 /* The text of a checked SCVal ``v`` of type ``type`` (symbol or string), UTF-8 with replacement; else None. */
 static PyObject *
