@@ -119,3 +119,27 @@ def test_tmp_files_of_dead_writers_are_swept(tmp_path):
         p.write_bytes(b"partial")
     make_sink({"type": "parquet", "uri": str(tmp_path)}).prepare([PROC])
     assert not stale.exists() and live.exists() and other_host.exists()
+
+
+def test_tmp_files_of_killed_writers_left_as_zombies_are_swept(tmp_path):
+    """A killed writer that nobody reaps (PID 1 of many containers does not) is dead, not writing."""
+    import socket
+    import subprocess
+    import time
+    from pathlib import Path
+
+    proc = subprocess.Popen(["sleep", "60"])
+    proc.kill()  # not waited for: a zombie until reaped below
+    stat = Path(f"/proc/{proc.pid}/stat")
+    if not stat.exists():
+        pytest.skip("no procfs")
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
+    (tmp_path / "events").mkdir()
+    stale = tmp_path / "events" / f"_tmp-{socket.gethostname()}-{proc.pid}-abc"
+    stale.write_bytes(b"partial")
+    try:
+        make_sink({"type": "parquet", "uri": str(tmp_path)}).prepare([PROC])
+        assert not stale.exists()
+    finally:
+        proc.wait()

@@ -78,13 +78,20 @@ def range_file(table: str, start: int, end: int, date: str | None = None) -> str
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs. A zombie (exited, not yet reaped: what a killed
+    Ray worker stays where PID 1 does not reap orphans, as in many containers) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no procfs (not Linux): the signal's answer
         return True
-    return True
+    return state not in ("Z", "X")
 
 
 def _bytes_writer(data: bytes) -> Callable[[Any], None]:
