@@ -1,9 +1,9 @@
 """Build the optional C extensions; metadata lives in pyproject.toml.
 
-``cdp_ray.xdr.fast._fastxdr`` is the fast XDR codec; ``cdp_ray.processors._details`` builds the
-operations' details maps of the common classic operations. Both are ``optional``: where they cannot
-be compiled the install still succeeds, ``cdp_ray.xdr`` decodes with stellar-sdk alone and the
-details are built in Python.
+``cdp_ray.xdr.fast._fastxdr`` is the fast XDR codec; ``cdp_ray.processors._details`` reads what the
+operations table needs of an operation (the common classic operations' details maps included) from
+its XDR. Both are ``optional``: where they cannot be compiled the install still succeeds,
+``cdp_ray.xdr`` decodes with stellar-sdk alone and operations are read as objects.
 """
 
 from setuptools import Extension, setup

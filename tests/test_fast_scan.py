@@ -218,10 +218,10 @@ def test_sponsor_same_on_fast_and_sdk_objects(changes, sponsor):
         xdr.LedgerEntryChanges([]), [xdr.OperationMeta(group)], xdr.LedgerEntryChanges([])
     ).to_xdr_bytes()).operations[0].changes
     assert _is_lazy(lazy)
-    op = _set_options_op(signer=False)
-    assert od._sponsor(op, group) == od._sponsor(op, lazy) == sponsor
+    op, set_options = _set_options_op(signer=False), xdr.OperationType.SET_OPTIONS
+    assert od._sponsor(op, set_options, group) == od._sponsor(op, set_options, lazy) == sponsor
     assert _is_lazy(lazy) == (len(_python_sponsors(group)) < 2)  # decoded only to sort two hits
-    assert od._sponsor(_set_options_op(signer=True), lazy) == sponsor  # signer ops walk the changes
+    assert od._sponsor(_set_options_op(signer=True), set_options, lazy) == sponsor  # signer ops walk the changes
 
 
 def test_operations_decode_only_the_changes_they_need(stellar_data):

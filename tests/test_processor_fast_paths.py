@@ -19,9 +19,10 @@ from test_fast_decode_props import value_of
 from cdp_ray.processors import get_processor
 from cdp_ray.processors import operation_details as od
 from cdp_ray.processors.base import column_array, table_from_dicts, table_from_rows
-from cdp_ray.processors.common import TIMESTAMP, GoFloat, g_strkey, go_json
+from cdp_ray.processors.common import TIMESTAMP, GoFloat, g_strkey, go_json, muxed_account
 from cdp_ray.processors.contract_events import transaction_events
 from cdp_ray.processors.operation_details import operation_details
+from cdp_ray.processors.operations import _TR_FIELD
 from cdp_ray.processors.scval import scval_json, scval_to_json, to_json
 from cdp_ray.processors.token_transfers import _change_groups
 from cdp_ray.processors.transactions import _raw_balance_change, account_balance_change
@@ -167,7 +168,9 @@ def test_details_maps_mark_every_float_for_go_json(stellar_data):
     assert "1e-7" in {go_json(f) for f in found}  # the spelling the walk would otherwise have to fix
 
 
-needs_details = pytest.mark.skipif(od._classic_details is None, reason="details extension not built")
+needs_details = pytest.mark.skipif(
+    od.read_operation is None or not fast.available(), reason="details or fast-engine extension not built"
+)
 OT = xdr.OperationType
 CLASSIC = {
     OT.CREATE_ACCOUNT, OT.PAYMENT, OT.PATH_PAYMENT_STRICT_RECEIVE, OT.PATH_PAYMENT_STRICT_SEND, OT.MANAGE_SELL_OFFER,
@@ -184,51 +187,66 @@ def _typed(value):
     return type(value).__name__, value
 
 
-def _both(body, source, t, index: int):
-    """``(C map, Python map or the exception the Python rules raised)`` of one operation."""
-    c = od._classic_details(body, source, t.operation_results if t.successful else None, index)
+def _check_read(op: xdr.Operation, tx_source: xdr.MuxedAccount, rules_tx, index: int, op_xdr: bytes,
+                result_xdr: bytes | None) -> bool:
+    """``read_operation`` of an operation's XDR (and its result's) against the Python rules over its values;
+    ``rules_tx``: the transaction they read (its success and results). Whether C built the details map;
+    where the rules raise, C must decline."""
+    got = od.read_operation(op_xdr, tx_source.to_xdr_bytes(), result_xdr, rules_tx.successful)
+    source = op.source_account if op.source_account is not None else tx_source
+    assert got[:3] == (*muxed_account(source), op.body.type)
+    result = None if result_xdr is None else xdr.OperationResult.from_xdr_bytes(result_xdr)
+    tr = None if result is None else result.tr
+    assert got[4:] == (
+        None if result is None else result.code,
+        None if tr is None else tr.type,
+        None if tr is None else getattr(tr, _TR_FIELD[tr.type]).code,
+    )
+    if got[3] is None and op.body.type not in CLASSIC:
+        return False
     try:
-        return c, od.details_in_python(body, source, index, t, None, None)
+        py = od.details_in_python(op.body, source, index, rules_tx, None, None)
     except Exception as exc:  # noqa: BLE001  (compared: C must then decline)
-        return c, exc
+        assert got[3] is None, exc
+        return False
+    assert got[3] is not None, py
+    assert _typed(got[3]) == _typed(py)
+    return True
 
 
 @needs_details
-@pytest.mark.parametrize("engine", ["fast", "sdk"])
-def test_classic_details_in_c_equal_the_python_rules_on_real_operations(stellar_data, engine):
-    """Every real operation (every fifth ledger with stellar-sdk's values): the C map equals the Python rules'
-    map value for value and type for type, and only the other operation types are left to Python."""
-    built, declined = Counter(), Counter()
-    for group in _groups():
-        for n, (_, passphrase, raw) in enumerate(real_ledgers(stellar_data, group)):
-            if engine == "sdk" and n % 5:
-                continue
-            ledger = decode_ledger(raw, passphrase, engine=engine)
-            for t in ledger.transactions:
-                for i, op in enumerate(t.operations):
-                    source = op.source_account if op.source_account is not None else od.transaction_source(t)
-                    c, py = _both(op.body, source, t, i)
-                    if c is None:
-                        declined[op.body.type] += 1
-                        continue
-                    assert _typed(c) == _typed(py), (ledger.sequence, t.hash.hex(), i)
+def test_operations_read_from_xdr_equal_the_python_rules_on_real_operations(stellar_data):
+    """Every real operation with its result: source, type and result codes equal the values', and the details
+    map of the eight common classic types equals the Python rules' map value for value and type for type."""
+    built = Counter()
+    for ledger in _ledgers(stellar_data):
+        for t in ledger.transactions:
+            results = t.operation_results
+            for i, op in enumerate(t.operations):
+                result_xdr = fast.kept_xdr(results[i]) if i < len(results) else None
+                if _check_read(op, od.transaction_source(t), t, i, fast.kept_xdr(op), result_xdr):
                     built[op.body.type] += 1
-    assert not CLASSIC & set(declined)
     assert set(built) == CLASSIC - {OT.CREATE_PASSIVE_SELL_OFFER}  # none in the real ledgers: generated below
-    assert sum(built.values()) > (19_000 if engine == "fast" else 3_000)
+    assert sum(built.values()) > 19_000
 
 
-def _operation_result(body: xdr.OperationBody, result) -> xdr.OperationResult:
-    """A successful ``OperationResult`` of ``body``'s type holding the path payment ``result`` where given."""
-    arm = {OT.PATH_PAYMENT_STRICT_RECEIVE: "path_payment_strict_receive_result",
-           OT.PATH_PAYMENT_STRICT_SEND: "path_payment_strict_send_result"}.get(body.type)
-    tr = xdr.OperationResultTr(type=body.type, **({arm: result} if arm else {}))
-    return xdr.OperationResult(code=xdr.OperationResultCode.opINNER, tr=tr)
+def _result_strategy(op_type: OT) -> st.SearchStrategy:
+    """Successful ``OperationResult`` values of an operation type: any value of its result type."""
+    from cdp_ray.xdr.fast.codec import load_schema
+
+    _, _, _, arms, cases = load_schema()["OperationResultTr"]
+    arm = dict(cases)[op_type]
+    return value_of(dict(arms)[arm][1]).map(
+        lambda r: xdr.OperationResult(
+            code=xdr.OperationResultCode.opINNER, tr=xdr.OperationResultTr(type=op_type, **{arm: r})
+        )
+    )
 
 
 _ARMS = {
     OT.CREATE_ACCOUNT: "CreateAccountOp", OT.PAYMENT: "PaymentOp",
-    OT.PATH_PAYMENT_STRICT_RECEIVE: "PathPaymentStrictReceiveOp", OT.PATH_PAYMENT_STRICT_SEND: "PathPaymentStrictSendOp",
+    OT.PATH_PAYMENT_STRICT_RECEIVE: "PathPaymentStrictReceiveOp",
+    OT.PATH_PAYMENT_STRICT_SEND: "PathPaymentStrictSendOp",
     OT.MANAGE_SELL_OFFER: "ManageSellOfferOp", OT.MANAGE_BUY_OFFER: "ManageBuyOfferOp",
     OT.CREATE_PASSIVE_SELL_OFFER: "CreatePassiveSellOfferOp", OT.CREATE_CLAIMABLE_BALANCE: "CreateClaimableBalanceOp",
 }
@@ -238,26 +256,34 @@ _classic_bodies = st.sampled_from(sorted(_ARMS)).flatmap(
 
 
 @needs_details
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.deferred(lambda: _classic_bodies),
-    source=st.deferred(lambda: value_of("MuxedAccount")),
-    receive=st.deferred(lambda: value_of("PathPaymentStrictReceiveResult")),
-    send=st.deferred(lambda: value_of("PathPaymentStrictSendResult")),
-    outcome=st.sampled_from(["failed", "succeeded", "no result"]),
+    source=st.deferred(lambda: st.none() | value_of("MuxedAccount")),
+    tx_source=st.deferred(lambda: value_of("MuxedAccount")),
+    other=st.deferred(lambda: value_of("OperationResult")),
+    outcome=st.sampled_from(["failed", "failed with a result", "succeeded", "no result", "another result"]),
+    data=st.data(),
 )
-def test_classic_details_in_c_equal_the_python_rules_on_generated_operations(body, source, receive, send, outcome):
+def test_operations_read_from_xdr_equal_the_python_rules_on_generated_operations(
+    body, source, tx_source, other, outcome, data
+):
     """Any value of the eight operation types (muxed accounts, 4- and 12-character codes with NULs and bad
-    UTF-8, extreme amounts and prices, offers of several assets), of a failed transaction, a successful one,
-    or one whose results lack the operation: equal maps, or C declines where the Python rules raise."""
-    result = receive if body.type == OT.PATH_PAYMENT_STRICT_RECEIVE else send
-    results = {"failed": [], "succeeded": [_operation_result(body, result)], "no result": []}[outcome]
-    t = SimpleNamespace(successful=outcome != "failed", operation_results=results)
-    c, py = _both(body, source, t, 0)
-    if isinstance(py, Exception):
-        assert c is None, py
-    else:
-        assert c is not None and _typed(c) == _typed(py)
+    UTF-8, extreme amounts and prices, nested claim predicates), with or without its own source, of a failed
+    transaction (with or without a result), a successful one (any result of its type: offers of several
+    assets), one whose results lack the operation, or with any other result: equal reads, or C declines
+    where the Python rules raise."""
+    result = {
+        "failed": None,
+        "failed with a result": other,
+        "succeeded": data.draw(_result_strategy(body.type)) if outcome == "succeeded" else None,
+        "no result": None,
+        "another result": other,
+    }[outcome]
+    results = [result] if result else []
+    rules_tx = SimpleNamespace(successful=not outcome.startswith("failed"), operation_results=results)
+    op = xdr.Operation(source_account=source, body=body)
+    _check_read(op, tx_source, rules_tx, 0, op.to_xdr_bytes(), result.to_xdr_bytes() if result else None)
 
 
 def test_without_the_details_extension_the_python_rules_build_every_map(stellar_data):
@@ -267,7 +293,7 @@ def test_without_the_details_extension_the_python_rules_build_every_map(stellar_
 
     group = "wallet-backend"  # the protocol-26 pubnet ledgers
     code = (
-        "import sys, hashlib\n"
+        "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'cdp_ray.processors._details': raise ImportError('no compiler')\n"
@@ -279,11 +305,11 @@ def test_without_the_details_extension_the_python_rules_build_every_map(stellar_
         "from test_fast_decode import real_ledgers\n"
         f"ledgers = real_ledgers(Path({str(stellar_data)!r}), {group!r})\n"
         "table = get_processor('operations').process([decode_ledger(r, p) for _, p, r in ledgers])\n"
-        "print(operation_details._classic_details, table.num_rows, table.column('details').to_pylist())\n"
+        "print(operation_details.read_operation, table.num_rows, table.column('details').to_pylist())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     ledgers = [decode_ledger(r, p) for _, p, r in real_ledgers(stellar_data, group)]
     table = get_processor("operations").process(ledgers)
-    assert od._classic_details is not None or not fast.available()
+    assert od.read_operation is not None or not fast.available()
     assert out.strip() == f"None {table.num_rows} {table.column('details').to_pylist()}"
     assert table.num_rows > 1000

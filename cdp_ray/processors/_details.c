@@ -1,39 +1,30 @@
 /*
- * _details: stellar-etl's operation details maps of the classic operations that make up most of a
- * ledger, built in C from decoded XDR values (of either engine: both build stellar-sdk's attributes).
+ * _details: what the operations table needs of an operation, read in C from the XDR the fast engine
+ * kept for it (operations and their results stay raw until read), without building objects.
  *
- * classic_details(body, source, results, index) returns the dict, with the same value types, that
- * cdp_ray.processors.operation_details builds for CREATE_ACCOUNT, PAYMENT, both path payments, the
- * three offer operations and CREATE_CLAIMABLE_BALANCE, less the sponsor. It returns None for every
- * other operation, and for any value the Python rules would reject or read differently (an exception
- * raised on the way is dropped), so that those rules run instead and raise their own error.
- * setup(GoFloat, asset_id, claim_predicate_json) hands it the Python pieces it calls.
+ * operation(op, tx_source, result, successful) returns ``(source, source_muxed, type, details,
+ * result_code, result_type, inner_code)``: the source account's G... and M... addresses (the
+ * transaction's source ``tx_source``, a MuxedAccount's XDR, when the operation has none), the
+ * OperationType value, stellar-etl's details map (cdp_ray.processors.operation_details, less the
+ * sponsor) for CREATE_ACCOUNT, PAYMENT, both path payments, the three offer operations and
+ * CREATE_CLAIMABLE_BALANCE, and the OperationResult's code, tr type and inner code. ``details`` is
+ * None for every other operation type and for any value the Python rules would reject (so those rules
+ * run and raise their own error); the codes are None where there is no result or no inner result.
+ * setup(GoFloat, asset_id, claim_predicate_json_of_xdr) hands it the Python pieces it calls.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../xdr/fast/strkey.h"
 
-/* attribute names read */
-#define ATTRS(X) \
-    X(type) X(create_account_op) X(payment_op) X(path_payment_strict_receive_op) \
-    X(path_payment_strict_send_op) X(manage_sell_offer_op) X(manage_buy_offer_op) \
-    X(create_passive_sell_offer_op) X(create_claimable_balance_op) X(destination) X(starting_balance) \
-    X(int64) X(uint64) X(int32) X(asset) X(amount) X(send_asset) X(send_max) X(dest_asset) X(dest_amount) \
-    X(path) X(send_amount) X(dest_min) X(selling) X(buying) X(buy_amount) X(price) X(offer_id) X(n) X(d) \
-    X(claimants) X(v0) X(predicate) X(alpha_num4) X(alpha_num12) X(asset_code) X(asset_code4) \
-    X(asset_code12) X(issuer) X(account_id) X(ed25519) X(uint256) X(med25519) X(id) X(tr) \
-    X(path_payment_strict_receive_result) X(path_payment_strict_send_result) X(success) X(offers) X(last) \
-    X(order_book) X(liquidity_pool) X(asset_bought) X(amount_bought)
-
 /* keys written; each account's three and each asset's four keys are consecutive */
 #define KEYS(X) \
     X(amount) X(starting_balance) X(account) X(source_amount) X(source_max) X(destination_min) X(path) \
     X(offer_id) X(price) X(price_r) X(n) X(d) X(asset) X(claimants) X(destination) X(predicate) \
+    X(unconditional) \
     X(funder) X(funder_muxed) X(funder_muxed_id) X(from) X(from_muxed) X(from_muxed_id) \
     X(to) X(to_muxed) X(to_muxed_id) \
     X(asset_type) X(asset_code) X(asset_issuer) X(asset_id) \
@@ -41,28 +32,29 @@
     X(buying_asset_type) X(buying_asset_code) X(buying_asset_issuer) X(buying_asset_id) \
     X(selling_asset_type) X(selling_asset_code) X(selling_asset_issuer) X(selling_asset_id)
 
-#define ENUM_A(name) A_##name,
 #define ENUM_K(name) K_##name,
 #define NAME(name) #name,
-enum { ATTRS(ENUM_A) NATTRS };
 enum { KEYS(ENUM_K) NKEYS };
-static const char *attr_names[] = {ATTRS(NAME)};
 static const char *key_names[] = {KEYS(NAME)};
-static PyObject *attrs[NATTRS], *keys[NKEYS];
+static PyObject *keys[NKEYS];
 
-/* OperationType values handled, AssetType and CryptoKeyType values read (XDR constants) */
+/* OperationType values handled, and the AssetType, CryptoKeyType, ClaimAtomType, ClaimPredicateType
+   values read (XDR constants) */
 enum { OP_CREATE_ACCOUNT = 0, OP_PAYMENT = 1, OP_PATH_RECEIVE = 2, OP_MANAGE_SELL = 3, OP_PASSIVE_SELL = 4,
        OP_MANAGE_BUY = 12, OP_PATH_SEND = 13, OP_CREATE_CLAIMABLE = 14 };
 enum { ASSET_NATIVE = 0, ASSET_ALPHANUM4 = 1, ASSET_ALPHANUM12 = 2 };
 enum { KEY_ED25519 = 0, KEY_MUXED_ED25519 = 0x100 };
+enum { ATOM_V0 = 0, ATOM_ORDER_BOOK = 1, ATOM_LIQUIDITY_POOL = 2 };
+enum { PRED_UNCONDITIONAL = 0, PRED_AND = 1, PRED_OR = 2, PRED_NOT = 3, PRED_ABSOLUTE = 4, PRED_RELATIVE = 5 };
 
 #define ASSET_CACHE_MAX 65536
+#define PREDICATE_DEPTH 64
 
 static PyObject *go_float, *asset_id_fn, *predicate_fn;  /* set by setup() */
 static PyObject *asset_cache;  /* asset key (type, code, issuer key) -> (type, code, issuer, asset_id) */
 static PyObject *type_names[3], *empty, *native;
 
-/* Any condition the Python rules treat differently: raised, then turned into a None result. */
+/* Any condition the Python rules treat differently: raised, then turned into a None map. */
 static void *
 unhandled(const char *what)
 {
@@ -70,68 +62,142 @@ unhandled(const char *what)
     return NULL;
 }
 
-/* ``o.a1.a2...`` for ``n`` attribute indices; a new reference, NULL on error. */
-static PyObject *
-get(PyObject *o, int n, ...)
+/* ------------------------------------------------------------------------------------------ */
+/* reading XDR                                                                                */
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t pos, len;
+} Rd;
+
+static const unsigned char *
+take(Rd *r, Py_ssize_t n)
 {
-    va_list ap;
-    va_start(ap, n);
-    Py_XINCREF(o);
-    for (int i = 0; i < n && o != NULL; i++) {
-        PyObject *next = PyObject_GetAttr(o, attrs[va_arg(ap, int)]);
-        Py_DECREF(o);
-        o = next;
-    }
-    va_end(ap);
-    return o;
+    if (r->len - r->pos < n)
+        return unhandled("truncated XDR");
+    const unsigned char *at = r->p + r->pos;
+    r->pos += n;
+    return at;
 }
 
-/* The integer ``v`` (a reference stolen) as a long long. */
 static int
-as_ll(PyObject *v, long long *out)
+u32(Rd *r, uint32_t *v)
 {
-    if (v == NULL)
-        return -1;
-    *out = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
-}
-
-/* d[keys[k]] = v, stealing the reference to ``v``. */
-static int
-set(PyObject *d, int k, PyObject *v)
-{
-    if (v == NULL)
-        return -1;
-    int r = PyDict_SetItem(d, keys[k], v);
-    Py_DECREF(v);
-    return r;
-}
-
-/* The 32 bytes of a Uint256 value ``u`` (a reference stolen) into ``out``. */
-static int
-key_bytes(PyObject *u, unsigned char *out)
-{
-    PyObject *b = get(u, 1, A_uint256);
-    Py_XDECREF(u);
+    const unsigned char *b = take(r, 4);
     if (b == NULL)
         return -1;
-    int ok = PyBytes_Check(b) && PyBytes_GET_SIZE(b) == 32;
-    if (ok)
-        memcpy(out, PyBytes_AS_STRING(b), 32);
-    Py_DECREF(b);
-    return ok ? 0 : (unhandled("not a 32-byte key"), -1);
+    *v = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    return 0;
 }
 
-/* ``G...`` of an AccountID (a reference stolen). */
-static PyObject *
-account_id(PyObject *account)
+static int
+i64(Rd *r, long long *v)
 {
-    unsigned char key[32];
-    int r = key_bytes(get(account, 2, A_account_id, A_ed25519), key);
-    Py_XDECREF(account);
-    return r < 0 ? NULL : strkey_text(SK_ACCOUNT, key, 32);
+    uint32_t hi, lo;
+    if (u32(r, &hi) < 0 || u32(r, &lo) < 0)
+        return -1;
+    *v = (long long)((uint64_t)hi << 32 | lo);
+    return 0;
 }
+
+/* A MuxedAccount: its ed25519 key, and its id when muxed. */
+typedef struct {
+    const unsigned char *key;
+    uint64_t id;
+    int muxed;
+} Muxed;
+
+static int
+muxed(Rd *r, Muxed *m)
+{
+    uint32_t type, hi, lo;
+    if (u32(r, &type) < 0)
+        return -1;
+    m->muxed = type == KEY_MUXED_ED25519;
+    if (m->muxed) {
+        if (u32(r, &hi) < 0 || u32(r, &lo) < 0)
+            return -1;
+        m->id = (uint64_t)hi << 32 | lo;
+    } else if (type != KEY_ED25519) {
+        unhandled("muxed account type");
+        return -1;
+    }
+    return (m->key = take(r, 32)) == NULL ? -1 : 0;
+}
+
+/* An AccountID (a PublicKey: ed25519 only): its key. */
+static const unsigned char *
+account(Rd *r)
+{
+    uint32_t type;
+    if (u32(r, &type) < 0)
+        return NULL;
+    return type == 0 ? take(r, 32) : unhandled("public key type");
+}
+
+/* An Asset as its cache key: its type, then a credit asset's code and issuer key; the key's length. */
+static Py_ssize_t
+asset_key(Rd *r, unsigned char *key)
+{
+    uint32_t type;
+    if (u32(r, &type) < 0)
+        return -1;
+    key[0] = (unsigned char)type;
+    if (type == ASSET_NATIVE)
+        return 1;
+    if (type != ASSET_ALPHANUM4 && type != ASSET_ALPHANUM12) {
+        unhandled("asset type");
+        return -1;
+    }
+    Py_ssize_t size = type == ASSET_ALPHANUM4 ? 4 : 12;
+    const unsigned char *code = take(r, size), *issuer = code ? account(r) : NULL;
+    if (issuer == NULL)
+        return -1;
+    memcpy(key + 1, code, size);
+    memcpy(key + 1 + size, issuer, 32);
+    return 1 + size + 32;
+}
+
+/* Step over a ClaimPredicate. */
+static int
+skip_predicate(Rd *r, int depth)
+{
+    uint32_t type, n;
+    if (depth <= 0) {
+        unhandled("predicate too deep");
+        return -1;
+    }
+    if (u32(r, &type) < 0)
+        return -1;
+    switch (type) {
+    case PRED_UNCONDITIONAL:
+        return 0;
+    case PRED_AND:
+    case PRED_OR:
+        if (u32(r, &n) < 0)
+            return -1;
+        if (n > 2) {
+            unhandled("predicate array");
+            return -1;
+        }
+        for (uint32_t i = 0; i < n; i++)
+            if (skip_predicate(r, depth - 1) < 0)
+                return -1;
+        return 0;
+    case PRED_NOT:
+        if (u32(r, &n) < 0)
+            return -1;
+        return n ? skip_predicate(r, depth - 1) : 0;
+    case PRED_ABSOLUTE:
+    case PRED_RELATIVE:
+        return take(r, 8) ? 0 : -1;
+    }
+    unhandled("predicate type");
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* values of the details map                                                                  */
 
 /* stellar-etl's float64 amount of ``stroops``: their quotient by 10^7 as Python divides, a GoFloat. */
 static PyObject *
@@ -192,82 +258,65 @@ amount_string(long long stroops)
     return PyUnicode_FromString(buf);
 }
 
+/* d[keys[k]] = v, stealing the reference to ``v``. */
+static int
+set(PyObject *d, int k, PyObject *v)
+{
+    if (v == NULL)
+        return -1;
+    int r = PyDict_SetItem(d, keys[k], v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* ``(G..., M... or None)`` of a MuxedAccount. */
+static PyObject *
+muxed_texts(const Muxed *m)
+{
+    PyObject *g = strkey_text(SK_ACCOUNT, m->key, 32), *mx = Py_NewRef(Py_None);
+    if (g != NULL && m->muxed) {
+        unsigned char payload[40];
+        memcpy(payload, m->key, 32);
+        for (int i = 0; i < 8; i++)
+            payload[32 + i] = (unsigned char)(m->id >> (56 - 8 * i));
+        Py_SETREF(mx, strkey_text(SK_MUXED, payload, 40));
+    }
+    PyObject *out = (g && mx) ? PyTuple_Pack(2, g, mx) : NULL;
+    Py_XDECREF(g);
+    Py_XDECREF(mx);
+    return out;
+}
+
 /* ``{prefix}``, ``{prefix}_muxed`` and ``{prefix}_muxed_id`` (keys k, k+1, k+2) of a MuxedAccount. */
 static int
-add_muxed(PyObject *d, PyObject *m, int k)
+add_muxed(PyObject *d, const Muxed *m, int k)
 {
-    long long type;
-    if (as_ll(get(m, 1, A_type), &type) < 0)
+    PyObject *texts = muxed_texts(m);
+    if (texts == NULL)
         return -1;
-    unsigned char payload[40];
-    if (type == KEY_ED25519) {
-        if (key_bytes(get(m, 1, A_ed25519), payload) < 0)
-            return -1;
-        return set(d, k, strkey_text(SK_ACCOUNT, payload, 32));
-    }
-    if (type != KEY_MUXED_ED25519) {
-        unhandled("muxed account type");
-        return -1;
-    }
-    PyObject *med = get(m, 1, A_med25519);
-    PyObject *id = get(med, 2, A_id, A_uint64);
-    int r = -1;
-    if (id != NULL && key_bytes(get(med, 1, A_ed25519), payload) == 0) {
-        unsigned long long v = PyLong_AsUnsignedLongLong(id);
-        if (!(v == (unsigned long long)-1 && PyErr_Occurred())) {
-            for (int i = 0; i < 8; i++)
-                payload[32 + i] = (unsigned char)(v >> (56 - 8 * i));
-            Py_INCREF(id);
-            r = (set(d, k, strkey_text(SK_ACCOUNT, payload, 32)) < 0 ||
-                 set(d, k + 1, strkey_text(SK_MUXED, payload, 40)) < 0 ||
-                 set(d, k + 2, id) < 0) ? -1 : 0;
-        }
-    }
-    Py_XDECREF(med);
-    Py_XDECREF(id);
+    int r = set(d, k, Py_NewRef(PyTuple_GET_ITEM(texts, 0)));
+    if (r == 0 && m->muxed)
+        r = (set(d, k + 1, Py_NewRef(PyTuple_GET_ITEM(texts, 1))) < 0 ||
+             set(d, k + 2, PyLong_FromUnsignedLongLong(m->id)) < 0) ? -1 : 0;
+    Py_DECREF(texts);
     return r;
 }
 
-/* The cache key of an Asset into ``key``: its type, then the code and issuer key of a credit asset. */
-static Py_ssize_t
-asset_key(PyObject *asset, unsigned char *key)
+/* add_muxed() of the MuxedAccount read next. */
+static int
+add_account(PyObject *d, Rd *r, int k)
 {
-    long long type;
-    if (as_ll(get(asset, 1, A_type), &type) < 0)
-        return -1;
-    if (type == ASSET_NATIVE) {
-        key[0] = ASSET_NATIVE;
-        return 1;
-    }
-    if (type != ASSET_ALPHANUM4 && type != ASSET_ALPHANUM12) {
-        unhandled("asset type");
-        return -1;
-    }
-    Py_ssize_t size = type == ASSET_ALPHANUM4 ? 4 : 12;
-    PyObject *an = get(asset, 1, type == ASSET_ALPHANUM4 ? A_alpha_num4 : A_alpha_num12);
-    PyObject *code = get(an, 2, A_asset_code, type == ASSET_ALPHANUM4 ? A_asset_code4 : A_asset_code12);
-    Py_ssize_t r = -1;
-    if (code != NULL && key_bytes(get(an, 3, A_issuer, A_account_id, A_ed25519), key + 1 + size) == 0) {
-        if (PyBytes_Check(code) && PyBytes_GET_SIZE(code) == size) {
-            key[0] = (unsigned char)type;
-            memcpy(key + 1, PyBytes_AS_STRING(code), size);
-            r = 1 + size + 32;
-        } else {
-            unhandled("asset code size");
-        }
-    }
-    Py_XDECREF(an);
-    Py_XDECREF(code);
-    return r;
+    Muxed m;
+    return muxed(r, &m) < 0 ? -1 : add_muxed(d, &m, k);
 }
 
-/* ``(asset_type, code, issuer, asset_id)`` of an Asset, as common.asset_parts and asset_id give them;
-   a borrowed reference into the cache. */
+/* ``(asset_type, code, issuer, asset_id)`` of the Asset read next, as common.asset_parts and asset_id
+   give them; a borrowed reference into the cache. */
 static PyObject *
-asset_parts(PyObject *asset)
+asset_parts(Rd *r)
 {
     unsigned char key[45];
-    Py_ssize_t n = asset_key(asset, key);
+    Py_ssize_t n = asset_key(r, key);
     if (n < 0)
         return NULL;
     PyObject *k = PyBytes_FromStringAndSize((const char *)key, n);
@@ -305,22 +354,12 @@ asset_parts(PyObject *asset)
     return parts;
 }
 
-/* add_muxed() of ``m``, a reference stolen. */
+/* ``{prefix}asset_type/_code/_issuer/_id`` (keys k..k+3) of the Asset read next; code and issuer
+   omitted for native. */
 static int
-add_account(PyObject *d, PyObject *m, int k)
+add_asset(PyObject *d, Rd *r, int k)
 {
-    int r = m ? add_muxed(d, m, k) : -1;
-    Py_XDECREF(m);
-    return r;
-}
-
-/* ``{prefix}asset_type/_code/_issuer/_id`` (keys k..k+3) of an Asset (a reference stolen); code and
-   issuer omitted for native. */
-static int
-add_asset(PyObject *d, PyObject *asset, int k)
-{
-    PyObject *p = asset ? asset_parts(asset) : NULL;
-    Py_XDECREF(asset);
+    PyObject *p = asset_parts(r);
     if (p == NULL)
         return -1;
     for (int i = 0; i < 4; i++)
@@ -330,32 +369,26 @@ add_asset(PyObject *d, PyObject *asset, int k)
     return 0;
 }
 
-/* Go's Asset.StringCanonical(): ``native`` or ``CODE:ISSUER``. */
-static PyObject *
-asset_canonical(PyObject *asset)
+/* d[k] = stellar-etl's float64 amount of the Int64 read next. */
+static int
+add_real(PyObject *d, Rd *r, int k)
 {
-    PyObject *p = asset_parts(asset);
-    if (p == NULL)
-        return NULL;
-    if (PyTuple_GET_ITEM(p, 0) == native)
-        return Py_NewRef(native);
-    return PyUnicode_FromFormat("%U:%U", PyTuple_GET_ITEM(p, 1), PyTuple_GET_ITEM(p, 2));
+    long long v;
+    return i64(r, &v) < 0 ? -1 : set(d, k, real(v));
 }
 
-/* The path's assets as ``{asset_code, asset_issuer, asset_type}`` dicts; None when it has none. */
+/* The path (Asset<5>) read next as ``{asset_code, asset_issuer, asset_type}`` dicts; None when empty. */
 static PyObject *
-path(PyObject *assets)
+path(Rd *r)
 {
-    if (assets == NULL)
+    uint32_t n;
+    if (u32(r, &n) < 0)
         return NULL;
-    if (!PyList_Check(assets)) {
-        Py_DECREF(assets);
-        return unhandled("path is not a list");
-    }
-    Py_ssize_t n = PyList_GET_SIZE(assets);
+    if (n > 5)
+        return unhandled("path longer than 5");
     PyObject *out = n ? PyList_New(n) : Py_NewRef(Py_None);
-    for (Py_ssize_t i = 0; i < n && out != NULL; i++) {
-        PyObject *p = asset_parts(PyList_GET_ITEM(assets, i));
+    for (uint32_t i = 0; i < n && out != NULL; i++) {
+        PyObject *p = asset_parts(r);
         PyObject *e = p ? PyDict_New() : NULL;
         if (e == NULL || set(e, K_asset_code, Py_NewRef(PyTuple_GET_ITEM(p, 1))) < 0 ||
             set(e, K_asset_issuer, Py_NewRef(PyTuple_GET_ITEM(p, 2))) < 0 ||
@@ -366,19 +399,18 @@ path(PyObject *assets)
         }
         PyList_SET_ITEM(out, i, e);
     }
-    Py_DECREF(assets);
     return out;
 }
 
-/* ``price`` and ``price_r`` of a Price, as common.price_float and Go give them. */
+/* ``price`` and ``price_r`` of the Price read next, as common.price_float and Go give them. */
 static int
-add_price(PyObject *d, PyObject *price)
+add_price(PyObject *d, Rd *r)
 {
-    long long n, den;
-    if (as_ll(get(price, 2, A_n, A_int32), &n) < 0 || as_ll(get(price, 2, A_d, A_int32), &den) < 0)
+    uint32_t n, den;
+    if (u32(r, &n) < 0 || u32(r, &den) < 0)
         return -1;
     char buf[48];
-    if (rat_string(n, den, buf, sizeof buf) < 0)
+    if (rat_string((int32_t)n, (int32_t)den, buf, sizeof buf) < 0)
         return -1;
     double v = PyOS_string_to_double(buf, NULL, NULL);
     if (v == -1.0 && PyErr_Occurred())
@@ -388,254 +420,303 @@ add_price(PyObject *d, PyObject *price)
     Py_XDECREF(f);
     if (set(d, K_price, g) < 0)
         return -1;
-    PyObject *r = PyDict_New();
-    if (r == NULL || set(r, K_n, PyLong_FromLongLong(n)) < 0 || set(r, K_d, PyLong_FromLongLong(den)) < 0) {
-        Py_XDECREF(r);
+    PyObject *pr = PyDict_New();
+    if (pr == NULL || set(pr, K_n, PyLong_FromLong((int32_t)n)) < 0 ||
+        set(pr, K_d, PyLong_FromLong((int32_t)den)) < 0) {
+        Py_XDECREF(pr);
         return -1;
     }
-    return set(d, K_price_r, r);
+    return set(d, K_price_r, pr);
 }
 
-/* d[k] = stellar-etl's float64 amount of ``o.a.int64``. */
-static int
-add_real(PyObject *d, int k, PyObject *o, int a)
-{
-    long long v;
-    if (as_ll(get(o, 2, a, A_int64), &v) < 0)
-        return -1;
-    return set(d, k, real(v));
-}
-
-/* The OperationResult.tr of operation ``index``. */
+/* Go's Asset.StringCanonical() of the Asset read next: ``native`` or ``CODE:ISSUER``. */
 static PyObject *
-result_tr(PyObject *results, Py_ssize_t index)
+asset_canonical(Rd *r)
 {
-    if (!PyList_Check(results) || index >= PyList_GET_SIZE(results))
-        return unhandled("no result for the operation");
-    return get(PyList_GET_ITEM(results, index), 1, A_tr);
-}
-
-/* Go's PathPaymentStrictReceiveResult.SendAmount(): the amounts of the leading offers that sold the
-   first offer's asset, else the last payment's amount; 0 without success. */
-static int
-send_amount(PyObject *res, long long *total)
-{
-    *total = 0;
-    PyObject *s = get(res, 1, A_success);
-    if (s == NULL)
-        return -1;
-    if (s == Py_None) {
-        Py_DECREF(s);
-        return 0;
-    }
-    PyObject *offers = get(s, 1, A_offers);
-    int r = -1;
-    if (offers == NULL || !PyList_Check(offers)) {
-        if (offers != NULL)
-            unhandled("offers is not a list");
-    } else if (PyList_GET_SIZE(offers) == 0) {
-        r = as_ll(get(s, 3, A_last, A_amount, A_int64), total);
-    } else {
-        unsigned char first[45], key[45];
-        Py_ssize_t first_n = -1;
-        r = 0;
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(offers) && r == 0; i++) {
-            PyObject *atom = PyList_GET_ITEM(offers, i), *body = NULL;
-            static const int arms[] = {A_v0, A_order_book, A_liquidity_pool};
-            for (int a = 0; a < 3 && body == NULL; a++) {
-                body = get(atom, 1, arms[a]);
-                if (body == Py_None)
-                    Py_CLEAR(body);
-                else if (body == NULL)
-                    break;
-            }
-            if (body == NULL) {
-                if (!PyErr_Occurred())
-                    unhandled("claim atom without body");
-                r = -1;
-                break;
-            }
-            PyObject *bought = get(body, 1, A_asset_bought);
-            Py_ssize_t n = bought ? asset_key(bought, i == 0 ? first : key) : -1;
-            long long amount = 0;
-            Py_XDECREF(bought);
-            if (n < 0 || as_ll(get(body, 2, A_amount_bought, A_int64), &amount) < 0) {
-                r = -1;
-            } else if (i == 0) {
-                first_n = n;
-            } else if (n != first_n || memcmp(first, key, n) != 0) {
-                Py_DECREF(body);
-                break;
-            }
-            if (r == 0 && __builtin_add_overflow(*total, amount, total)) {
-                unhandled("sum beyond 64 bits");
-                r = -1;
-            }
-            Py_DECREF(body);
-        }
-    }
-    Py_XDECREF(offers);
-    Py_DECREF(s);
-    return r;
-}
-
-/* Claimants as ``{destination, predicate}`` dicts; None when there are none. */
-static PyObject *
-claimants(PyObject *list)
-{
-    if (list == NULL)
+    PyObject *p = asset_parts(r);
+    if (p == NULL)
         return NULL;
-    if (!PyList_Check(list)) {
-        Py_DECREF(list);
-        return unhandled("claimants is not a list");
-    }
-    Py_ssize_t n = PyList_GET_SIZE(list);
+    if (PyTuple_GET_ITEM(p, 0) == native)
+        return Py_NewRef(native);
+    return PyUnicode_FromFormat("%U:%U", PyTuple_GET_ITEM(p, 1), PyTuple_GET_ITEM(p, 2));
+}
+
+/* The claimants (Claimant<10>) read next as ``{destination, predicate}`` dicts; None when empty. An
+   unconditional predicate is written here, any other through claim_predicate_json of its XDR. */
+static PyObject *
+claimants(Rd *r)
+{
+    uint32_t n, type;
+    if (u32(r, &n) < 0)
+        return NULL;
+    if (n > 10)
+        return unhandled("more than 10 claimants");
     PyObject *out = n ? PyList_New(n) : Py_NewRef(Py_None);
-    for (Py_ssize_t i = 0; i < n && out != NULL; i++) {
-        PyObject *v0 = get(PyList_GET_ITEM(list, i), 1, A_v0);
-        PyObject *pred = get(v0, 1, A_predicate);
-        PyObject *e = pred ? PyDict_New() : NULL;
-        if (e == NULL || set(e, K_destination, v0 ? account_id(get(v0, 1, A_destination)) : NULL) < 0 ||
-            set(e, K_predicate, PyObject_CallOneArg(predicate_fn, pred)) < 0) {
-            Py_XDECREF(e);
-            Py_CLEAR(out);
+    for (uint32_t i = 0; i < n && out != NULL; i++) {
+        const unsigned char *dest;
+        PyObject *e = NULL, *pred = NULL;
+        Py_ssize_t start;
+        if (u32(r, &type) < 0 || (type != 0 && unhandled("claimant type") == NULL) || (dest = account(r)) == NULL)
+            goto fail;
+        start = r->pos;
+        if (skip_predicate(r, PREDICATE_DEPTH) < 0)
+            goto fail;
+        if (r->pos - start == 4) {  /* unconditional */
+            pred = PyDict_New();
+            if (pred == NULL || set(pred, K_unconditional, Py_NewRef(Py_True)) < 0)
+                goto fail;
         } else {
-            PyList_SET_ITEM(out, i, e);
+            PyObject *raw = PyBytes_FromStringAndSize((const char *)r->p + start, r->pos - start);
+            pred = raw ? PyObject_CallOneArg(predicate_fn, raw) : NULL;
+            Py_XDECREF(raw);
+            if (pred == NULL)
+                goto fail;
         }
-        Py_XDECREF(v0);
+        e = PyDict_New();
+        if (e == NULL || set(e, K_destination, strkey_text(SK_ACCOUNT, dest, 32)) < 0 ||
+            set(e, K_predicate, pred) < 0) {
+            pred = NULL;
+            goto fail;
+        }
+        PyList_SET_ITEM(out, i, e);
+        continue;
+    fail:
         Py_XDECREF(pred);
+        Py_XDECREF(e);
+        Py_CLEAR(out);
     }
-    Py_DECREF(list);
     return out;
 }
 
-/* Fill ``d`` for an operation of type ``type`` with body arm ``o``. */
+/* Step over an Asset. */
 static int
-fill(PyObject *d, long long type, PyObject *o, PyObject *source, PyObject *results, Py_ssize_t index)
+skip_asset(Rd *r)
+{
+    unsigned char key[45];
+    return asset_key(r, key) < 0 ? -1 : 0;
+}
+
+/* Go's PathPayment*Result amounts from the success arm read next (offers, then the last payment):
+   ``last`` the last payment's amount; ``sent`` PathPaymentStrictReceiveResult.SendAmount(), the amounts
+   bought by the leading offers that bought the first offer's asset (``last`` without offers). */
+static int
+path_result(Rd *r, long long *last, long long *sent)
+{
+    uint32_t n, type;
+    unsigned char first[45], key[45];
+    Py_ssize_t first_n = 0;
+    int counting = 1;
+    *sent = 0;
+    if (u32(r, &n) < 0)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        long long amount;
+        if (u32(r, &type) < 0)
+            return -1;
+        if (type == ATOM_V0 || type == ATOM_LIQUIDITY_POOL) {
+            if (take(r, 32) == NULL)  /* seller key or pool id */
+                return -1;
+        } else if (type != ATOM_ORDER_BOOK || account(r) == NULL) {
+            if (!PyErr_Occurred())
+                unhandled("claim atom type");
+            return -1;
+        }
+        if (type != ATOM_LIQUIDITY_POOL && take(r, 8) == NULL)  /* offer id */
+            return -1;
+        if (skip_asset(r) < 0 || take(r, 8) == NULL)  /* sold */
+            return -1;
+        Py_ssize_t kn = asset_key(r, i == 0 ? first : key);
+        if (kn < 0 || i64(r, &amount) < 0)
+            return -1;
+        if (i == 0)
+            first_n = kn;
+        else if (counting && (kn != first_n || memcmp(first, key, kn) != 0))
+            counting = 0;
+        if (counting && __builtin_add_overflow(*sent, amount, sent)) {
+            unhandled("sum beyond 64 bits");
+            return -1;
+        }
+    }
+    if (account(r) == NULL || skip_asset(r) < 0 || i64(r, last) < 0)
+        return -1;
+    if (n == 0)
+        *sent = *last;
+    return 0;
+}
+
+/* The amount a successful path payment's result gives (``receive``: what was sent, else what was
+   received); 0 for an unsuccessful one. ``result``: the OperationResult's XDR. */
+static int
+path_payment_amount(const unsigned char *result, Py_ssize_t len, int receive, long long *out)
+{
+    Rd r = {result, 0, len};
+    uint32_t code, tr_type, inner;
+    long long last = 0, sent = 0;
+    *out = 0;
+    if (u32(&r, &code) < 0)
+        return -1;
+    if (code != 0) {
+        unhandled("no inner result");
+        return -1;
+    }
+    if (u32(&r, &tr_type) < 0)
+        return -1;
+    if (tr_type != (uint32_t)(receive ? OP_PATH_RECEIVE : OP_PATH_SEND)) {
+        unhandled("result of another operation type");
+        return -1;
+    }
+    if (u32(&r, &inner) < 0)
+        return -1;
+    if (inner != 0)
+        return 0;
+    if (path_result(&r, &last, &sent) < 0)
+        return -1;
+    *out = receive ? sent : last;
+    return 0;
+}
+
+/* Fill ``d`` for the body of type ``type`` read next. ``result``: the OperationResult's XDR when the
+   transaction succeeded, else NULL. */
+static int
+fill(PyObject *d, uint32_t type, Rd *r, const Muxed *source, const unsigned char *result, Py_ssize_t rlen,
+     int successful)
 {
     long long v;
     switch (type) {
-    case OP_CREATE_ACCOUNT:
-        return (add_account(d, Py_NewRef(source), K_funder) < 0 ||
-                set(d, K_account, account_id(get(o, 1, A_destination))) < 0 ||
-                add_real(d, K_starting_balance, o, A_starting_balance) < 0) ? -1 : 0;
+    case OP_CREATE_ACCOUNT: {
+        const unsigned char *dest;
+        if (add_muxed(d, source, K_funder) < 0 || (dest = account(r)) == NULL ||
+            set(d, K_account, strkey_text(SK_ACCOUNT, dest, 32)) < 0)
+            return -1;
+        return add_real(d, r, K_starting_balance);
+    }
     case OP_PAYMENT:
-        return (add_account(d, Py_NewRef(source), K_from) < 0 || add_account(d, get(o, 1, A_destination), K_to) < 0 ||
-                add_real(d, K_amount, o, A_amount) < 0 || add_asset(d, get(o, 1, A_asset), K_asset_type) < 0)
-                   ? -1 : 0;
+        return (add_muxed(d, source, K_from) < 0 || add_account(d, r, K_to) < 0 ||
+                add_asset(d, r, K_asset_type) < 0 || add_real(d, r, K_amount) < 0) ? -1 : 0;
     case OP_PATH_RECEIVE:
     case OP_PATH_SEND: {
         int receive = type == OP_PATH_RECEIVE;
-        if (add_account(d, Py_NewRef(source), K_from) < 0 || add_account(d, get(o, 1, A_destination), K_to) < 0 ||
-            add_asset(d, get(o, 1, A_dest_asset), K_asset_type) < 0 ||
-            add_asset(d, get(o, 1, A_send_asset), K_source_asset_type) < 0 ||
-            set(d, K_path, path(get(o, 1, A_path))) < 0)
+        /* sendAsset, sendMax | sendAmount, destination, destAsset, destAmount | destMin, path */
+        if (add_muxed(d, source, K_from) < 0 || add_asset(d, r, K_source_asset_type) < 0 ||
+            add_real(d, r, receive ? K_source_max : K_source_amount) < 0 || add_account(d, r, K_to) < 0 ||
+            add_asset(d, r, K_asset_type) < 0)
             return -1;
-        if (receive ? (add_real(d, K_amount, o, A_dest_amount) < 0 || add_real(d, K_source_max, o, A_send_max) < 0)
-                    : (add_real(d, K_source_amount, o, A_send_amount) < 0 ||
-                       as_ll(get(o, 2, A_dest_min, A_int64), &v) < 0 || set(d, K_destination_min, amount_string(v)) < 0))
+        if (receive ? add_real(d, r, K_amount) < 0
+                    : (i64(r, &v) < 0 || set(d, K_destination_min, amount_string(v)) < 0))
             return -1;
-        if (results == Py_None)
-            return set(d, receive ? K_source_amount : K_amount, amount_string(0));
-        PyObject *tr = result_tr(results, index);
-        PyObject *res = get(tr, 1, receive ? A_path_payment_strict_receive_result : A_path_payment_strict_send_result);
-        Py_XDECREF(tr);
-        if (res == NULL)
+        if (set(d, K_path, path(r)) < 0)
             return -1;
-        int r;
-        if (receive) {
-            r = send_amount(res, &v);
-        } else {
-            PyObject *s = get(res, 1, A_success);
-            r = s == NULL ? -1 : s == Py_None ? (v = 0, 0) : as_ll(get(s, 3, A_last, A_amount, A_int64), &v);
-            Py_XDECREF(s);
+        int key = receive ? K_source_amount : K_amount;
+        if (!successful)
+            return set(d, key, amount_string(0));
+        if (result == NULL) {
+            unhandled("no result for the operation");
+            return -1;
         }
-        Py_DECREF(res);
-        return r < 0 ? -1 : set(d, receive ? K_source_amount : K_amount, real(v));
+        return path_payment_amount(result, rlen, receive, &v) < 0 ? -1 : set(d, key, real(v));
     }
     case OP_MANAGE_SELL:
     case OP_MANAGE_BUY:
     case OP_PASSIVE_SELL:
-        if (type != OP_PASSIVE_SELL && set(d, K_offer_id, get(o, 2, A_offer_id, A_int64)) < 0)
+        /* selling, buying, amount | buyAmount, price, offerID (not passive) */
+        if (add_asset(d, r, K_selling_asset_type) < 0 || add_asset(d, r, K_buying_asset_type) < 0 ||
+            add_real(d, r, K_amount) < 0 || add_price(d, r) < 0)
             return -1;
-        {
-            PyObject *price = get(o, 1, A_price);
-            int r = price ? add_price(d, price) : -1;
-            Py_XDECREF(price);
-            if (r < 0)
-                return -1;
-        }
-        return (add_real(d, K_amount, o, type == OP_MANAGE_BUY ? A_buy_amount : A_amount) < 0 ||
-                add_asset(d, get(o, 1, A_buying), K_buying_asset_type) < 0 ||
-                add_asset(d, get(o, 1, A_selling), K_selling_asset_type) < 0) ? -1 : 0;
-    case OP_CREATE_CLAIMABLE: {
-        PyObject *asset = get(o, 1, A_asset);
-        int r = set(d, K_asset, asset ? asset_canonical(asset) : NULL);
-        Py_XDECREF(asset);
-        return (r < 0 || add_real(d, K_amount, o, A_amount) < 0 ||
-                set(d, K_claimants, claimants(get(o, 1, A_claimants))) < 0) ? -1 : 0;
-    }
+        return type == OP_PASSIVE_SELL ? 0 : (i64(r, &v) < 0 ? -1 : set(d, K_offer_id, PyLong_FromLongLong(v)));
+    case OP_CREATE_CLAIMABLE:
+        return (set(d, K_asset, asset_canonical(r)) < 0 || add_real(d, r, K_amount) < 0 ||
+                set(d, K_claimants, claimants(r)) < 0) ? -1 : 0;
     }
     return 1;
 }
 
-/* None in place of an exception (the Python rules raise their own); other base exceptions pass. */
+/* The details map of an operation of type ``type`` whose body follows in ``r``: a new dict, else None
+   (another type, or a value the Python rules must handle). */
 static PyObject *
-fallback(void)
+details(uint32_t type, Rd *r, const Muxed *source, Py_buffer *result, int successful)
 {
-    if (!PyErr_ExceptionMatches(PyExc_Exception))
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    int f = fill(d, type, r, source, result ? result->buf : NULL, result ? result->len : 0, successful);
+    if (f == 0 && r->pos == r->len)
+        return d;
+    Py_DECREF(d);
+    if (f < 0 && !PyErr_ExceptionMatches(PyExc_Exception))
         return NULL;
     PyErr_Clear();
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(classic_details_doc,
-"classic_details(body, source, results, index)\n--\n\n"
-"stellar-etl's details map (less the sponsor) of an operation ``body`` (OperationBody) with source\n"
-"``source`` (MuxedAccount), ``results`` the transaction's OperationResults when it succeeded (else\n"
-"None) and ``index`` the operation's position; None where the Python rules must build it.");
+/* ``(code, tr type, inner code)`` of an OperationResult's XDR, the last two None without an inner result. */
+static PyObject *
+result_codes(Py_buffer *result)
+{
+    if (result == NULL)
+        return Py_BuildValue("(OOO)", Py_None, Py_None, Py_None);
+    Rd r = {result->buf, 0, result->len};
+    uint32_t code, tr_type, inner;
+    if (u32(&r, &code) < 0)
+        return NULL;
+    if (code != 0)
+        return Py_BuildValue("(iOO)", (int32_t)code, Py_None, Py_None);
+    if (u32(&r, &tr_type) < 0 || u32(&r, &inner) < 0)
+        return NULL;
+    return Py_BuildValue("(iIi)", 0, tr_type, (int32_t)inner);
+}
+
+PyDoc_STRVAR(operation_doc,
+"operation(op, tx_source, result, successful)\n--\n\n"
+"What the operations table needs of an Operation's XDR ``op``: ``(source, source_muxed, type, details,\n"
+"result_code, result_type, inner_code)``. ``tx_source``: the transaction's source account as\n"
+"MuxedAccount XDR; ``result``: the OperationResult's XDR, or None without one; ``successful``: whether\n"
+"the transaction succeeded. ``details`` is None where the Python rules must build the map.");
 
 static PyObject *
-classic_details(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+operation(PyObject *module, PyObject *args)
 {
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "classic_details() takes 4 arguments (%zd given)", nargs);
+    Py_buffer op, tx_source, result = {0};
+    PyObject *result_obj;
+    int successful;
+    if (go_float == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "operation() called before setup()");
+    if (!PyArg_ParseTuple(args, "y*y*Op", &op, &tx_source, &result_obj, &successful))
         return NULL;
+    PyObject *out = NULL;
+    Py_buffer *res = NULL;
+    if (result_obj != Py_None) {
+        if (PyObject_GetBuffer(result_obj, &result, PyBUF_SIMPLE) < 0)
+            goto done;
+        res = &result;
     }
-    if (go_float == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "classic_details() called before setup()");
-        return NULL;
-    }
-    Py_ssize_t index = PyLong_AsSsize_t(args[3]);
-    if (index == -1 && PyErr_Occurred())
-        return NULL;
-    long long type;
-    if (as_ll(get(args[0], 1, A_type), &type) < 0)
-        return fallback();
-    static const int arm[] = {
-        [OP_CREATE_ACCOUNT] = A_create_account_op, [OP_PAYMENT] = A_payment_op,
-        [OP_PATH_RECEIVE] = A_path_payment_strict_receive_op, [OP_MANAGE_SELL] = A_manage_sell_offer_op,
-        [OP_PASSIVE_SELL] = A_create_passive_sell_offer_op, [OP_MANAGE_BUY] = A_manage_buy_offer_op,
-        [OP_PATH_SEND] = A_path_payment_strict_send_op, [OP_CREATE_CLAIMABLE] = A_create_claimable_balance_op,
-    };
-    if (type < 0 || type > OP_CREATE_CLAIMABLE || arm[type] == 0)
-        Py_RETURN_NONE;
-    PyObject *o = get(args[0], 1, arm[type]);
-    PyObject *d = o ? PyDict_New() : NULL;
-    int r = d ? fill(d, type, o, args[1], args[2], index) : -1;
-    Py_XDECREF(o);
-    if (r == 0)
-        return d;
-    Py_XDECREF(d);
-    if (r > 0)
-        Py_RETURN_NONE;
-    return fallback();
+    Rd r = {op.buf, 0, op.len}, s = {tx_source.buf, 0, tx_source.len};
+    Muxed source;
+    uint32_t has_source, type;
+    if (u32(&r, &has_source) < 0 || (has_source ? muxed(&r, &source) : muxed(&s, &source)) < 0 ||
+        u32(&r, &type) < 0)
+        goto done;
+    PyObject *texts = muxed_texts(&source), *type_obj = PyLong_FromUnsignedLong(type);
+    PyObject *det = (texts && type_obj) ? details(type, &r, &source, res, successful) : NULL;
+    PyObject *codes = det ? result_codes(res) : NULL;
+    if (codes != NULL)
+        out = PyTuple_Pack(7, PyTuple_GET_ITEM(texts, 0), PyTuple_GET_ITEM(texts, 1), type_obj, det,
+                           PyTuple_GET_ITEM(codes, 0), PyTuple_GET_ITEM(codes, 1), PyTuple_GET_ITEM(codes, 2));
+    Py_XDECREF(texts);
+    Py_XDECREF(type_obj);
+    Py_XDECREF(det);
+    Py_XDECREF(codes);
+done:
+    PyBuffer_Release(&op);
+    PyBuffer_Release(&tx_source);
+    if (res != NULL)
+        PyBuffer_Release(res);
+    return out;
 }
 
 PyDoc_STRVAR(setup_doc,
-"setup(go_float, asset_id, claim_predicate_json)\n--\n\n"
-"The Python pieces classic_details() calls: the float type of details maps, stellar-etl's asset id\n"
-"of (code, issuer, type), and a ClaimPredicate's JSON value.");
+"setup(go_float, asset_id, predicate_json)\n--\n\n"
+"The Python pieces operation() calls: the float type of details maps, stellar-etl's asset id of\n"
+"(code, issuer, type), and the JSON value of a ClaimPredicate given as XDR.");
 
 static PyObject *
 setup(PyObject *module, PyObject *args)
@@ -651,7 +732,7 @@ setup(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef details_functions[] = {
-    {"classic_details", (PyCFunction)(void (*)(void))classic_details, METH_FASTCALL, classic_details_doc},
+    {"operation", operation, METH_VARARGS, operation_doc},
     {"setup", setup, METH_VARARGS, setup_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -659,7 +740,7 @@ static PyMethodDef details_functions[] = {
 static struct PyModuleDef details_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_details",
-    .m_doc = "stellar-etl's details maps of the common classic operations, built in C.",
+    .m_doc = "What the operations table needs of an operation, read from its XDR in C.",
     .m_size = -1,
     .m_methods = details_functions,
 };
@@ -668,9 +749,6 @@ PyMODINIT_FUNC
 PyInit__details(void)
 {
     crc16_init();
-    for (int i = 0; i < NATTRS; i++)
-        if ((attrs[i] = PyUnicode_InternFromString(attr_names[i])) == NULL)
-            return NULL;
     for (int i = 0; i < NKEYS; i++)
         if ((keys[i] = PyUnicode_InternFromString(key_names[i])) == NULL)
             return NULL;

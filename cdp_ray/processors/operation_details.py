@@ -102,8 +102,9 @@ def operation_changes(t: Transaction, index: int, protocol: int) -> list[EntryPa
     return _pairs(_operation_group(t, index, protocol))
 
 
-def _sponsor(op: xdr.Operation, group: xdr.LedgerEntryChanges | None) -> str | None:
-    """stellar-etl's ``getSponsor``: the sponsor of a signer or entry the operation created.
+def _sponsor(op: xdr.Operation, op_type: int, group: xdr.LedgerEntryChanges | None) -> str | None:
+    """stellar-etl's ``getSponsor``: the sponsor of a signer or entry the operation (of type ``op_type``,
+    so that no other operation's body is read) created.
 
     Go walks the changes sorted by ledger key and returns the first hit; only the hits need sorting.
     Without a signer, the hits are the sponsored created entries: on fast-engine values they are found
@@ -112,7 +113,7 @@ def _sponsor(op: xdr.Operation, group: xdr.LedgerEntryChanges | None) -> str | N
     if group is None:
         return None
     signer_key = None
-    if op.body.type == OT.SET_OPTIONS and op.body.set_options_op.signer is not None:
+    if op_type == OT.SET_OPTIONS and op.body.set_options_op.signer is not None:
         signer_key = signer_key_address(op.body.set_options_op.signer.key)
     else:
         raw = raw_xdr(group)
@@ -518,28 +519,39 @@ def sac_balance_changes(t: Transaction, network_passphrase: str | None) -> list[
 try:
     from cdp_ray.processors import _details
 except ImportError:  # the C extension was not built: every map is built in Python
-    _classic_details = None
+    read_operation = None
 else:
-    _details.setup(GoFloat, asset_id, claim_predicate_json)
-    _classic_details = _details.classic_details
+    _details.setup(GoFloat, asset_id, lambda raw: claim_predicate_json(fast.decode("ClaimPredicate", raw)))
+    #: ``read_operation(op_xdr, tx_source_xdr, result_xdr, successful)``: what the operations table needs of
+    #: an operation, read from its XDR in C, the common classic operations' details maps included (see
+    #: ``_details.c``); None without the extension.
+    read_operation = _details.operation
 
 
 def operation_details(
     op: xdr.Operation, index: int, t: Transaction, protocol: int, network_passphrase: str | None
 ) -> dict:
-    """stellar-etl's ``details`` of operation ``index`` (0-based) of transaction ``t``.
+    """stellar-etl's ``details`` of operation ``index`` (0-based) of transaction ``t``, by the Python rules
+    (the operations table reads the common classic operations' maps from their XDR in C: :data:`read_operation`)."""
+    return complete_details(None, op, op.body.type, index, t, protocol, network_passphrase)
 
-    The common classic operations' maps are built by the C extension where it is built (the same dict,
-    :func:`details_in_python` being the rules it is tested against), the others by those rules.
-    """
-    source = op.source_account if op.source_account is not None else transaction_source(t)
+
+def complete_details(
+    d: dict | None,
+    op: xdr.Operation,
+    op_type: int,
+    index: int,
+    t: Transaction,
+    protocol: int,
+    network_passphrase: str | None,
+) -> dict:
+    """The details map of operation ``index`` of type ``op_type``: ``d`` (a map :data:`read_operation` built),
+    else the Python rules' map, with the sponsor added."""
     group = _operation_group(t, index, protocol)  # decoded only where a detail needs it
-    d = None
-    if _classic_details is not None:
-        d = _classic_details(op.body, source, t.operation_results if t.successful else None, index)
     if d is None:
+        source = op.source_account if op.source_account is not None else transaction_source(t)
         d = details_in_python(op.body, source, index, t, group, network_passphrase)
-    sponsor = _sponsor(op, group)
+    sponsor = _sponsor(op, op_type, group)
     if sponsor is not None:
         d["sponsor"] = sponsor
     return d

@@ -10,13 +10,23 @@ sorted, UTF-8, floats spelled as Go spells them (``1e-7``, ``10``), ``<>&`` esca
 
 from __future__ import annotations
 
+import enum
+import functools
+
 import pyarrow as pa
 from stellar_sdk import xdr
 
 from cdp_ray.processors.base import NoConfig, col, processor, table_from_rows
 from cdp_ray.processors.common import TIMESTAMP, go_enum_string, go_json, muxed_account, toid
-from cdp_ray.processors.operation_details import OPERATION_TYPE_NAMES, operation_details, transaction_source
+from cdp_ray.processors.operation_details import (
+    OPERATION_TYPE_NAMES,
+    complete_details,
+    operation_details,
+    read_operation,
+    transaction_source,
+)
 from cdp_ray.xdr import Ledger, Transaction
+from cdp_ray.xdr.fast import kept_xdr
 
 OPERATIONS_SCHEMA = pa.schema(
     [
@@ -39,6 +49,35 @@ OPERATIONS_SCHEMA = pa.schema(
 _TR_FIELD = {t: "bump_seq_result" if t == xdr.OperationType.BUMP_SEQUENCE else f"{OPERATION_TYPE_NAMES[t]}_result"
              for t in xdr.OperationType}
 _OP_INNER = xdr.OperationResultCode.opINNER
+_OP_CODE_NAMES = {c: go_enum_string(c) for c in xdr.OperationResultCode}
+#: ``(operation type, inner result code)`` -> Go name of the code, filled as met
+_INNER_CODE_NAMES: dict[tuple[int, int], str] = {}
+
+
+@functools.cache
+def _result_code_enum(op_type: int) -> type[enum.IntEnum]:
+    """The result code enum of an operation type's result (from the fast engine's schema: only its raw
+    results come as bare integers)."""
+    from cdp_ray.xdr.fast.codec import load_schema
+
+    schema = load_schema()
+    _, _, _, arms, cases = schema["OperationResultTr"]
+    result_type = dict(arms)[dict(cases)[op_type]][1]
+    return getattr(xdr, schema[result_type][2][1])
+
+
+def _code_names(code: int | None, tr_type: int | None, inner: int | None) -> tuple[str, str]:
+    """``(operation_result_code, operation_trace_code)`` of a result's code, tr type and inner code
+    (members or bare integers; None where there is no result, no inner result)."""
+    if code is None:
+        return "", ""
+    if tr_type is None:
+        return _OP_CODE_NAMES[code], ""
+    name = _INNER_CODE_NAMES.get((tr_type, inner))
+    if name is None:
+        member = inner if isinstance(inner, enum.Enum) else _result_code_enum(tr_type)(inner)
+        name = _INNER_CODE_NAMES[(tr_type, inner)] = go_enum_string(member)
+    return _OP_CODE_NAMES[code], name
 
 
 def _result_codes(t: Transaction, index: int) -> tuple[str, str]:
@@ -48,12 +87,21 @@ def _result_codes(t: Transaction, index: int) -> tuple[str, str]:
     res = results[index]
     tr = res.tr
     if res.code != _OP_INNER or tr is None:
-        return go_enum_string(res.code), ""
-    return go_enum_string(res.code), go_enum_string(getattr(tr, _TR_FIELD[tr.type]).code)
+        return _code_names(res.code, None, None)
+    return _code_names(res.code, tr.type, getattr(tr, _TR_FIELD[tr.type]).code)
 
 
 def operation_tuples(ledger: Ledger, t: Transaction) -> list[tuple]:
-    """stellar-etl ``OperationOutput`` rows of one transaction, as tuples in schema order."""
+    """stellar-etl ``OperationOutput`` rows of one transaction, as tuples in schema order.
+
+    Operations and results the fast engine kept as XDR are read from it in C (:data:`read_operation`),
+    undecoded unless the Python rules build their details map; other values are read as objects.
+    """
+    if read_operation is not None:
+        ops = [kept_xdr(op) for op in t.operations]
+        results = [kept_xdr(r) for r in t.operation_results]
+        if None not in ops and None not in results:
+            return _tuples_from_xdr(ledger, t, ops, results)
     seq, closed_at, protocol, passphrase = (
         ledger.sequence, ledger.closed_at, ledger.protocol_version, ledger.network_passphrase
     )
@@ -77,6 +125,37 @@ def operation_tuples(ledger: Ledger, t: Transaction) -> list[tuple]:
                 go_json(operation_details(op, i, t, protocol, passphrase), floats_marked=True),
                 closed_at,
                 *_result_codes(t, i),
+                seq,
+            )
+        )
+    return rows
+
+
+def _tuples_from_xdr(ledger: Ledger, t: Transaction, ops: list[bytes], results: list[bytes]) -> list[tuple]:
+    """:func:`operation_tuples` from the operations' and results' XDR."""
+    seq, closed_at, protocol, passphrase = (
+        ledger.sequence, ledger.closed_at, ledger.protocol_version, ledger.network_passphrase
+    )
+    tx_id = toid(seq, t.index)
+    tx_source = transaction_source(t).to_xdr_bytes()
+    successful = t.successful
+    rows = []
+    for i, raw in enumerate(ops):
+        source, muxed, op_type, details, code, tr_type, inner = read_operation(
+            raw, tx_source, results[i] if i < len(results) else None, successful
+        )
+        details = complete_details(details, t.operations[i], op_type, i, t, protocol, passphrase)
+        rows.append(
+            (
+                tx_id | (i + 1),
+                tx_id,
+                source,
+                muxed,
+                op_type,
+                OPERATION_TYPE_NAMES[op_type],
+                go_json(details, floats_marked=True),
+                closed_at,
+                *_code_names(code, tr_type, inner),
                 seq,
             )
         )

@@ -5,7 +5,9 @@ call, one ``__init__`` and one ``xdrlib3`` read per value, and the cyclic GC run
 growing tree. The fast engine (``_fastxdr.c``) walks a table compiled from the SDK's own type
 descriptions (``schema.py``, generated from the SDK by ``generate.py``) and builds instances of thin
 subclasses of the SDK classes directly, with the SDK's checks. Ledger entry changes (over half of a
-ledger's bytes) and contract events are checked and kept as raw XDR until a processor reads them;
+ledger's bytes), contract events, operations and operation results are checked and kept as raw XDR
+until a processor reads them (the operations table reads operations from it, in
+``cdp_ray/processors/_details.c``);
 ``balance_changes`` and ``created_sponsors`` scan such raw changes in C for what token transfer
 verification and operation sponsors need, and ``event_summary`` reads what token movements need of an
 event, without decoding them. Re-encoding runs in C too, and returns the raw bytes of values not decoded

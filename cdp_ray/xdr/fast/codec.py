@@ -251,8 +251,9 @@ class _Compiler:
 
 #: Types decoded lazily below the top of a decode: kept as checked raw XDR until first read. Ledger
 #: entry changes are over half of a current ledger's bytes and only some processors read them; the core
-#: processors read contract events (a sixth of the bytes, a fifth of the values) from their raw XDR.
-LAZY_TYPES = ("LedgerEntryChanges", "ContractEvent")
+#: processors read contract events (a sixth of the bytes, a fifth of the values) and operations with their
+#: results (nearly half of the values) from their raw XDR.
+LAZY_TYPES = ("LedgerEntryChanges", "ContractEvent", "Operation", "OperationResult")
 #: Types whose values keep their input bytes: what the transactions table writes as base64, the
 #: bodies transaction hashes are computed over (sha256 of the signature payload), and the contract
 #: events whose XDR, topics and data the contract_events table writes as base64.
