@@ -377,29 +377,40 @@ add_real(PyObject *d, Rd *r, int k)
     return i64(r, &v) < 0 ? -1 : set(d, k, real(v));
 }
 
-/* The path (Asset<5>) read next as ``{asset_code, asset_issuer, asset_type}`` dicts; None when empty. */
+/* The array (of at most ``max`` items) read next, each item read by ``item``, as a list; None when empty. */
 static PyObject *
-path(Rd *r)
+list_or_none(Rd *r, uint32_t max, PyObject *(*item)(Rd *))
 {
     uint32_t n;
     if (u32(r, &n) < 0)
         return NULL;
-    if (n > 5)
-        return unhandled("path longer than 5");
+    if (n > max)
+        return unhandled("array longer than its maximum");
     PyObject *out = n ? PyList_New(n) : Py_NewRef(Py_None);
     for (uint32_t i = 0; i < n && out != NULL; i++) {
-        PyObject *p = asset_parts(r);
-        PyObject *e = p ? PyDict_New() : NULL;
-        if (e == NULL || set(e, K_asset_code, Py_NewRef(PyTuple_GET_ITEM(p, 1))) < 0 ||
-            set(e, K_asset_issuer, Py_NewRef(PyTuple_GET_ITEM(p, 2))) < 0 ||
-            set(e, K_asset_type, Py_NewRef(PyTuple_GET_ITEM(p, 0))) < 0) {
-            Py_XDECREF(e);
+        PyObject *e = item(r);
+        if (e == NULL) {
             Py_CLEAR(out);
             break;
         }
         PyList_SET_ITEM(out, i, e);
     }
     return out;
+}
+
+/* A path's Asset read next as ``{asset_code, asset_issuer, asset_type}``. */
+static PyObject *
+path_asset(Rd *r)
+{
+    PyObject *p = asset_parts(r);
+    PyObject *e = p ? PyDict_New() : NULL;
+    if (e == NULL || set(e, K_asset_code, Py_NewRef(PyTuple_GET_ITEM(p, 1))) < 0 ||
+        set(e, K_asset_issuer, Py_NewRef(PyTuple_GET_ITEM(p, 2))) < 0 ||
+        set(e, K_asset_type, Py_NewRef(PyTuple_GET_ITEM(p, 0))) < 0) {
+        Py_XDECREF(e);
+        return NULL;
+    }
+    return e;
 }
 
 /* ``price`` and ``price_r`` of the Price read next, as common.price_float and Go give them. */
@@ -441,51 +452,41 @@ asset_canonical(Rd *r)
     return PyUnicode_FromFormat("%U:%U", PyTuple_GET_ITEM(p, 1), PyTuple_GET_ITEM(p, 2));
 }
 
-/* The claimants (Claimant<10>) read next as ``{destination, predicate}`` dicts; None when empty. An
-   unconditional predicate is written here, any other through claim_predicate_json of its XDR. */
+/* A Claimant read next as ``{destination, predicate}``: an unconditional predicate is written here, any
+   other through claim_predicate_json of its XDR. */
 static PyObject *
-claimants(Rd *r)
+claimant(Rd *r)
 {
-    uint32_t n, type;
-    if (u32(r, &n) < 0)
+    uint32_t type;
+    const unsigned char *dest;
+    if (u32(r, &type) < 0)
         return NULL;
-    if (n > 10)
-        return unhandled("more than 10 claimants");
-    PyObject *out = n ? PyList_New(n) : Py_NewRef(Py_None);
-    for (uint32_t i = 0; i < n && out != NULL; i++) {
-        const unsigned char *dest;
-        PyObject *e = NULL, *pred = NULL;
-        Py_ssize_t start;
-        if (u32(r, &type) < 0 || (type != 0 && unhandled("claimant type") == NULL) || (dest = account(r)) == NULL)
-            goto fail;
-        start = r->pos;
-        if (skip_predicate(r, PREDICATE_DEPTH) < 0)
-            goto fail;
-        if (r->pos - start == 4) {  /* unconditional */
-            pred = PyDict_New();
-            if (pred == NULL || set(pred, K_unconditional, Py_NewRef(Py_True)) < 0)
-                goto fail;
-        } else {
-            PyObject *raw = PyBytes_FromStringAndSize((const char *)r->p + start, r->pos - start);
-            pred = raw ? PyObject_CallOneArg(predicate_fn, raw) : NULL;
-            Py_XDECREF(raw);
-            if (pred == NULL)
-                goto fail;
-        }
-        e = PyDict_New();
-        if (e == NULL || set(e, K_destination, strkey_text(SK_ACCOUNT, dest, 32)) < 0 ||
-            set(e, K_predicate, pred) < 0) {
-            pred = NULL;
-            goto fail;
-        }
-        PyList_SET_ITEM(out, i, e);
-        continue;
-    fail:
+    if (type != 0)
+        return unhandled("claimant type");
+    if ((dest = account(r)) == NULL)
+        return NULL;
+    Py_ssize_t start = r->pos;
+    if (skip_predicate(r, PREDICATE_DEPTH) < 0)
+        return NULL;
+    PyObject *pred;
+    if (r->pos - start == 4) {  /* unconditional */
+        pred = PyDict_New();
+        if (pred != NULL && set(pred, K_unconditional, Py_NewRef(Py_True)) < 0)
+            Py_CLEAR(pred);
+    } else {
+        PyObject *raw = PyBytes_FromStringAndSize((const char *)r->p + start, r->pos - start);
+        pred = raw ? PyObject_CallOneArg(predicate_fn, raw) : NULL;
+        Py_XDECREF(raw);
+    }
+    PyObject *e = pred ? PyDict_New() : NULL;
+    if (e == NULL || set(e, K_destination, strkey_text(SK_ACCOUNT, dest, 32)) < 0) {
         Py_XDECREF(pred);
         Py_XDECREF(e);
-        Py_CLEAR(out);
+        return NULL;
     }
-    return out;
+    if (set(e, K_predicate, pred) < 0)  /* pred's reference taken either way */
+        Py_CLEAR(e);
+    return e;
 }
 
 /* Step over an Asset. */
@@ -604,7 +605,7 @@ fill(PyObject *d, uint32_t type, Rd *r, const Muxed *source, const unsigned char
         if (receive ? add_real(d, r, K_amount) < 0
                     : (i64(r, &v) < 0 || set(d, K_destination_min, amount_string(v)) < 0))
             return -1;
-        if (set(d, K_path, path(r)) < 0)
+        if (set(d, K_path, list_or_none(r, 5, path_asset)) < 0)
             return -1;
         int key = receive ? K_source_amount : K_amount;
         if (!successful)
@@ -625,7 +626,7 @@ fill(PyObject *d, uint32_t type, Rd *r, const Muxed *source, const unsigned char
         return type == OP_PASSIVE_SELL ? 0 : (i64(r, &v) < 0 ? -1 : set(d, K_offer_id, PyLong_FromLongLong(v)));
     case OP_CREATE_CLAIMABLE:
         return (set(d, K_asset, asset_canonical(r)) < 0 || add_real(d, r, K_amount) < 0 ||
-                set(d, K_claimants, claimants(r)) < 0) ? -1 : 0;
+                set(d, K_claimants, list_or_none(r, 10, claimant)) < 0) ? -1 : 0;
     }
     return 1;
 }
