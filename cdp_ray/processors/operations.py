@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Iterator
 
 import pyarrow as pa
 from stellar_sdk import xdr
@@ -92,74 +93,53 @@ def _result_codes(t: Transaction, index: int) -> tuple[str, str]:
 
 
 def operation_tuples(ledger: Ledger, t: Transaction) -> list[tuple]:
-    """stellar-etl ``OperationOutput`` rows of one transaction, as tuples in schema order.
+    """stellar-etl ``OperationOutput`` rows of one transaction, as tuples in schema order."""
+    seq, closed_at = ledger.sequence, ledger.closed_at
+    tx_id = toid(seq, t.index)
+    return [
+        (
+            tx_id | (i + 1),
+            tx_id,
+            source,
+            muxed,
+            int(op_type),
+            OPERATION_TYPE_NAMES[op_type],
+            go_json(details, floats_marked=True),
+            closed_at,
+            *codes,
+            seq,
+        )
+        for i, (source, muxed, op_type, details, codes) in enumerate(_operation_parts(ledger, t))
+    ]
+
+
+def _operation_parts(ledger: Ledger, t: Transaction) -> Iterator[tuple]:
+    """``(source, source_muxed, type, details, (result code, trace code))`` of each operation.
 
     Operations and results the fast engine kept as XDR are read from it in C (:data:`read_operation`),
     undecoded unless the Python rules build their details map; other values are read as objects.
     """
+    protocol, passphrase = ledger.protocol_version, ledger.network_passphrase
+    ops, results = t.operations, t.operation_results
     if read_operation is not None:
-        ops = [kept_xdr(op) for op in t.operations]
-        results = [kept_xdr(r) for r in t.operation_results]
-        if None not in ops and None not in results:
-            return _tuples_from_xdr(ledger, t, ops, results)
-    seq, closed_at, protocol, passphrase = (
-        ledger.sequence, ledger.closed_at, ledger.protocol_version, ledger.network_passphrase
-    )
-    tx_id = toid(seq, t.index)
+        ops_xdr, results_xdr = [kept_xdr(op) for op in ops], [kept_xdr(r) for r in results]
+        if None not in ops_xdr and None not in results_xdr:
+            tx_source, successful = transaction_source(t).to_xdr_bytes(), t.successful
+            for i, raw in enumerate(ops_xdr):
+                source, muxed, op_type, details, code, tr_type, inner = read_operation(
+                    raw, tx_source, results_xdr[i] if i < len(results_xdr) else None, successful
+                )
+                details = complete_details(details, ops[i], op_type, i, t, protocol, passphrase)
+                yield source, muxed, op_type, details, _code_names(code, tr_type, inner)
+            return
     tx_source = None
-    rows = []
-    for i, op in enumerate(t.operations):
+    for i, op in enumerate(ops):
         if op.source_account is not None:
             source, muxed = muxed_account(op.source_account)
         else:
             source, muxed = tx_source = tx_source or muxed_account(transaction_source(t))
-        body_type = op.body.type
-        rows.append(
-            (
-                tx_id | (i + 1),
-                tx_id,
-                source,
-                muxed,
-                body_type.value,
-                OPERATION_TYPE_NAMES[body_type],
-                go_json(operation_details(op, i, t, protocol, passphrase), floats_marked=True),
-                closed_at,
-                *_result_codes(t, i),
-                seq,
-            )
-        )
-    return rows
-
-
-def _tuples_from_xdr(ledger: Ledger, t: Transaction, ops: list[bytes], results: list[bytes]) -> list[tuple]:
-    """:func:`operation_tuples` from the operations' and results' XDR."""
-    seq, closed_at, protocol, passphrase = (
-        ledger.sequence, ledger.closed_at, ledger.protocol_version, ledger.network_passphrase
-    )
-    tx_id = toid(seq, t.index)
-    tx_source = transaction_source(t).to_xdr_bytes()
-    successful = t.successful
-    rows = []
-    for i, raw in enumerate(ops):
-        source, muxed, op_type, details, code, tr_type, inner = read_operation(
-            raw, tx_source, results[i] if i < len(results) else None, successful
-        )
-        details = complete_details(details, t.operations[i], op_type, i, t, protocol, passphrase)
-        rows.append(
-            (
-                tx_id | (i + 1),
-                tx_id,
-                source,
-                muxed,
-                op_type,
-                OPERATION_TYPE_NAMES[op_type],
-                go_json(details, floats_marked=True),
-                closed_at,
-                *_code_names(code, tr_type, inner),
-                seq,
-            )
-        )
-    return rows
+        details = operation_details(op, i, t, protocol, passphrase)
+        yield source, muxed, op.body.type, details, _result_codes(t, i)
 
 
 def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
