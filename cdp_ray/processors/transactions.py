@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import struct
-from functools import partial
 from binascii import b2a_base64
 from datetime import datetime
+from functools import partial
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field

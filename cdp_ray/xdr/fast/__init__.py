@@ -6,11 +6,10 @@ growing tree. The fast engine (``_fastxdr.c``) walks a table compiled from the S
 descriptions (``schema.py``, generated from the SDK by ``generate.py``) and builds instances of thin
 subclasses of the SDK classes directly, with the SDK's checks. Ledger entry changes (over half of a
 ledger's bytes), contract events, operations and operation results are checked and kept as raw XDR
-until a processor reads them (the operations table reads operations from it, in
-``cdp_ray/processors/_details.c``);
-``balance_changes`` and ``created_sponsors`` scan such raw changes in C for what token transfer
-verification and operation sponsors need, and ``event_summary`` reads what token movements need of an
-event, without decoding them. Re-encoding runs in C too, and returns the raw bytes of values not decoded
+until a processor reads them. ``balance_changes`` and ``created_sponsors`` scan such raw changes in C
+for what token transfer verification and operation sponsors need, ``event_summary`` reads what token
+movements need of an event, and ``cdp_ray/processors/_details.c`` what the operations table needs of
+an operation, without decoding them. Re-encoding runs in C too, and returns the raw bytes of values not decoded
 yet. Envelopes, results, metas, transaction bodies and contract events keep the bytes they were decoded
 from: :func:`source_xdr` returns them for the base64 columns and transaction hashes, no encoding
 (:func:`kept_xdr` returns them, or a lazy value's raw bytes, and None for other values).
