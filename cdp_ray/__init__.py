@@ -7,11 +7,31 @@ Notebook use::
                        63092982, 63092991, anonymous=True, output="polars")
 """
 
-from cdp_ray.errors import CdpRayError
-from cdp_ray.pipeline.config import PipelineConfig, load_pipeline, parse_pipeline
-from cdp_ray.pipeline.dataset import load, read_ledgers, table_dataset
-from cdp_ray.pipeline.runner import run_pipeline
-from cdp_ray.pipeline.source import LakeSource
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "CdpRayError": "cdp_ray.errors",
+    "LakeSource": "cdp_ray.pipeline.source",
+    "PipelineConfig": "cdp_ray.pipeline.config",
+    "load": "cdp_ray.pipeline.dataset",
+    "load_pipeline": "cdp_ray.pipeline.config",
+    "parse_pipeline": "cdp_ray.pipeline.config",
+    "read_ledgers": "cdp_ray.pipeline.dataset",
+    "run_pipeline": "cdp_ray.pipeline.runner",
+    "scan": "cdp_ray.pipeline.scan",
+    "table_dataset": "cdp_ray.pipeline.dataset",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The public API, imported on first use: the CLI's light commands (dry runs, validation) never load Ray."""
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cdp_ray' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -24,5 +44,6 @@ __all__ = [
     "parse_pipeline",
     "read_ledgers",
     "run_pipeline",
+    "scan",
     "table_dataset",
 ]

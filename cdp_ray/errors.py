@@ -111,3 +111,15 @@ class ProcessingError(CdpRayError):
         super().__init__(f"ledgers {start}-{end}: unexpected {type(exc).__name__}: {exc}")
         self.start, self.end, self.error_type = start, end, type(exc).__name__
         self.traceback = "".join(traceback.format_exception(exc))
+
+
+class PipelineBusyError(CdpRayError):
+    """Another run of the same pipeline holds its lock in a sink."""
+
+    hint = ("wait for the other run to finish or stop it; the lock of a killed run is released when its "
+            "database connection closes (PostgreSQL) or its lease expires (Parquet)")
+
+
+class OwnershipError(ConfigError):
+    """A sink's table is owned by another pipeline: two pipelines would replace each other's rows."""
+

@@ -42,6 +42,7 @@ def ray_cluster():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # a Ray of its own, never one another process started on this machine
             num_cpus=2,
             object_store_memory=256 * 1024 * 1024,
             include_dashboard=False,

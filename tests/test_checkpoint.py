@@ -86,7 +86,7 @@ def test_resume_skips_ranges_committed_in_every_sink(lake, target):
     again = run_pipeline(cfg, engine="local", resume=True)
     assert (again.chunks, again.skipped_chunks) == (0, 3)
     # a range one sink lacks is not done: it is rerun in both, replacing its rows
-    (out / "_cdp_ray/ckpt/ranges/0001410056-0001410063.json").unlink()
+    next((out / "_cdp_ray/ckpt/ranges").glob("0001410056-0001410063.*.json")).unlink()
     third = run_pipeline(cfg, engine="local", resume=True)
     assert (third.chunks, third.skipped_chunks) == (1, 2)
     n, distinct = conn.execute(f'SELECT count(*), count(DISTINCT id) FROM "{schema}".transactions').fetchone()
@@ -134,14 +134,15 @@ def test_checkpoint_cli_list_show_clean(lake, target, tmp_path):
 
     res = cli.invoke(app, ["checkpoint", "show", str(spec), "--json"])
     shown = json.loads(res.stdout)
-    assert (shown["chunks"], shown["done"], shown["gaps"]) == (3, 2, [[FIRST + 16, LAST]])
-    assert shown["sinks"][0]["records"][0]["rows"]["ledgers"] == 8
+    assert (shown["ledgers"], shown["ledgers_done"], shown["gaps"]) == (24, 16, [[FIRST + 16, LAST]])
+    assert [r["rows"]["ledgers"] for v in shown["sinks"] for r in v["records"]] == [8, 8, 8, 8]
     text = cli.invoke(app, ["checkpoint", "show", str(spec)]).stdout
-    assert f"2/3 ranges of {FIRST}-{LAST} committed in every sink" in text and f"not committed: {FIRST + 16}-{LAST}" in text
+    assert f"16/24 ledgers of {FIRST}-{LAST} committed in every sink" in text and f"not committed: {FIRST + 16}-{LAST}" in text
 
     res = cli.invoke(app, ["checkpoint", "clean", str(spec), "--yes", "--json"])
-    assert [d["records"] for d in json.loads(res.stdout)["deleted"]] == [2, 2]
-    assert json.loads(cli.invoke(app, ["checkpoint", "show", str(spec), "--json"]).stdout)["done"] == 0
+    deleted = json.loads(res.stdout)["deleted"]
+    assert [(d["records"], d["released"]) for d in deleted] == [(2, ["ledgers", "transactions"])] * 2
+    assert json.loads(cli.invoke(app, ["checkpoint", "show", str(spec), "--json"]).stdout)["ledgers_done"] == 0
     # the rows stay; only the checkpoint is gone
     assert conn.execute(f'SELECT count(*) FROM "{schema}".ledgers').fetchone()[0] == 16
 

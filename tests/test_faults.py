@@ -1,4 +1,6 @@
-"""Faults: a run killed mid-way and resumed, a Ray worker killed mid-run, corrupt files, a flaky S3.
+"""Faults: a run killed mid-way and resumed, a Ray worker killed mid-run, corrupt files, a flaky S3, extended
+ranges, pipelines sharing a sink, chain breaks, driver-side errors, concurrent runs, and a multi-node cluster
+losing a node (its driver: tests/multinode_backfill.py).
 
 The ledgers are real: 160 contiguous testnet ledgers (1410048-1410207) packed into a SEP-54 lake.
 Every faulty run is compared, row for row, with a clean single run of the same pipeline into
@@ -16,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -409,3 +412,229 @@ def test_flaky_s3_is_survived_by_retries(stellar_data, flaky_s3, reference, tmp_
         assert got == want
     manifests = direct.ls("out/run/_cdp_ray/flaky/ranges")
     assert len(manifests) == (last - first + 1) // PER_TASK
+
+
+# -- exactly once in every shape of use (issue 15): extended ranges, shared sinks, chain breaks, driver errors,
+# -- failed runs, concurrent runs ------------------------------------------------------------------------------
+
+
+def _parquet_ranges(out: Path, pipeline: str) -> list[tuple[int, int]]:
+    from cdp_ray.sinks.parquet import ParquetSink, ParquetSinkConfig
+
+    return [(r.start, r.end) for r in ParquetSink(ParquetSinkConfig(uri=str(out))).committed(pipeline)]
+
+
+def _reader_files(out: Path) -> dict[str, list[str]]:
+    """What a glob reader sees: every Parquet file under each table directory."""
+    return {t: sorted(p.name for p in (out / t).rglob("*.parquet")) for t in KEYS if (out / t).exists()}
+
+
+def test_extending_a_range_past_a_partial_chunk_duplicates_nothing(lake, postgres_dsn, pg_conn, reference, tmp_path):
+    """Issue 15.3: run to the middle of a chunk, then extend the range with --resume, then rerun a sub-range
+    without it: every table holds each row once, in Parquet (glob readers included) and PostgreSQL."""
+    conn = pg_conn[0]
+    schema, out = _schema(pg_conn), tmp_path / "out"
+    first, mid, last = FIRST, FIRST + 9, FIRST + 13
+    run_pipeline(PipelineConfig.model_validate(_pipeline("extend", lake, postgres_dsn, schema, out, first, mid)), engine="local")
+    assert _parquet_ranges(out, "extend")[-1] == (FIRST + 8, mid)
+    extended = PipelineConfig.model_validate(_pipeline("extend", lake, postgres_dsn, schema, out, first, last))
+    summary = run_pipeline(extended, engine="local", resume=True)
+    assert summary.ledgers == last - mid and summary.skipped_ledgers == mid - first + 1
+    assert_same_as_reference(reference, conn, schema, out, first, last)
+    assert _parquet_ranges(out, "extend") == [(FIRST, FIRST + 3), (FIRST + 4, FIRST + 7), (FIRST + 8, FIRST + 11), (FIRST + 12, last)]
+    assert _reader_files(out)["transactions"] == [f"{s:010d}-{e:010d}.parquet" for s, e in _parquet_ranges(out, "extend")]
+    # a rerun of two ledgers inside a committed chunk, without --resume: the chunk's other rows stay, once
+    sub = PipelineConfig.model_validate(_pipeline("extend", lake, postgres_dsn, schema, out, FIRST + 5, FIRST + 6))
+    run_pipeline(sub, engine="local")
+    assert_same_as_reference(reference, conn, schema, out, first, last)
+    assert _parquet_ranges(out, "extend")[1] == (FIRST + 4, FIRST + 7)
+    ranges = conn.execute(f'SELECT start_ledger, end_ledger FROM "{schema}".cdp_ray_ranges ORDER BY 1').fetchall()
+    assert intervals_of(ranges) == [(first, last)], "PostgreSQL's records cover the range exactly once"
+
+
+def intervals_of(ranges) -> list[tuple[int, int]]:
+    from cdp_ray.pipeline import intervals
+
+    spans = [(int(s), int(e)) for s, e in ranges]
+    assert sum(e - s + 1 for s, e in spans) == sum(e - s + 1 for s, e in intervals.merge(spans)), "records overlap"
+    return intervals.merge(spans)
+
+
+def test_pipelines_sharing_a_sink_are_refused(lake, postgres_dsn, pg_conn, reference, tmp_path):
+    """Issue 15.2: a second pipeline writing the same Parquet root and PostgreSQL schema would delete the first's
+    rows by ledger range; it is refused (exit 2, naming the owner), following the CLI's own hint included."""
+    from typer.testing import CliRunner
+
+    from cdp_ray.cli.main import app
+
+    conn = pg_conn[0]
+    schema, out = _schema(pg_conn), tmp_path / "out"
+    first, last = FIRST, FIRST + 7
+    doc = _pipeline("owner", lake, postgres_dsn, schema, out, first, last)
+    run_pipeline(PipelineConfig.model_validate(doc), engine="local")
+    filtered = {**doc, "where": {"operation_types": ["payment"]}}
+    spec = tmp_path / "p.yaml"
+    spec.write_text(yaml.safe_dump(filtered))
+    res = CliRunner().invoke(app, ["run", str(spec), "--engine", "local", "--json"])
+    assert res.exit_code == 2 and json.loads(res.stdout.splitlines()[-1])["error"] == "CheckpointMismatchError"
+    assert "another output" in json.loads(res.stdout.splitlines()[-1])["hint"]
+    spec.write_text(yaml.safe_dump({**filtered, "name": "intruder"}))  # what the old hint suggested
+    res = CliRunner().invoke(app, ["run", str(spec), "--engine", "local", "--json"])
+    err = json.loads(res.stdout.splitlines()[-1])
+    assert res.exit_code == 2 and err["error"] == "OwnershipError", res.output
+    assert "belongs to pipeline 'owner'" in err["message"] and "another" in err["hint"]
+    assert_same_as_reference(reference, conn, schema, out, first, last)
+    again = run_pipeline(PipelineConfig.model_validate(doc), engine="local", resume=True)
+    assert again.ledgers == 0 and again.skipped_ledgers == last - first + 1
+
+
+def _break_chain(src: Path, dst: Path, seq: int) -> None:
+    """A copy of the lake whose ledger ``seq`` verifies on its own but does not chain to ``seq - 1``."""
+    from cdp_ray.lake.writer import resequence
+
+    shutil.copytree(src, dst)
+    raw = _lighthorizon_one(seq)
+    (broken,) = resequence([raw], seq, 1, previous_hash=b"\x01" * 32)
+    write_lake([broken], str(dst), LakeSchema(), network_passphrase=TESTNET)
+
+
+def _lighthorizon_one(seq: int) -> bytes:
+    from conftest import STELLAR_DATA
+
+    return (STELLAR_DATA / "stellar-go-lighthorizon" / "ledgers" / str(seq)).read_bytes()[4:]
+
+
+def test_a_chain_break_between_chunks_is_never_committed(lake, postgres_dsn, pg_conn, reference, tmp_path):
+    """Issue 15.4: the chunk whose first ledger does not chain to the previous chunk is not committed (fails the
+    run, or is quarantined), and --resume checks it again instead of skipping it."""
+    from cdp_ray.errors import LedgerIntegrityError
+
+    conn = pg_conn[0]
+    first, last, bad = FIRST, FIRST + 15, FIRST + 8
+    bad_lake = tmp_path / "lake"
+    _break_chain(lake, bad_lake, bad)
+    schema, out = _schema(pg_conn), tmp_path / "out"
+    failing = PipelineConfig.model_validate(_pipeline("chain", bad_lake, postgres_dsn, schema, out, first, last))
+    for resume in (False, True):
+        with pytest.raises(LedgerIntegrityError) as err:
+            run_pipeline(failing, engine="local", resume=resume)
+        assert err.value.sequence == bad and f"is not the hash of ledger {bad - 1}" in err.value.message
+        assert (bad, bad + 3) not in _parquet_ranges(out, "chain")
+    assert _committed(conn, schema, out, "chain") == (2, 2)
+
+    q_schema, q_out = _schema(pg_conn), tmp_path / "q"
+    doc = _pipeline("chain-q", bad_lake, postgres_dsn, q_schema, q_out, first, last, on_error="quarantine")
+    for resume in (False, True):
+        summary = run_pipeline(PipelineConfig.model_validate(doc), engine="local", resume=resume)
+        assert summary.quarantined_chunks == 1 and summary.quarantined[0].error == "LedgerIntegrityError"
+        assert (summary.quarantined[0].start, summary.quarantined[0].ledger) == (bad, bad)
+        assert _parquet_ranges(q_out, "chain-q") == [(first, first + 3), (first + 4, first + 7), (first + 12, last)]
+    shutil.copyfile(lake / LakeSchema().key_for(bad), bad_lake / LakeSchema().key_for(bad))  # re-exported
+    fixed = run_pipeline(PipelineConfig.model_validate(doc), engine="local", resume=True)
+    assert (fixed.chunks, fixed.quarantined_chunks) == (1, 0)
+    assert conn.execute(f'SELECT count(*) FROM "{q_schema}".cdp_ray_dead_letters').fetchone()[0] == 0
+    assert_same_as_reference(reference, conn, q_schema, q_out, first, last)
+
+
+@pytest.mark.timeout(300)
+def test_a_driver_side_error_ends_a_ray_run(lake, postgres_dsn, pg_conn, ray_cluster, tmp_path):
+    """Issue 15.5: an exception on the driver while chunks run ends the run (no hang), and a resume finishes it."""
+    schema, out = _schema(pg_conn), tmp_path / "out"
+    cfg = PipelineConfig.model_validate(_pipeline("driver-error", lake, postgres_dsn, schema, out, FIRST, FIRST + 31, workers=2))
+
+    def explode(row: dict) -> None:
+        raise RuntimeError("the driver's callback failed")
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="callback failed"):
+        run_pipeline(cfg, on_chunk=explode)
+    assert time.monotonic() - started < 240
+    assert run_pipeline(cfg, resume=True).skipped_ledgers >= PER_TASK
+
+
+def test_a_failed_ray_run_leaves_only_committed_files_where_readers_look(lake, postgres_dsn, pg_conn, ray_cluster, tmp_path):
+    """Issue 15.9: a run that fails mid-way leaves no uncommitted rows and no temporary files at reader paths;
+    a successful run leaves no staging behind."""
+    conn = pg_conn[0]
+    first, last, gone = FIRST, FIRST + 39, FIRST + 30
+    holey = tmp_path / "lake"
+    shutil.copytree(lake, holey)
+    (holey / LakeSchema().key_for(gone)).unlink()
+    schema, out = _schema(pg_conn), tmp_path / "out"
+    cfg = PipelineConfig.model_validate(_pipeline("failed", holey, postgres_dsn, schema, out, first, last, workers=2))
+    with pytest.raises(Exception):
+        run_pipeline(cfg)
+    committed = {f"{s:010d}-{e:010d}.parquet" for s, e in _parquet_ranges(out, "failed")}
+    for table, files in _reader_files(out).items():
+        assert set(files) <= committed, f"{table}: uncommitted files at the reader's path"
+    assert not list(out.rglob("_tmp-*"))
+    shutil.copyfile(lake / LakeSchema().key_for(gone), holey / LakeSchema().key_for(gone))
+    run_pipeline(cfg, resume=True)
+    assert_same_as_reference_range(conn, schema, out, first, last)
+    assert not list((out / "_cdp_ray/failed/staging").iterdir())
+
+
+def assert_same_as_reference_range(conn, schema: str, out: Path, first: int, last: int) -> None:
+    pg, pq = pg_output(conn, schema), parquet_output(out)
+    for table, pk in KEYS.items():
+        keys = [tuple(r[k] for k in pk) for r in pq[table]]
+        assert len(keys) == len(set(keys)) and len(pg[table]) == len(pq[table])
+    assert [r["sequence"] for r in pg["ledgers"]] == list(range(first, last + 1))
+
+
+def test_a_second_run_of_a_running_pipeline_is_refused(lake, postgres_dsn, pg_conn, reference, tmp_path):
+    """Issue 15.10: two concurrent runs of one pipeline: the second is refused with a clear error, not a
+    duplicate-key failure, and the first finishes with exactly the clean output."""
+    conn = pg_conn[0]
+    schema, out = _schema(pg_conn), tmp_path / "out"
+    doc = _pipeline("busy", lake, postgres_dsn, schema, out)
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "cdp_ray.cli.main", "run", str(spec), "--engine", "local"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while min(_committed(conn, schema, out, "busy")) < 1:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-2000:]
+            time.sleep(0.05)
+        from typer.testing import CliRunner
+
+        from cdp_ray.cli.main import app
+
+        res = CliRunner().invoke(app, ["run", str(spec), "--engine", "local", "--json"])
+        err = json.loads(res.stdout.splitlines()[-1])
+        assert res.exit_code == 1 and err["error"] == "PipelineBusyError", res.output
+        assert "pipeline 'busy' is already running" in err["message"] and "wait for the other run" in err["hint"]
+        assert proc.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_same_as_reference(reference, conn, schema, out)
+
+
+# -- a multi-node cluster losing a node mid-run (issue 14.9) ---------------------------------------------------
+
+
+@pytest.mark.timeout(900)
+def test_backfill_survives_losing_a_node(lake, postgres_dsn, pg_conn, reference, tmp_path):
+    conn = pg_conn[0]
+    schema, out = _schema(pg_conn), tmp_path / "out"
+    doc = _pipeline("multinode", lake, postgres_dsn, schema, out)
+    with tempfile.TemporaryDirectory(prefix="cdpmn-", dir="/tmp") as ray_tmp:
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
+        env.update(RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled", PYTHONPATH=str(Path(__file__).resolve().parent))
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "multinode_backfill.py"), json.dumps(doc), "6"],
+                              env=env, capture_output=True, text=True, timeout=840, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["refused_relative"] and "relative local path" in got["refused_relative"]
+    assert "cluster of 3 nodes" in got["refused_relative"] and not (tmp_path / "relative").exists()
+    assert len(got["events"]) == 1 and got["retried_chunks"] >= 1, f"the removed node's chunks in flight were rerun: {got}"
+    assert len(got["nodes_used"]) == 2, f"chunks ran on both worker nodes: {got['nodes_used']}"
+    assert got["chunks"] == (LAST - FIRST + 1) // PER_TASK and got["ledgers"] == LAST - FIRST + 1
+    assert_same_as_reference(reference, conn, schema, out)
+    assert _committed(conn, schema, out, "multinode") == ((LAST - FIRST + 1) // PER_TASK,) * 2
+    # the killed node's chunks were rerun somewhere; resuming has nothing left to do
+    again = run_pipeline(PipelineConfig.model_validate(doc), engine="local", resume=True)
+    assert again.ledgers == 0 and again.skipped_ledgers == LAST - FIRST + 1

@@ -147,7 +147,8 @@ def _forge_previous_hash(raw: bytes) -> bytes:
 
 @pytest.mark.parametrize("verify", [True, False])
 def test_broken_hash_chain_between_chunks(tmp_path: Path, wallet_ledgers, verify: bool) -> None:
-    """Each chunk verifies its own chain; the run checks the chain where one chunk meets the next."""
+    """Each chunk's worker checks the chain from the ledger before the chunk: a chunk that does not chain to
+    the one before is never committed."""
     from cdp_ray.pipeline.config import PipelineConfig
     from cdp_ray.pipeline.runner import run_pipeline
 
@@ -167,24 +168,24 @@ def test_broken_hash_chain_between_chunks(tmp_path: Path, wallet_ledgers, verify
         run_pipeline(cfg, engine="local")
     assert err.value.sequence == 63092985
     assert "previous_ledger_hash 1111" in str(err.value) and "hash of ledger 63092984" in str(err.value)
-    assert "chunks 63092982-63092984 and 63092985-63092985 were already written" in str(err.value)
+    assert sorted(p.name for p in (tmp_path / "out" / "ledgers").glob("*.parquet")) == ["0063092982-0063092984.parquet"]
 
 
-def test_chain_check_in_any_completion_order() -> None:
-    from cdp_ray.pipeline.runner import ChainCheck
+def test_chain_is_checked_from_the_ledger_before_the_range(tmp_path: Path, wallet_ledgers) -> None:
+    """A run starting at the forged ledger checks it against the lake's ledger before the range."""
+    from cdp_ray.pipeline.config import PipelineConfig
+    from cdp_ray.pipeline.runner import run_pipeline
 
-    def row(start: int, end: int, previous: str, last: str) -> dict:
-        return {"status": "committed", "start": start, "end": end, "previous_hash": previous, "hash": last}
-
-    good = ChainCheck()
-    for r in (row(20, 29, "b", "c"), row(0, 9, "z", "a"), row(10, 19, "a", "b")):
-        good.add(r)
-    bad = ChainCheck()
-    bad.add(row(10, 19, "x", "b"))
-    bad.add({"status": "quarantined", "start": 20, "end": 29, "previous_hash": None, "hash": None})
+    root = _lake(tmp_path / "lake", wallet_ledgers)
+    _put(root, ONE, 63092985, [_forge_previous_hash(wallet_ledgers[63092985])])
+    doc = {"name": "chain", "source": {"uri": str(root), "start": 63092985, "end": 63092986, "network": "pubnet"},
+           "processors": ["ledgers"], "sinks": [{"parquet": str(tmp_path / "out")}]}
     with pytest.raises(LedgerIntegrityError) as err:
-        bad.add(row(0, 9, "z", "a"))
-    assert err.value.sequence == 10 and "chunks 0-9 and 10-19" in str(err.value)
+        run_pipeline(PipelineConfig.model_validate(doc), engine="local")
+    assert err.value.sequence == 63092985 and "hash of ledger 63092984" in str(err.value)
+    first = {**doc, "source": {**doc["source"], "start": FIRST, "end": FIRST + 1}}
+    assert run_pipeline(PipelineConfig.model_validate(first), engine="local").ledgers == 2, \
+        "the lake's first ledger has no ledger before it to check"
 
 
 def test_header_hash_that_does_not_verify(tmp_path: Path, wallet_ledgers) -> None:

@@ -7,6 +7,7 @@ import pytest
 from cdp_ray.errors import CdpRayError, LedgerNotFoundError, ProcessingError
 from cdp_ray.pipeline import runner
 from cdp_ray.pipeline.config import PipelineConfig
+from cdp_ray.pipeline.planning import Chunk
 from cdp_ray.sample import SAMPLE_LAKE, SAMPLE_RANGE
 
 
@@ -28,10 +29,9 @@ def test_unexpected_exception_becomes_processing_error(tmp_path, monkeypatch: py
 
     monkeypatch.setattr(runner, "run_processors", broken)
     start, end = SAMPLE_RANGE[0], SAMPLE_RANGE[0] + 3
-    out = _worker(tmp_path)({"start": [start, start + 4], "end": [end, end + 4]})
-    assert out["status"] == ["failed"], "the batch stops at its first failed range"
-    assert (out["start"], out["end"]) == ([start], [end])
-    err = runner._unpack_error(out["exception"][0])
+    out = _worker(tmp_path).process_chunk(Chunk(start, end))
+    assert (out["status"], out["start"], out["end"]) == ("failed", start, end)
+    err = runner._unpack_error(out["exception"])
     assert isinstance(err, ProcessingError) and isinstance(err, CdpRayError)
     assert (err.start, err.end, err.error_type) == (start, end, "KeyError")
     assert err.message == f"ledgers {start}-{end}: unexpected KeyError: 'no such column'"
@@ -41,6 +41,7 @@ def test_unexpected_exception_becomes_processing_error(tmp_path, monkeypatch: py
 
 def test_cdp_ray_errors_come_back_as_themselves(tmp_path) -> None:
     end = SAMPLE_RANGE[1] + 5  # past the sample lake's last ledger
-    out = _worker(tmp_path)({"start": [SAMPLE_RANGE[1] + 1], "end": [end]})
-    err = runner._unpack_error(out["exception"][0])
+    out = _worker(tmp_path).process_chunk(Chunk(SAMPLE_RANGE[1] + 1, end))
+    err = runner._unpack_error(out["exception"])
     assert type(err) is LedgerNotFoundError and err.sequence == SAMPLE_RANGE[1] + 1
+    assert list((tmp_path / "out").rglob("*.parquet")) == [], "a failed chunk commits nothing"

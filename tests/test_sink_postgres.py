@@ -160,11 +160,13 @@ def test_replayed_range_replaces_rows_and_records_checkpoint(pg, sample_tables):
     assert [(r.start, r.end, r.config_hash, r.rows) for r in records] == [
         (63092982, 63092983, "hash1", {"ledgers": 2, "transactions": 548})
     ]
-    # a range of one ledger inside the committed one replaces only that ledger's rows and the overlapping record
+    # a range of one ledger inside the committed one replaces only that ledger's rows; the record it overlaps
+    # keeps its part outside (with its own config hash)
     one = {k: (p, t.filter(pa.compute.equal(t[p.sequence_column], 63092982))) for k, (p, t) in sample_tables.items()}
     sink.write_range(63092982, 63092982, one, RunContext("replay", "hash2"))
     assert conn.execute(f'SELECT count(*) FROM "{schema}".transactions').fetchone()[0] == 548
-    assert [(r.start, r.end, r.config_hash) for r in sink.committed("replay")] == [(63092982, 63092982, "hash2")]
+    assert [(r.start, r.end, r.config_hash, r.rows) for r in sink.committed("replay")] == [
+        (63092982, 63092982, "hash2", {"ledgers": 1, "transactions": 305}), (63092983, 63092983, "hash1", {})]
 
 
 def test_failed_range_rolls_back_rows_and_checkpoint(pg, sample_tables):

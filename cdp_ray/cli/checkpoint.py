@@ -36,19 +36,6 @@ def _open(spec: str):
     return cfg, config_hash(cfg), [make_sink(s) for s in cfg.sinks]
 
 
-def _gaps(done: set[tuple[int, int]], chunks: list[tuple[int, int]]) -> list[list[int]]:
-    """Runs of consecutive chunks not done, as ``[first ledger, last ledger]``."""
-    gaps: list[list[int]] = []
-    for s, e in chunks:
-        if (s, e) in done:
-            continue
-        if gaps and gaps[-1][1] == s - 1:
-            gaps[-1][1] = e
-        else:
-            gaps.append([s, e])
-    return gaps
-
-
 @app.command("list")
 def list_(spec: str = SPEC, as_json: bool = JSON) -> None:
     """Every pipeline with a checkpoint in the spec's sinks: ranges, ledgers, config hashes, dead letters."""
@@ -81,14 +68,16 @@ def list_(spec: str = SPEC, as_json: bool = JSON) -> None:
 @app.command()
 def show(spec: str = SPEC, pipeline: Optional[str] = PIPELINE, as_json: bool = JSON) -> None:
     """A pipeline's committed ranges, the gaps left in the spec's range, stale ranges and dead letters."""
-    from cdp_ray.pipeline.checkpoint import Checkpoint
-    from cdp_ray.pipeline.datasource import plan_chunks
+    from cdp_ray.pipeline import intervals
+    from cdp_ray.pipeline.checkpoint import Checkpoint, SinkCheckpoint
 
     try:
         cfg, current, sinks = _open(spec)
-        ckpt = Checkpoint(pipeline or cfg.name, sinks, current)
-        chunks = plan_chunks(cfg.source.start, cfg.source.end, cfg.options.ledgers_per_task)
-        done = ckpt.done()
+        name = pipeline or cfg.name
+        ckpt = Checkpoint(name, sinks, current)
+        views = [SinkCheckpoint(s.config.describe(), s.committed_detail(name), s.dead_letters(name)) for s in sinks]
+        span = (cfg.source.start, cfg.source.end)
+        done = intervals.intersect(ckpt.done(), [span])
         for s in sinks:
             s.close()
     except CdpRayError as exc:
@@ -96,27 +85,27 @@ def show(spec: str = SPEC, pipeline: Optional[str] = PIPELINE, as_json: bool = J
     doc = {
         "pipeline": ckpt.pipeline,
         "config_hash": current,
-        "range": [cfg.source.start, cfg.source.end],
-        "chunks": len(chunks),
-        "done": sum(1 for c in chunks if c in done),
-        "gaps": _gaps(done, chunks),
+        "range": list(span),
+        "ledgers": span[1] - span[0] + 1,
+        "ledgers_done": intervals.size(done),
+        "gaps": [list(g) for g in intervals.subtract(span, done)],
         "sinks": [
             {
                 **v.to_json(current),
                 "records": [r.to_json() for r in v.records],
                 "dead_letters": [d.to_json() for d in v.dead_letters],
             }
-            for v in ckpt.views
+            for v in views
         ],
     }
     if as_json:
         typer.echo(json.dumps(doc, default=str))
         return
-    typer.echo(f"pipeline {doc['pipeline']} (config {current}): {doc['done']}/{doc['chunks']} ranges of "
+    typer.echo(f"pipeline {doc['pipeline']} (config {current}): {doc['ledgers_done']:,}/{doc['ledgers']:,} ledgers of "
                f"{cfg.source.start}-{cfg.source.end} committed in every sink")
     if doc["gaps"]:
         typer.echo("not committed: " + ", ".join(f"{a}-{b}" for a, b in doc["gaps"]))
-    for v in ckpt.views:
+    for v in views:
         typer.echo(f"{v.sink}:")
         for r in v.records:
             mark = "" if r.config_hash == current else f"  STALE (config {r.config_hash})"
@@ -136,25 +125,33 @@ def clean(
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
     as_json: bool = JSON,
 ) -> None:
-    """Delete a pipeline's checkpoint records and dead letters (the written rows stay; a rerun replaces them)."""
+    """Delete a pipeline's checkpoint records and dead letters and release its tables for other pipelines
+    (the written rows stay; a rerun replaces them). Refused while a run of the pipeline holds its lock."""
     try:
         cfg, current, sinks = _open(spec)
         name = pipeline or cfg.name
         if not yes and not as_json:
-            what = "stale checkpoint records" if stale_only else "checkpoint and dead letters"
+            what = "stale checkpoint records" if stale_only else "checkpoint and dead letters, and release its tables"
             typer.confirm(f"delete the {what} of pipeline {name!r} in {len(sinks)} sink(s)?", abort=True)
         out = []
         for s in sinks:
-            if stale_only:
-                records = [r for r in s.committed(name) if r.config_hash != current]
-                out.append({"sink": s.config.describe(), "records": s.forget(name, records), "dead_letters": 0})
-            else:
-                out.append({"sink": s.config.describe(), "records": s.forget(name), "dead_letters": s.forget_dead_letters(name)})
-            s.close()
+            lock = s.lock(name)
+            try:
+                if stale_only:
+                    records = [r for r in s.committed(name) if r.config_hash != current]
+                    out.append({"sink": s.config.describe(), "records": s.forget(name, records), "dead_letters": 0,
+                                "released": []})
+                else:
+                    out.append({"sink": s.config.describe(), "records": s.forget(name),
+                                "dead_letters": s.forget_dead_letters(name), "released": s.release(name)})
+            finally:
+                lock.release()
+                s.close()
     except CdpRayError as exc:
         _fail(exc, as_json)
     if as_json:
         typer.echo(json.dumps({"pipeline": name, "deleted": out}))
         return
     for d in out:
-        typer.echo(f"{d['sink']}: deleted {d['records']} range records, {d['dead_letters']} dead letters")
+        released = f", released tables {', '.join(d['released'])}" if d["released"] else ""
+        typer.echo(f"{d['sink']}: deleted {d['records']} range records, {d['dead_letters']} dead letters{released}")

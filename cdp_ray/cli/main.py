@@ -127,7 +127,16 @@ def summary_doc(cfg, summary) -> dict[str, Any]:
         "bytes_written": summary.bytes_written,
         "seconds": round(summary.wall_seconds, 3),
         "sinks": [{"type": s.type, "target": s.describe()} for s in cfg.sinks],
+        "chunks": summary.chunks,
         "skipped_chunks": summary.skipped_chunks,
+        "skipped_ledgers": summary.skipped_ledgers,
+        "retried_chunks": summary.retried_chunks,
+        "workers": summary.workers,
+        "busy_seconds": round(summary.busy_seconds, 3),
+        "scheduling_overhead": round(summary.scheduling_overhead(), 4),
+        "decoders": summary.decoders,
+        "stopped": summary.stopped,
+        "quarantined_chunks": summary.quarantined_chunks,
         "quarantined": [d.to_json() for d in summary.quarantined],
     }
 
@@ -145,14 +154,37 @@ def _print_summary(cfg, summary) -> None:
         typer.echo(f"resumed: {summary.skipped_chunks} committed range(s) skipped")
     for s in cfg.sinks:
         typer.echo(f"output: {s.describe()}")
-    parquet = [s for s in cfg.sinks if s.type == "parquet" and "://" not in s.uri]
+    parquet = [s for s in cfg.sinks if s.type == "parquet"]
     if parquet and summary.rows_by_table:
         table = next(iter(summary.rows_by_table))
-        typer.echo(f"read it: polars.read_parquet('{Path(parquet[0].uri) / table}/*.parquet')")
+        typer.echo(f"read it: cdp_ray.scan('{parquet[0].uri}', '{table}').collect()  (committed rows only)")
     for d in summary.quarantined:
         typer.secho(f"quarantined: ledgers {d.start}-{d.end} ({d.key}): {d.error}", fg=typer.colors.YELLOW, err=True)
     if summary.quarantined:
         typer.echo("hint: fix or re-export those files, then rerun with --resume", err=True)
+
+
+def _print_plan(doc: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"ok": True, **doc}))
+        return
+    a, b = doc["range"]
+    typer.echo(f"plan for {doc['pipeline']}: ledgers {a}-{b} ({doc['ledgers']:,}), {doc['grid']}")
+    typer.echo(f"  chunks: {doc['chunks']:,} in the range, {doc['chunks_committed']:,} committed, "
+               f"{doc['chunks_to_run']:,} to run ({doc['ledgers_to_run']:,} ledgers)" + ("" if doc["resume"] else
+               "; without --resume every chunk is rerun"))
+    if doc["first_chunk"]:
+        typer.echo(f"  first chunk to run: {doc['first_chunk'][0]}-{doc['first_chunk'][1]}; "
+                   f"last: {doc['last_chunk'][0]}-{doc['last_chunk'][1]}")
+    lake = doc.get("lake") or {}
+    if lake.get("holds") == "all":
+        typer.echo("  lake: holds the first and last ledger of the range")
+    elif lake.get("message"):
+        typer.secho(f"  lake: {lake['message']}", fg=typer.colors.YELLOW)
+    if doc.get("stale_ranges"):
+        typer.secho(f"  {doc['stale_ranges']} committed range(s) of another config: the run needs --force",
+                    fg=typer.colors.YELLOW)
+    typer.echo(f"  planned in {doc['planning_seconds']:.2f}s, peak RSS {doc['peak_rss_mb']:.0f} MB")
 
 
 @app.command()
@@ -176,15 +208,16 @@ def run(
     end: Optional[int] = typer.Option(None, help="last ledger (overrides the pipeline's)"),
     start_time: Optional[str] = typer.Option(None, help="start at the first ledger closed at or after this UTC time"),
     end_time: Optional[str] = typer.Option(None, help="end at the last ledger closed at or before this UTC time"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print the plan (ledgers, chunks committed and to run, what the lake holds) and exit; "
+        "starts no Ray and writes nothing"
+    ),
 ) -> None:
     """Run a pipeline on Ray: read the range, process, write the sinks.
 
     Exits 3 when the run finished but quarantined ranges (on_error: quarantine); rerun with --resume
     once the files are fixed.
     """
-    from cdp_ray.cli.ray_env import connect, quiet_environment, ray_output_to, remote_user_error, run_log_path
-
-    quiet_environment()
     if engine not in ("ray", "local"):
         _fail(ConfigError(f"unknown engine {engine!r}", hint="use --engine ray or --engine local"), as_json)
     try:
@@ -198,9 +231,18 @@ def run(
         if workers:
             cfg.options.workers = workers
         cfg.source.open()  # fail fast, before Ray starts, on a wrong URI, missing root or credentials
+        if dry_run:
+            from cdp_ray.pipeline.runner import dry_run as plan
+
+            _print_plan(plan(cfg, resume=resume, workers=workers or 1), as_json)
+            return
     except CdpRayError as exc:
         _fail(exc, as_json)
     from contextlib import nullcontext
+
+    from cdp_ray.cli.ray_env import connect, quiet_environment, ray_output_to, remote_user_error, run_log_path
+
+    quiet_environment()
 
     from cdp_ray.pipeline.runner import run_pipeline
 

@@ -104,7 +104,12 @@ def estimate(cfg: PipelineConfig, cards: dict[str, ToolCard], rates: CostRates, 
     """Estimate a run of ``cfg`` over its whole source range, scaled by ``probe`` when given."""
     n = cfg.source.end - cfg.source.start + 1
     per_task = cfg.options.ledgers_per_task
-    chunks = len(range(cfg.source.start // per_task, cfg.source.end // per_task + 1))
+    if per_task == "auto":
+        per_ledger = probe.compressed_bytes_per_ledger if probe else float(DEFAULT_SOURCE["compressed_bytes_per_ledger"])
+        chunks = max(1, math.ceil(n * per_ledger / (cfg.options.chunk_target_mb * 2**20)))
+        per_task = max(1, n // chunks)
+    else:
+        chunks = len(range(cfg.source.start // per_task, cfg.source.end // per_task + 1))
     workers = max(1, min(cfg.options.workers or default_workers, chunks))
     basis: dict[str, str] = {}
     src, basis["source.lake"] = _figures(cards, "source.lake", DEFAULT_SOURCE)
@@ -135,7 +140,9 @@ def estimate(cfg: PipelineConfig, cards: dict[str, ToolCard], rates: CostRates, 
     cpu_seconds = cpu_per_ledger * n
     per_chunk_cpu = cpu_per_ledger * min(per_task, n)
     wall = math.ceil(chunks / workers) * per_chunk_cpu + RUN_OVERHEAD_SECONDS
-    mem_worker = WORKER_BASE_MEMORY + round(per_task * (src["xdr_bytes_per_ledger"] * DECODED_MEMORY_FACTOR + arrow_per_ledger))
+    # a worker decodes decode_batch_mb of XDR at a time, whatever the chunk size
+    batch = max(1, min(per_task, int(cfg.options.decode_batch_mb * 2**20 // max(1.0, float(src["xdr_bytes_per_ledger"])))))
+    mem_worker = WORKER_BASE_MEMORY + round(batch * (src["xdr_bytes_per_ledger"] * DECODED_MEMORY_FACTOR + arrow_per_ledger))
     written = sum(out_bytes.values())
     gb = 1e9
     dollars = {

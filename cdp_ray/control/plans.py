@@ -26,7 +26,6 @@ from cdp_ray.control.toolcards import ToolCard
 from cdp_ray.errors import CdpRayError, ConfigError
 from cdp_ray.lake.store import url_to_filesystem
 from cdp_ray.pipeline.config import PipelineConfig, parse_pipeline
-from cdp_ray.pipeline.datasource import plan_chunks
 
 PlanStatus = Literal["ready", "pending_approval", "approved", "blocked", "rejected", "applied", "expired"]
 
@@ -248,7 +247,6 @@ def safety_checks(cfg: PipelineConfig) -> list[Check]:
     except Exception as exc:  # storage clients raise their own types for unreachable endpoints
         checks.append(Check(name="source", status="fail", detail=f"cannot open {src.uri}: {exc}"))
     src_root = src.uri.rstrip("/")
-    chunks = plan_chunks(src.start, src.end, cfg.options.ledgers_per_task)
     for s in cfg.sinks:
         uri = getattr(s, "uri", None)
         if uri is None:
@@ -257,27 +255,23 @@ def safety_checks(cfg: PipelineConfig) -> list[Check]:
             checks.append(Check(name=f"sink.{s.type}", status="fail", detail=f"output {uri} is inside the source lake"))
             continue
         if s.type == "parquet":
-            checks.append(_replaced_files(uri, [p.name for p in cfg.processors], chunks, getattr(s, "storage_options", {})))
+            checks.append(_replaced_files(s, [p.name for p in cfg.processors], (src.start, src.end)))
     if not cfg.sinks:
         checks.append(Check(name="sinks", status="warn", detail="no sink: the run computes tables and discards them"))
     return checks
 
 
-def _replaced_files(uri: str, tables: list[str], chunks: list[tuple[int, int]], options: dict) -> Check:
-    from cdp_ray.sinks.parquet import range_file
+def _replaced_files(config: Any, tables: list[str], span: tuple[int, int]) -> Check:
+    from cdp_ray.sinks.parquet import ParquetSink
 
+    uri = config.uri
     try:
-        fs, root = url_to_filesystem(uri, options)
-        if not fs.exists(root):
-            return Check(name="sink.parquet", status="pass", detail=f"{uri} is new")
-        existing = set(fs.find(root))
+        hit = ParquetSink(config).files_overlapping(tables, *span)
     except Exception as exc:  # an unreachable bucket is reported, not fatal to planning
         return Check(name="sink.parquet", status="warn", detail=f"cannot list {uri}: {exc}")
-    root = root.rstrip("/")
-    hit = sum(1 for t in tables for s, e in chunks if f"{root}/{range_file(t, s, e)}" in existing)
     if hit:
         return Check(name="sink.parquet", status="warn",
-                     detail=f"{hit} existing range files under {uri} will be replaced (same ranges, atomic rename)")
+                     detail=f"{hit} existing range files under {uri} overlap the range and will be replaced (atomically, per file)")
     return Check(name="sink.parquet", status="pass", detail=f"no existing range files under {uri} overlap")
 
 

@@ -45,6 +45,7 @@ class HeaderPeek:
     previous_ledger_hash: bytes
     start: int  # offset of the LedgerHeader (its hash is the 32 bytes before it)
     end: int  # offset just past the LedgerHeader
+    sequence_at: int = 0  # offset of ledgerSeq
 
 
 def decompress(data: bytes, key: str) -> bytes:
@@ -111,6 +112,7 @@ def peek_header(lcm: bytes, key: str = "<bytes>") -> HeaderPeek:
         elif sv_ext != 0:
             raise ValueError(f"unknown StellarValue ext {sv_ext}")
         off += 32 + 32  # txSetResultHash, bucketListHash
+        seq_at = off
         seq = _u32(lcm, off)
         off += 4 + 8 + 8 + 4 + 8 + 4 + 4 + 4 + 4 * 32
         h_ext = _u32(lcm, off)
@@ -127,7 +129,7 @@ def peek_header(lcm: bytes, key: str = "<bytes>") -> HeaderPeek:
     except (struct.error, ValueError) as exc:
         raise CorruptLedgerFileError(key, f"not a LedgerCloseMeta: {exc}") from exc
     ok = hashlib.sha256(lcm[hstart:off]).digest() == entry_hash
-    return HeaderPeek(v, seq, ledger_version, close_time, entry_hash, ok, prev, hstart, off)
+    return HeaderPeek(v, seq, ledger_version, close_time, entry_hash, ok, prev, hstart, off, seq_at)
 
 
 def _peek_or_none(buf: bytes) -> HeaderPeek | None:

@@ -359,17 +359,30 @@ class LedgerLake:
         except PermissionError as exc:
             raise self._denied(self._where(key), exc) from exc
 
-    def read_range(self, start: int, end: int, *, verify: bool = True) -> Iterator[RawLedger]:
+    def object_size(self, seq: int) -> int | None:
+        """Bytes of the lake object holding ledger ``seq`` (one HEAD), or ``None`` when it does not exist."""
+        path = self._path(self.schema.key_for(seq))
+        try:
+            return int(self._with_retries(f"stat {self.display(self.schema.key_for(seq))}", lambda: self.fs.size(path)))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except PermissionError as exc:
+            raise self._denied(self.display(self.schema.key_for(seq)), exc) from exc
+
+    def read_range(
+        self, start: int, end: int, *, verify: bool = True, previous_hash: bytes | None = None
+    ) -> Iterator[RawLedger]:
         """Yield every ledger of ``[start, end]`` in order, exactly once.
 
         Raises :class:`LedgerNotFoundError` for a missing object or ledger, :class:`CorruptLedgerFileError`
         for undecodable content or a batch lacking a ledger its key covers, and :class:`LedgerIntegrityError`
-        when a header hash or the hash chain between consecutive ledgers does not verify, or a lake object
-        holds a ledger its key does not cover.
+        when a header hash or the hash chain between consecutive ledgers does not verify (from
+        ``previous_hash``, the hash of ledger ``start - 1``, when given), or a lake object holds a ledger
+        its key does not cover.
         """
         self.resolve(start)
         expected = start
-        prev_hash: bytes | None = None
+        prev_hash: bytes | None = previous_hash
         for key in self.keys_for_range(start, end):
             where = self._where(key)
             try:

@@ -1,13 +1,16 @@
 """Write ledgers as a SEP-54 lake: zstd ``LedgerCloseMetaBatch`` objects at computed keys, plus ``.config.json``.
 
-Used to build sample and test lakes and to re-pack ledger files into a lake layout.
+Used to build sample and test lakes, to re-pack ledger files into a lake layout, and (:func:`resequence`)
+to build long lakes with a valid hash chain out of a few real ledgers, for scale tests and benchmarks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import struct
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import zstandard
 
@@ -60,3 +63,27 @@ def write_lake(
     }
     fs.pipe_file(f"{root}/.config.json", json.dumps(config, indent=2).encode())
     return keys
+
+
+def resequence(
+    ledgers: Iterable[bytes], start: int, count: int, *, previous_hash: bytes = bytes(32),
+    close_time: int | None = None, seconds_per_ledger: int = 5,
+) -> Iterator[bytes]:
+    """``count`` ledgers numbered from ``start``, cycling through real ``LedgerCloseMeta`` XDR values.
+
+    Each copy gets its ``ledgerSeq``, a ``previousLedgerHash`` chaining it to the copy before (the first
+    to ``previous_hash``) and, with ``close_time``, a close time ``seconds_per_ledger`` after the previous
+    one; its ``LedgerHeaderHistoryEntry.hash`` is recomputed. Transaction sets and results are untouched,
+    so their hashes in the header stay valid; transaction hashes repeat across copies.
+    """
+    prev = previous_hash
+    for i, raw in enumerate(itertools.islice(itertools.cycle(ledgers), count)):
+        peek = peek_header(raw)
+        lcm = bytearray(raw)
+        lcm[peek.start + 4 : peek.start + 36] = prev
+        if close_time is not None:
+            struct.pack_into(">Q", lcm, peek.start + 68, close_time + i * seconds_per_ledger)
+        struct.pack_into(">I", lcm, peek.sequence_at, start + i)
+        prev = hashlib.sha256(lcm[peek.start : peek.end]).digest()
+        lcm[peek.start - 32 : peek.start] = prev
+        yield bytes(lcm)

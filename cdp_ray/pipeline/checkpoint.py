@@ -6,9 +6,13 @@ done when every sink of the pipeline holds a record for it with the pipeline's c
 hash, so ``--resume`` never skips a range one sink is missing.
 
 The config hash covers what decides the output: processors and their options, their declared
-schemas, the pipeline's ``where`` filter, the network, ``ledgers_per_task`` (range boundaries) and
-each sink's layout options. The ledger range, worker count, retries and credentials are not part
-of it: a run may extend a range or change its parallelism and still resume.
+schemas, the pipeline's ``where`` filter, the network, the chunk grid (``ledgers_per_task``, and
+``chunk_target_mb`` when it is ``auto``) and each sink's layout options. The ledger range, worker
+count, retries and credentials are not part of it: a run may extend a range or change its
+parallelism and still resume.
+
+What is done is computed with interval arithmetic over the committed ranges
+(:mod:`cdp_ray.pipeline.intervals`): its cost grows with the number of ranges, not of ledgers.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdp_ray.errors import ConfigError
+from cdp_ray.pipeline import intervals
 from cdp_ray.pipeline.config import PipelineConfig
 from cdp_ray.processors.base import get_processor
 from cdp_ray.sinks.base import DeadLetter, RangeRecord, Sink
@@ -44,6 +49,7 @@ def config_fingerprint(cfg: PipelineConfig) -> dict[str, Any]:
         "processors": procs,
         "network": cfg.source.network_passphrase,
         "ledgers_per_task": cfg.options.ledgers_per_task,
+        **({"chunk_target_mb": cfg.options.chunk_target_mb} if cfg.options.ledgers_per_task == "auto" else {}),
         "sinks": sorted((s.type, json.dumps(s.fingerprint(), sort_keys=True)) for s in cfg.sinks),
     }
     if cfg.where is not None and not cfg.where.empty:
@@ -99,12 +105,18 @@ class Checkpoint:
     def load(cls, cfg: PipelineConfig, sinks: list[Sink]) -> "Checkpoint":
         return cls(cfg.name, sinks, config_hash(cfg))
 
-    def done(self) -> set[tuple[int, int]]:
-        """Ranges committed with the current config hash in every sink."""
+    def covered(self, view: "SinkCheckpoint") -> list[intervals.Interval]:
+        """Ledgers ``view``'s sink committed with the current config, as sorted disjoint intervals."""
+        return intervals.merge((r.start, r.end) for r in view.records if r.config_hash == self.hash)
+
+    def done(self) -> list[intervals.Interval]:
+        """Ledgers committed with the current config hash in every sink, as sorted disjoint intervals."""
         if not self.views:
-            return set()
-        sets = [{(r.start, r.end) for r in v.records if r.config_hash == self.hash} for v in self.views]
-        return set.intersection(*sets)
+            return []
+        out = self.covered(self.views[0])
+        for v in self.views[1:]:
+            out = intervals.intersect(out, self.covered(v))
+        return out
 
     def stale(self) -> list[tuple[Sink, list[RangeRecord]]]:
         """Per sink, records written with another config."""
@@ -129,8 +141,9 @@ class Checkpoint:
             raise CheckpointMismatchError(
                 f"pipeline {self.pipeline!r} has {len(ranges)} range(s) committed by another config "
                 f"(hash {', '.join(hashes)}; now {self.hash}) in {where}, e.g. ledgers {ranges[0][0]}-{ranges[0][1]}",
-                hint="rerun with --force to rewrite the ranges of this run with the new config, give the pipeline "
-                "another name, or drop the old checkpoint with `cdp-ray checkpoint clean`",
+                hint="rerun with --force to rewrite the ranges of this run with the new config (ranges of the old "
+                "config outside the run stay until rewritten), or run the new config as another pipeline writing "
+                "to another output (a sink's tables belong to one pipeline)",
             )
         discarded = 0
         for sink, records in stale:

@@ -32,13 +32,31 @@ class RunOptions(BaseModel):
     """How a pipeline is executed."""
 
     model_config = ConfigDict(extra="forbid")
-    ledgers_per_task: int = Field(
-        64, ge=1, description="ledgers per unit of work: the range of one output file and one commit"
+    ledgers_per_task: int | Literal["auto"] = Field(
+        "auto",
+        description="ledgers per chunk, the unit of work, of output files and of commits: a number (chunks "
+        "aligned to its multiples), or `auto`: chunks sized from the lake's object sizes, about "
+        "`chunk_target_mb` of ledger data each, from tens of thousands of early ledgers to a few hundred "
+        "recent ones (smaller where a short range would leave workers idle)",
+    )
+    chunk_target_mb: float = Field(
+        32, gt=0, le=4096, description="with `ledgers_per_task: auto`: compressed lake bytes per chunk"
+    )
+    decode_batch_mb: float = Field(
+        64, gt=0, le=4096,
+        description="ledger XDR decoded at a time inside a chunk: bounds a worker's memory whatever the chunk size",
     )
     workers: int | None = Field(None, ge=1, description="parallel workers (default: the cluster's CPUs)")
     on_error: Literal["fail", "quarantine"] = Field(
         "fail", description="a corrupt ledger stops the run, or is recorded in the dead-letter table"
     )
+
+    @field_validator("ledgers_per_task", mode="before")
+    @classmethod
+    def _per_task(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("give a positive number of ledgers, or `auto`")
 
 
 class PipelineConfig(BaseModel):

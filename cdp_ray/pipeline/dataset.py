@@ -7,12 +7,11 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from cdp_ray.collector import freeze_startup_objects
-from cdp_ray.errors import CorruptLedgerFileError
 from cdp_ray.pipeline.config import PipelineConfig, ProcessorStep, RunOptions
 from cdp_ray.pipeline.datasource import LedgerRangeDatasource
 from cdp_ray.pipeline.source import LakeSource
+from cdp_ray.pipeline.runner import decode_raw, process_local
 from cdp_ray.processors.base import get_processor
-from cdp_ray.xdr import decode_ledger
 
 
 def _source(source: str | LakeSource, start: int | None, end: int | None, **kw: Any) -> LakeSource:
@@ -97,16 +96,6 @@ class PackedTables:
         )
 
 
-def decode_raw(xdr_bytes: bytes, passphrase: str, *, key: str, sequence: int, verify: bool = True):
-    """:func:`decode_ledger`, with the ledger's sequence (known from its header) in decoding errors."""
-    try:
-        return decode_ledger(xdr_bytes, passphrase, key=key, verify=verify)
-    except CorruptLedgerFileError as exc:
-        if exc.sequence is not None:
-            raise
-        raise CorruptLedgerFileError(exc.key, exc.reason, sequence=sequence) from exc
-
-
 def table_dataset(processor: str, source: str | LakeSource, start: int | None = None, end: int | None = None, *, config: dict | None = None, **source_options: Any):
     """A ``ray.data.Dataset`` of one processor's rows over ``[start, end]``."""
     import ray.data
@@ -157,8 +146,6 @@ def load(
             ordered = [t.cast(schema) for _, t in sorted(found, key=lambda p: p[0])]
             tables[n] = pa.concat_tables(ordered) if ordered else schema.empty_table()
     else:
-        from cdp_ray.pipeline.runner import process_local
-
         cfg = PipelineConfig(source=src, processors=[ProcessorStep(name=n) for n in names], options=RunOptions())
         tables = process_local(cfg)
     if output == "polars":

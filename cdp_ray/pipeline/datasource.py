@@ -9,6 +9,7 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from cdp_ray.lake import LedgerLake
+from cdp_ray.pipeline.chunking import plan_chunks
 
 RAW_LEDGER_SCHEMA = pa.schema(
     [
@@ -19,21 +20,6 @@ RAW_LEDGER_SCHEMA = pa.schema(
 )
 # Planning figure for one ledger's LedgerCloseMeta; a protocol-26 pubnet ledger is 1-1.7 MB.
 EST_BYTES_PER_LEDGER = 1_000_000
-
-
-def plan_chunks(start: int, end: int, chunk: int) -> list[tuple[int, int]]:
-    """Split ``[start, end]`` into ranges whose boundaries are multiples of ``chunk``.
-
-    Aligned boundaries make every run of the same range produce the same chunks, so output
-    files keyed by chunk are replaced, never duplicated, by a rerun.
-    """
-    out = []
-    s = start
-    while s <= end:
-        e = min(end, (s // chunk + 1) * chunk - 1)
-        out.append((s, e))
-        s = e + 1
-    return out
 
 
 def raw_block(lake: LedgerLake, start: int, end: int, verify: bool) -> Iterator[pa.Table]:

@@ -1,10 +1,15 @@
 """The sink extension point.
 
-A sink writes the tables of one ledger range at a time, atomically: after ``write_range`` returns,
-the range's rows are all visible, replacing any rows an earlier run wrote for the same range. When
-given a :class:`RunContext`, the sink records the range as committed (a :class:`RangeRecord`) in the
-same commit as its rows, so the checkpoint never claims a range the data does not hold. Every sink
-also keeps the dead-letter records of ranges that were quarantined.
+A sink commits the tables of one ledger range at a time, atomically: a :class:`RangeWriter` receives
+the range's rows in batches (a chunk is decoded a batch at a time, so memory does not grow with the
+chunk) and ``commit`` makes them visible all at once, replacing any rows an earlier run wrote for the
+same ledgers. Given a :class:`RunContext`, the sink records the range as committed (a
+:class:`RangeRecord`) in the same commit as its rows, so the checkpoint never claims a range the data
+does not hold. Every sink also keeps the dead-letter records of ranges that were quarantined.
+
+A sink's tables belong to one pipeline (``prepare`` claims them): two pipelines writing the same table
+would replace each other's rows by ledger range. A run holds its pipeline's lock in every sink
+(``lock``), so two runs of one pipeline never interleave their commits.
 """
 
 from __future__ import annotations
@@ -134,6 +139,36 @@ def with_retries(
     raise AssertionError(what)
 
 
+Tables = dict[str, tuple[Processor, pa.Table]]
+
+
+class RangeWriter(ABC):
+    """One ledger range's output in one sink: ``write`` batches of tables, then ``commit`` or ``abort``."""
+
+    @abstractmethod
+    def write(self, tables: Tables) -> None:
+        """Add rows to the range (every processor's table for the same ledgers)."""
+
+    @abstractmethod
+    def commit(self) -> dict[str, int]:
+        """Make the range's rows visible atomically, replacing earlier rows of its ledgers; bytes per table."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop everything written; the sink is as it was."""
+
+
+class SinkLock(ABC):
+    """A pipeline's run lock in one sink, held for the whole run."""
+
+    def renew(self) -> None:
+        """Keep a lease-based lock alive (called every few seconds by the run)."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Let the next run in."""
+
+
 class Sink(ABC):
     """Writes per-range tables and keeps the checkpoint of the ranges it committed.
 
@@ -145,25 +180,51 @@ class Sink(ABC):
     def __init__(self, config: SinkConfig):
         self.config = config
 
-    def prepare(self, processors: list[Processor]) -> None:
-        """Once per run, on the driver, before any range: create or check the destination."""
+    def prepare(self, processors: list[Processor], pipeline: str | None = None) -> None:
+        """Once per run, on the driver, before any range: create or check the destination, claim its
+        tables for ``pipeline`` (:class:`~cdp_ray.errors.OwnershipError` when another pipeline owns one)
+        and finish or undo commits a killed run left half done."""
 
     @abstractmethod
-    def write_range(
-        self,
-        start: int,
-        end: int,
-        tables: dict[str, tuple[Processor, pa.Table]],
-        run: RunContext | None = None,
-    ) -> dict[str, int]:
-        """Write every table of ``[start, end]`` atomically; return bytes written per table.
+    def lock(self, pipeline: str) -> SinkLock:
+        """Take ``pipeline``'s run lock; :class:`~cdp_ray.errors.PipelineBusyError` when a run holds it."""
 
-        With ``run``, record the range as committed in the same commit and drop its dead letter.
-        """
+    @abstractmethod
+    def open_range(
+        self, start: int, end: int, processors: list[Processor], run: RunContext | None = None,
+        replaces: tuple[tuple[int, int], ...] = (),
+    ) -> RangeWriter:
+        """Start writing ``[start, end]``. With ``run``, its commit records the range and drops its dead
+        letter. ``replaces`` lists the committed ranges of this sink overlapping it, as planned: rows of
+        theirs outside ``[start, end]`` survive the commit."""
+
+    def write_range(self, start: int, end: int, tables: Tables, run: RunContext | None = None) -> dict[str, int]:
+        """Write every table of ``[start, end]`` in one commit; return bytes written per table."""
+        writer = self.open_range(start, end, [p for p, _ in tables.values()], run, self.overlapping(run, start, end))
+        try:
+            writer.write(tables)
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def overlapping(self, run: RunContext | None, start: int, end: int) -> tuple[tuple[int, int], ...]:
+        """Committed ranges of ``run``'s pipeline overlapping ``[start, end]`` (for one-off writes)."""
+        if run is None:
+            return ()
+        return tuple((r.start, r.end) for r in self.committed(run.pipeline) if r.start <= end and r.end >= start)
+
+    def finish(self, pipeline: str) -> None:
+        """At the end of a run, on the driver: remove what killed or retried writers left behind."""
 
     @abstractmethod
     def committed(self, pipeline: str) -> list[RangeRecord]:
-        """The ranges ``pipeline`` committed to this sink, by start ledger."""
+        """The ranges ``pipeline`` committed to this sink, by start ledger (rows and times may be left
+        out where reading them would cost a request per range; :meth:`committed_detail` has them)."""
+
+    def committed_detail(self, pipeline: str) -> list[RangeRecord]:
+        """:meth:`committed` with every record's rows and commit time."""
+        return self.committed(pipeline)
 
     @abstractmethod
     def pipelines(self) -> list[str]:
@@ -176,6 +237,10 @@ class Sink(ABC):
     @abstractmethod
     def forget(self, pipeline: str, records: list[RangeRecord] | None = None) -> int:
         """Delete checkpoint records (all of ``pipeline``'s when ``records`` is None), keeping the rows."""
+
+    @abstractmethod
+    def release(self, pipeline: str) -> list[str]:
+        """Give up ``pipeline``'s claims on tables; returns the tables released."""
 
     @abstractmethod
     def record_dead_letter(self, letter: DeadLetter) -> None:

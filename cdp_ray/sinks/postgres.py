@@ -2,8 +2,13 @@
 
 Each ledger range is one transaction: for every table the range's rows are deleted (by the
 processor's ledger column) and the new rows copied in, then the range is recorded in
-``{schema}.cdp_ray_ranges``. A replayed range therefore replaces its rows, and the checkpoint
-commits or rolls back together with them. Quarantined ranges go to ``{schema}.cdp_ray_dead_letters``.
+``{schema}.cdp_ray_ranges`` (replacing the records it overlaps; their parts outside it stay recorded).
+A replayed range therefore replaces its rows, and the checkpoint commits or rolls back together with
+them. While a chunk is processed its tables are spooled to local Arrow files, so a transient
+connection loss at commit replays the whole transaction. Quarantined ranges go to
+``{schema}.cdp_ray_dead_letters``; ``{schema}.cdp_ray_owners`` records which pipeline owns each table;
+a run holds a session advisory lock per pipeline (released when its connection closes, also when
+the run is killed).
 
 Rows travel as CSV produced by Arrow's C++ writer (lists become array literals, binary ``\\x`` hex),
 which keeps the per-row Python cost out of the load path.
@@ -15,6 +20,7 @@ import io
 import json
 import os
 import re
+import tempfile
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
@@ -25,14 +31,17 @@ import pyarrow.csv as pacsv
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, model_validator
 
-from cdp_ray.errors import SinkError
+from cdp_ray.errors import OwnershipError, PipelineBusyError, SinkError
 from cdp_ray.processors.base import Processor
-from cdp_ray.sinks.base import DeadLetter, RangeRecord, RunContext, Sink, SinkConfig, sink, with_retries
+from cdp_ray.sinks.base import (
+    DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, Tables, sink, with_retries,
+)
 from cdp_ray.sinks.ddl import create_table_sql, ident, pg_type, qualified, schema_differences
 
 DSN_ENV = "CDP_RAY_POSTGRES_DSN"
 RANGES_TABLE = "cdp_ray_ranges"
 DEAD_LETTERS_TABLE = "cdp_ray_dead_letters"
+OWNERS_TABLE = "cdp_ray_owners"
 
 
 class PostgresSinkConfig(SinkConfig):
@@ -255,9 +264,11 @@ class PostgresSink(Sink):
   pipeline text NOT NULL, start_ledger bigint NOT NULL, end_ledger bigint NOT NULL,
   ledger bigint, file_key text, error text NOT NULL, message text NOT NULL, at timestamptz NOT NULL,
   PRIMARY KEY (pipeline, start_ledger, end_ledger))""",
+            f"""CREATE TABLE IF NOT EXISTS {qualified(self.schema, OWNERS_TABLE)} (
+  table_name text PRIMARY KEY, pipeline text NOT NULL, claimed_at timestamptz NOT NULL DEFAULT now())""",
         ]
 
-    def prepare(self, processors: list[Processor]) -> None:
+    def prepare(self, processors: list[Processor], pipeline: str | None = None) -> None:
         for p in processors:
             if p.sequence_column is None:
                 raise SinkError(
@@ -299,58 +310,48 @@ class PostgresSink(Sink):
                         f"{p.name!r}: " + "; ".join(problems),
                         hint="migrate or drop the table (it is recreated from the processor's schema), or write to another schema",
                     )
+            if pipeline is not None:
+                for p in processors:
+                    self._claim(conn, pipeline, p.name)
 
         self._run("preparing tables", setup)
         self._tables = [(p.name, p.sequence_column) for p in processors]
 
-    def write_range(
-        self, start: int, end: int, tables: dict[str, tuple[Processor, pa.Table]], run: RunContext | None = None
-    ) -> dict[str, int]:
-        written: dict[str, int] = {}
-        current: list[str | None] = [None]
+    def _claim(self, conn: psycopg.Connection, pipeline: str, table: str) -> None:
+        """Make ``pipeline`` the owner of ``table`` unless another pipeline is. A table written before owners
+        were recorded belongs to the pipeline whose committed ranges hold its rows."""
+        owners, ranges = qualified(self.schema, OWNERS_TABLE), qualified(self.schema, RANGES_TABLE)
+        conn.execute(
+            f"INSERT INTO {owners} (table_name, pipeline) SELECT %s, coalesce((SELECT pipeline FROM {ranges} "
+            f"WHERE rows ? %s ORDER BY committed_at LIMIT 1), %s) ON CONFLICT (table_name) DO NOTHING",
+            (table, table, pipeline),
+        )
+        owner = conn.execute(f"SELECT pipeline FROM {owners} WHERE table_name = %s", (table,)).fetchone()[0]
+        if owner != pipeline:
+            raise OwnershipError(
+                f"table {qualified(self.schema, table)} in {self.config.target()} belongs to pipeline {owner!r}: "
+                f"pipeline {pipeline!r} would replace its rows range by range",
+                hint=f"write pipeline {pipeline!r} to another schema, or, if {owner!r} is gone for good, release its "
+                f"tables with `cdp-ray checkpoint clean` for {owner!r}",
+            )
 
-        def load(conn: psycopg.Connection) -> None:
-            with conn.cursor() as cur:
-                if self.config.toast_compression != "server":
-                    cur.execute(f"SET LOCAL default_toast_compression = '{self.config.toast_compression}'")
-                for name, (proc, table) in tables.items():
-                    current[0] = name
-                    qname = qualified(self.schema, name)
-                    seq = proc.sequence_column
-                    cur.execute(f"DELETE FROM {qname} WHERE {ident(seq)} BETWEEN %s AND %s", (start, end))
-                    table = table.cast(proc.schema)
-                    cols = ", ".join(ident(c) for c in table.column_names)
-                    n = 0
-                    if table.num_rows:
-                        with cur.copy(f"COPY {qname} ({cols}) FROM STDIN (FORMAT csv)") as copy:
-                            for chunk in csv_batches(table, self.config.batch_rows):
-                                copy.write(chunk)
-                                n += len(chunk)
-                    written[name] = n
-                current[0] = None
-                if run is not None:
-                    rows = {n: t.num_rows for n, (_, t) in tables.items()}
-                    ranges = qualified(self.schema, RANGES_TABLE)
-                    cur.execute(
-                        f"DELETE FROM {ranges} WHERE pipeline = %s AND start_ledger <= %s AND end_ledger >= %s",
-                        (run.pipeline, end, start),
-                    )
-                    cur.execute(
-                        f"INSERT INTO {ranges} (pipeline, start_ledger, end_ledger, config_hash, rows) VALUES (%s, %s, %s, %s, %s)",
-                        (run.pipeline, start, end, run.config_hash, json.dumps(rows)),
-                    )
-                    cur.execute(
-                        f"DELETE FROM {qualified(self.schema, DEAD_LETTERS_TABLE)} WHERE pipeline = %s AND start_ledger = %s AND end_ledger = %s",
-                        (run.pipeline, start, end),
-                    )
+    def release(self, pipeline: str) -> list[str]:
+        def drop(conn):
+            if not self._meta_exists(conn, OWNERS_TABLE):
+                return []
+            return [r[0] for r in conn.execute(
+                f"DELETE FROM {qualified(self.schema, OWNERS_TABLE)} WHERE pipeline = %s RETURNING table_name", (pipeline,))]
 
-        try:
-            self._run(f"loading ledgers {start}-{end}", load)
-        except SinkError as exc:
-            if current[0] is not None and "table" not in exc.message:
-                raise SinkError(f"{exc.message} (table {qualified(self.schema, current[0])})", hint=exc.hint) from exc
-            raise
-        return written
+        return self._run("releasing tables", drop)
+
+    def lock(self, pipeline: str) -> SinkLock:
+        return _AdvisoryLock(self, pipeline)
+
+    def open_range(
+        self, start: int, end: int, processors: list[Processor], run: RunContext | None = None,
+        replaces: tuple[tuple[int, int], ...] = (),
+    ) -> RangeWriter:
+        return _PostgresRange(self, start, end, processors, run)
 
     def _meta_exists(self, conn: psycopg.Connection, table: str) -> bool:
         return conn.execute("SELECT to_regclass(%s)", (qualified(self.schema, table),)).fetchone()[0] is not None
@@ -441,3 +442,158 @@ class PostgresSink(Sink):
 
     def close(self) -> None:
         self._reset()
+
+
+def copy_rows(cur: psycopg.Cursor, qname: str, table: pa.Table, batch_rows: int) -> int:
+    """``COPY`` ``table``'s rows into ``qname`` on ``cur``'s transaction; returns the bytes sent."""
+    cols = ", ".join(ident(c) for c in table.column_names)
+    n = 0
+    with cur.copy(f"COPY {qname} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+        for chunk in csv_batches(table, batch_rows):
+            copy.write(chunk)
+            n += len(chunk)
+    return n
+
+
+class _PostgresRange(RangeWriter):
+    """One range's transaction: tables spooled to local Arrow files while the chunk runs, then deleted,
+    copied and recorded in one transaction (replayed whole on a transient connection loss)."""
+
+    def __init__(self, sink: PostgresSink, start: int, end: int, processors: list[Processor], run: RunContext | None):
+        self.sink, self.start, self.end, self.run = sink, start, end, run
+        self.procs = {p.name: p for p in processors}
+        for p in processors:
+            if p.sequence_column is None:
+                raise SinkError(f"table {p.name!r} has no ledger column, so a replayed range cannot replace its rows",
+                                hint="declare ledger_column= in the processor")
+        self.dir = tempfile.TemporaryDirectory(prefix="cdp-ray-pg-")
+        self.spools: dict[str, tuple[pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
+        self.open = True
+        self.rows = {n: 0 for n in self.procs}
+
+    def write(self, tables: Tables) -> None:
+        for name, (proc, table) in tables.items():
+            if table.num_rows == 0:
+                continue
+            if name not in self.spools:
+                f = pa.OSFile(os.path.join(self.dir.name, f"{name}.arrow"), "wb")
+                self.spools[name] = (f, pa.ipc.new_stream(f, proc.schema))
+            self.spools[name][1].write_table(table.cast(proc.schema))
+            self.rows[name] += table.num_rows
+
+    def _close_spools(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        for f, writer in self.spools.values():
+            writer.close()
+            f.close()
+
+    def commit(self) -> dict[str, int]:
+        self._close_spools()
+        sink, start, end = self.sink, self.start, self.end
+        written: dict[str, int] = {}
+        current: list[str | None] = [None]
+
+        def load(conn: psycopg.Connection) -> None:
+            with conn.cursor() as cur:
+                if sink.config.toast_compression != "server":
+                    cur.execute(f"SET LOCAL default_toast_compression = '{sink.config.toast_compression}'")
+                for name, proc in self.procs.items():
+                    current[0] = name
+                    qname = qualified(sink.schema, name)
+                    cur.execute(f"DELETE FROM {qname} WHERE {ident(proc.sequence_column)} BETWEEN %s AND %s", (start, end))
+                    written[name] = 0
+                    if name in self.spools:
+                        with pa.memory_map(os.path.join(self.dir.name, f"{name}.arrow")) as source:
+                            reader = pa.ipc.open_stream(source)
+                            for batch in reader:
+                                written[name] += copy_rows(cur, qname, pa.Table.from_batches([batch]), sink.config.batch_rows)
+                current[0] = None
+                if self.run is not None:
+                    self._record(cur, self.run)
+
+        try:
+            sink._run(f"loading ledgers {start}-{end}", load)
+        except SinkError as exc:
+            if current[0] is not None and "table" not in exc.message:
+                raise SinkError(f"{exc.message} (table {qualified(sink.schema, current[0])})", hint=exc.hint) from exc
+            raise
+        finally:
+            self.dir.cleanup()
+        return written
+
+    def _record(self, cur: psycopg.Cursor, run: RunContext) -> None:
+        """Record ``[start, end]``: records it overlaps are replaced by their parts outside it."""
+        ranges = qualified(self.sink.schema, RANGES_TABLE)
+        start, end = self.start, self.end
+        overlapped = cur.execute(
+            f"DELETE FROM {ranges} WHERE pipeline = %s AND start_ledger <= %s AND end_ledger >= %s "
+            "RETURNING start_ledger, end_ledger, config_hash",
+            (run.pipeline, end, start),
+        ).fetchall()
+        pieces = [(run.pipeline, start, end, run.config_hash, json.dumps(self.rows))]
+        for s, e, h in overlapped:
+            if s < start:
+                pieces.append((run.pipeline, s, start - 1, h, "{}"))
+            if e > end:
+                pieces.append((run.pipeline, end + 1, e, h, "{}"))
+        cur.executemany(
+            f"INSERT INTO {ranges} (pipeline, start_ledger, end_ledger, config_hash, rows) VALUES (%s, %s, %s, %s, %s)", pieces
+        )
+        cur.execute(
+            f"DELETE FROM {qualified(self.sink.schema, DEAD_LETTERS_TABLE)} WHERE pipeline = %s AND start_ledger >= %s "
+            "AND end_ledger <= %s",
+            (run.pipeline, start, end),
+        )
+
+    def abort(self) -> None:
+        try:
+            self._close_spools()
+        finally:
+            self.dir.cleanup()
+
+
+class _AdvisoryLock(SinkLock):
+    """A session-level advisory lock on a connection of its own, held for the run: PostgreSQL releases it
+    when the connection closes, also when the run is killed."""
+
+    def __init__(self, sink: PostgresSink, pipeline: str):
+        self.sink, self.pipeline = sink, pipeline
+        self.conn = with_retries(
+            "connect", sink._open, retries=sink.config.retries, backoff_s=sink.config.retry_backoff_s,
+            transient=(psycopg.OperationalError,), permanent=(SinkError,),
+        )
+        self.conn.autocommit = True
+        self.key = key = f"cdp_ray:{sink.schema}:{pipeline}"
+        if not self.conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+            holder = self.conn.execute(
+                "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND "
+                "(l.classid::bigint << 32 | l.objid::bigint) = (hashtextextended(%s, 0) & x'ffffffffffffffff'::bigint) LIMIT 1",
+                (key,),
+            ).fetchone()
+            self.conn.close()
+            who = f" (connection pid {holder[0]} from {holder[1] or 'local socket'}, since {holder[2]:%Y-%m-%d %H:%M:%S})" if holder else ""
+            raise PipelineBusyError(
+                f"pipeline {pipeline!r} is already running against {sink.config.describe()}: another run holds its lock{who}"
+            )
+
+    def renew(self) -> None:
+        try:
+            self.conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise PipelineBusyError(
+                f"lost the lock of pipeline {self.pipeline!r} in {self.sink.config.describe()}: {str(exc).strip()}",
+                hint="the database connection holding it dropped; rerun with --resume",
+            ) from exc
+
+    def release(self) -> None:
+        """Unlock, then close: the server drops a closed session's locks only once its backend has exited."""
+        try:
+            if not self.conn.closed:
+                self.conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self.key,))
+        except psycopg.Error:
+            pass
+        finally:
+            self.conn.close()

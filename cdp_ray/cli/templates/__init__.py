@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -62,7 +63,7 @@ class TemplateParams(BaseModel):
     network: str = Field("pubnet", description="pubnet, testnet, futurenet or a passphrase")
     out: str | None = Field(None, description="Parquet output directory")
     contract: str = Field(SAMPLE_CONTRACT, description="C... contract id (contract-events)")
-    ledgers_per_task: int = Field(64, ge=1, description="ledgers per unit of work")
+    ledgers_per_task: int | Literal["auto"] = Field("auto", description="ledgers per chunk, or auto (sized by bytes)")
 
     @field_validator("contract")
     @classmethod
