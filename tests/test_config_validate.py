@@ -14,6 +14,7 @@ import yaml
 
 from cdp_ray.errors import ConfigError
 from cdp_ray.pipeline.config import (
+    PipelineConfig,
     PipelineValidationError,
     load_pipeline,
     parse_pipeline,
@@ -128,6 +129,24 @@ def test_flow_checks() -> None:
     assert literal.config is not None and literal.config.source.network_passphrase.startswith("Test SDF")
     nosink = validate_text(_doc(sinks=[]))
     assert nosink.config is not None and [w.severity for w in nosink.problems] == ["warning"]
+
+
+@pytest.mark.parametrize("name", ["../../../x", "a/b", "..", "x..y", ".hidden", "", "a" * 129, "tab\tname"])
+def test_pipeline_names_that_could_leave_a_directory_are_refused(name: str) -> None:
+    """The name becomes manifest directories (`_cdp_ray/{name}/ranges/`): nothing that could climb out."""
+    doc = {"name": name, "source": {"uri": str(SAMPLE_LAKE), "start": 2, "end": 3}, "processors": ["ledgers"]}
+    v = validate_text(yaml.safe_dump(doc), "p.yaml", resolve_times=False)
+    (problem,) = v.errors
+    assert problem.path == "name" and problem.line == 1
+    assert "letters, digits, `_`, `.` and `-`" in problem.message and "without `..`" in problem.message
+    with pytest.raises(ValueError, match="is not allowed"):
+        PipelineConfig.model_validate(doc)
+
+
+def test_ordinary_pipeline_names_pass() -> None:
+    for name in ("core-tables", "sample.v2", "a", "A_1-b.c", "x" * 128):
+        doc = {"name": name, "source": {"uri": str(SAMPLE_LAKE), "start": 2, "end": 3}, "processors": ["ledgers"]}
+        assert PipelineConfig.model_validate(doc).name == name
 
 
 def test_one_liner_errors_are_config_errors() -> None:

@@ -144,7 +144,8 @@ def test_plan_block_approve_restart_apply_follow(tmp_path: Path, monkeypatch, ra
             assert 0.5 <= ratios[key] <= 2.0, (key, ratios)
         assert [p["id"] for p in carol.get("/pipelines").json()] == [pid]
 
-        metrics = httpx.get(srv.url + "/metrics").text
+        assert httpx.get(srv.url + "/metrics").status_code == 401  # read scope, unless public_metrics
+        metrics = carol.get("/metrics").text
         assert f'cdp_ray_component_rows_total{{pipeline="{pid}",name="{desired["name"]}",component="processor.ledgers"}} 10' in metrics
         assert 'cdp_ray_pipelines{state="succeeded"} 1' in metrics
         assert 'cdp_ray_plans{status="applied"} 1' in metrics

@@ -224,7 +224,6 @@ def test_committed_files_are_those_of_committed_ranges(tmp_path):
     sink.write_range(10, 13, {"events": (PROC, rows(10, 13))}, RunContext("p", "h"))
     pq.write_table(rows(14, 15), tmp_path / "events/0000000014-0000000015.parquet")  # not committed by p
     assert sink.committed_files("p", "events") == [str(tmp_path / "events/0000000010-0000000013.parquet")]
-    assert sink.files_overlapping(["events"], 12, 20) == 2
 
 
 def test_a_table_belongs_to_one_pipeline(tmp_path):

@@ -10,7 +10,9 @@ anywhere reports to the control plane like this::
     reporter.finish(summary)
 
 ``python -m cdp_ray.control.client`` runs the pipeline in ``$CDP_RAY_PIPELINE_JSON`` and reports
-as pipeline ``$CDP_RAY_PIPELINE_ID`` to ``$CDP_RAY_CONTROL_URL`` with ``$CDP_RAY_REPORT_TOKEN``.
+as pipeline ``$CDP_RAY_PIPELINE_ID`` to ``$CDP_RAY_CONTROL_URL`` with ``$CDP_RAY_REPORT_TOKEN``. When
+the pipeline names credentials (``${credential:NAME}``), it fetches their values once with the report
+token and substitutes them in memory.
 """
 
 from __future__ import annotations
@@ -106,6 +108,10 @@ class ControlClient:
             "pipeline": cfg.model_dump(mode="json"), "executor": "ray-job" if job_id else "external", "job_id": job_id,
         })
 
+    def credentials(self, pipeline_id: str) -> dict[str, str]:
+        """The values of the credentials the pipeline names; the control plane answers this once."""
+        return self.request("POST", f"/pipelines/{pipeline_id}/credentials")["credentials"]
+
     def heartbeat(self, pipeline_id: str, state: str, stats: dict, *, error: str | None = None,
                   summary: dict | None = None) -> dict:
         return self.request("POST", f"/pipelines/{pipeline_id}/heartbeat",
@@ -169,15 +175,20 @@ def run_reported(cfg: PipelineConfig, client: ControlClient, pipeline_id: str, *
 
 def main() -> int:
     """Ray job entrypoint: run the pipeline the control plane passed in the environment."""
+    from cdp_ray.control.secrets import credential_names, substitute
+
     try:
         url = os.environ["CDP_RAY_CONTROL_URL"]
         pipeline_id = os.environ["CDP_RAY_PIPELINE_ID"]
-        cfg = PipelineConfig.model_validate_json(os.environ["CDP_RAY_PIPELINE_JSON"])
+        doc = json.loads(os.environ["CDP_RAY_PIPELINE_JSON"])
     except KeyError as exc:
         print(f"cdp-ray: {exc.args[0]} is not set; this entrypoint is started by the control plane", file=sys.stderr)
         return 2
     client = ControlClient(url, token=os.environ.get("CDP_RAY_REPORT_TOKEN"))
     try:
+        if credential_names(doc):
+            doc = substitute(doc, client.credentials(pipeline_id))
+        cfg = PipelineConfig.model_validate(doc)
         run_reported(cfg, client, pipeline_id)
     except CdpRayError as exc:
         print(f"cdp-ray: {exc}", file=sys.stderr)

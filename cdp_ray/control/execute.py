@@ -3,6 +3,11 @@
 In-process runs use ``run_pipeline`` on a background thread and feed the stats hub directly.
 Ray jobs run ``python -m cdp_ray.control.client``, which reports heartbeats over HTTP with a
 per-pipeline report token; a watcher thread marks the pipeline failed if the job dies silently.
+
+Named credentials are substituted only in memory: an in-process run gets the resolved config; a
+Ray job's runtime env carries the plan's placeholders and the report token, and the job fetches the
+values once (``POST /pipelines/{id}/credentials``), so no secret is stored in Ray's job table.
+A run that cannot start raises an :class:`~cdp_ray.control.errors.ExecutorError` and is recorded failed.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 from cdp_ray.control import telemetry
+from cdp_ray.control.errors import ExecutorError, JobSubmitError, RayUnavailable
 from cdp_ray.control.plans import Plan
+from cdp_ray.control.secrets import Credentials, credential_names
 from cdp_ray.control.stats import Heartbeat, RunStats, StatsHub
 from cdp_ray.errors import CdpRayError, ConfigError
 from cdp_ray.pipeline.config import PipelineConfig
@@ -29,13 +36,19 @@ class LocalExecutor:
 
     kind = "local"
 
-    def __init__(self, hub: StatsHub, max_concurrent: int = 2):
+    def __init__(self, hub: StatsHub, max_concurrent: int = 2, credentials: Credentials | None = None):
         self.hub = hub
+        self.credentials = credentials or Credentials({})
         self.pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="cdp-ray-run")
 
     def submit(self, plan: Plan, cfg: PipelineConfig, pipeline_id: str) -> dict[str, Any]:
+        resolved = self.credentials.resolve(cfg)
         self.hub.register(_record(plan, cfg, pipeline_id, self.kind))
-        self.pool.submit(self._run, plan, cfg, pipeline_id)
+        try:
+            self.pool.submit(self._run, plan, resolved, pipeline_id)
+        except RuntimeError as exc:  # the pool is shut down: the control plane is stopping
+            _never_started(self.hub, pipeline_id, ExecutorError(f"the in-process runner does not accept runs: {exc}",
+                                                                hint="the control plane is shutting down; apply again after it restarts"))
         return {"executor": self.kind}
 
     def _run(self, plan: Plan, cfg: PipelineConfig, pipeline_id: str) -> None:
@@ -74,31 +87,46 @@ class RayJobExecutor:
     kind = "ray-job"
 
     def __init__(self, hub: StatsHub, address: str, public_url: str | None, poll_seconds: float = 5.0,
-                 client: Any = None):
+                 client: Any = None, credentials: Credentials | None = None):
         if not public_url:
             raise ConfigError("ray_address is set but public_url is not",
                               hint="set public_url to the URL at which Ray jobs reach this control plane")
-        self.hub, self.public_url, self.poll = hub, public_url, poll_seconds
-        if client is None:
-            from ray.job_submission import JobSubmissionClient
-
-            client = JobSubmissionClient(address)
+        self.hub, self.address, self.public_url, self.poll = hub, address, public_url, poll_seconds
+        self.credentials = credentials or Credentials({})
         self.client = client
 
+    def _client(self) -> Any:
+        """The dashboard's job client, connected on first use (the control plane starts without Ray)."""
+        if self.client is None:
+            from ray.job_submission import JobSubmissionClient
+
+            try:
+                self.client = JobSubmissionClient(self.address)
+            except Exception as exc:  # Ray raises ConnectionError, RuntimeError or requests' errors
+                raise RayUnavailable(f"cannot reach the Ray dashboard at {self.address}: {exc}") from None
+        return self.client
+
     def submit(self, plan: Plan, cfg: PipelineConfig, pipeline_id: str) -> dict[str, Any]:
+        self.credentials.values(credential_names(cfg.model_dump(mode="json")))  # readable now, fetched by the job
+        client = self._client()
         token = secrets.token_urlsafe(24)
         record = _record(plan, cfg, pipeline_id, self.kind)
         record["report_token_sha256"] = hashlib.sha256(token.encode()).hexdigest()
         self.hub.register(record)
-        job_id = self.client.submit_job(
-            entrypoint="python -m cdp_ray.control.client",
-            submission_id=pipeline_id,
-            runtime_env={"env_vars": {
-                "CDP_RAY_CONTROL_URL": self.public_url, "CDP_RAY_PIPELINE_ID": pipeline_id,
-                "CDP_RAY_REPORT_TOKEN": token, "CDP_RAY_PIPELINE_JSON": cfg.model_dump_json(),
-            }},
-            metadata={"cdp_ray_plan": plan.id, "cdp_ray_pipeline": cfg.name},
-        )
+        try:
+            job_id = client.submit_job(
+                entrypoint="python -m cdp_ray.control.client",
+                submission_id=pipeline_id,
+                runtime_env={"env_vars": {
+                    "CDP_RAY_CONTROL_URL": self.public_url, "CDP_RAY_PIPELINE_ID": pipeline_id,
+                    "CDP_RAY_REPORT_TOKEN": token, "CDP_RAY_PIPELINE_JSON": cfg.model_dump_json(),
+                }},
+                metadata={"cdp_ray_plan": plan.id, "cdp_ray_pipeline": cfg.name},
+            )
+        except OSError as exc:  # requests' ConnectionError and timeouts are OSErrors
+            _never_started(self.hub, pipeline_id, RayUnavailable(f"cannot reach the Ray dashboard at {self.address}: {exc}"))
+        except Exception as exc:  # the dashboard answered with an error: RuntimeError with its message
+            _never_started(self.hub, pipeline_id, JobSubmitError(f"the Ray dashboard at {self.address} refused the job: {exc}"))
         self.hub.update(pipeline_id, job_id=job_id)
         threading.Thread(target=self._watch, args=(pipeline_id, job_id), daemon=True, name=f"watch-{job_id}").start()
         return {"executor": self.kind, "job_id": job_id}
@@ -109,13 +137,13 @@ class RayJobExecutor:
         while True:
             time.sleep(self.poll)
             try:
-                status = self.client.get_job_status(job_id)
+                status = self._client().get_job_status(job_id)
             except Exception:  # the dashboard may restart; keep watching
                 continue
             if status in (JobStatus.STOPPED, JobStatus.FAILED):
                 doc = self.hub.get(pipeline_id)
                 if doc and doc["state"] not in ("succeeded", "failed"):
-                    info = self.client.get_job_info(job_id)
+                    info = self._client().get_job_info(job_id)
                     self.hub.heartbeat(pipeline_id, Heartbeat(state="failed", error=f"Ray job {job_id} {status}: {info.message}"))
                 return
             if status == JobStatus.SUCCEEDED:
@@ -123,6 +151,12 @@ class RayJobExecutor:
 
     def shutdown(self) -> None:
         """Jobs keep running on the cluster; nothing to stop here."""
+
+
+def _never_started(hub: StatsHub, pipeline_id: str, err: ExecutorError) -> NoReturn:
+    """Record the pipeline as failed (it never ran) and raise ``err``."""
+    hub.heartbeat(pipeline_id, Heartbeat(state="failed", error=f"not started: {err.message}"))
+    raise err
 
 
 def _record(plan: Plan, cfg: PipelineConfig, pipeline_id: str, executor: str) -> dict[str, Any]:

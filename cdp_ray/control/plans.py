@@ -8,45 +8,36 @@ re-checks the policies and hands the exact planned pipeline to an executor.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from cdp_ray.control import telemetry
+from cdp_ray.control.errors import ExecutorError, PlanConflict, PlanNotFound
 from cdp_ray.control.estimate import Estimate, estimate, probe_volume
+from cdp_ray.control.limits import check_size, load_yaml
+from cdp_ray.control.locations import confine
 from cdp_ray.control.policies import PolicyContext, Rule, Verdict, evaluate, now_utc
+from cdp_ray.control.secrets import Credentials, credential_names, redact
 from cdp_ray.control.settings import ControlSettings
 from cdp_ray.control.store import Store, now_iso
 from cdp_ray.control.toolcards import ToolCard
 from cdp_ray.errors import CdpRayError, ConfigError
-from cdp_ray.lake.store import url_to_filesystem
 from cdp_ray.pipeline.config import PipelineConfig, parse_pipeline
+from cdp_ray.pipeline.source import LakeSource
 
 PlanStatus = Literal["ready", "pending_approval", "approved", "blocked", "rejected", "applied", "expired"]
-
-
-class PlanConflict(CdpRayError):
-    """The plan is not in a state that allows the action (not approved, expired, blocked, ...)."""
-
-    hint = "create a new plan with POST /plans, or approve this one first"
-
-
-class PlanNotFound(CdpRayError):
-    """No plan has this id."""
-
-    hint = "list plans with GET /plans"
 
 
 class PlanRequest(BaseModel):
     """A desired pipeline (document or one-line form) and, optionally, the one running now."""
 
     desired: dict[str, Any] | str = Field(
-        description="PipelineConfig document, pipeline YAML text (only ${CDP_RAY_*} expanded), or `SOURCE | processor | SINK`"
+        description="PipelineConfig document, pipeline YAML text (no variables expanded), or `SOURCE | processor | SINK`; "
+        "secrets only as ${credential:NAME}"
     )
     current: dict[str, Any] | str | None = Field(None, description="the pipeline as it is now, to diff against")
     comment: str = ""
@@ -102,44 +93,29 @@ class Plan(BaseModel):
         return self.status
 
     def public(self) -> dict[str, Any]:
-        return {**self.model_dump(mode="json"), "status": self.effective_status()}
+        """The plan as served: its effective status, and redacted."""
+        return redact({**self.model_dump(mode="json"), "status": self.effective_status()})
 
 
-_SERVER_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate_cdp_env(text: str, what: str) -> str:
-    """``${CDP_RAY_*}`` from the server's environment; other variables are refused, so a request
-    cannot copy the server's secrets into a stored plan."""
-
-    def sub(m: re.Match) -> str:
-        name, default = m.group(1), m.group(2)
-        if not name.startswith("CDP_RAY_"):
-            raise ConfigError(f"{what}: ${{{name}}} is not allowed over the API",
-                              hint="only ${CDP_RAY_*} variables are expanded server-side; expand others client-side")
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(f"{what}: ${{{name}}} is not set on the control plane")
-
-    return _SERVER_ENV.sub(sub, text)
+_TIME_PARAMS = re.compile(r"[?&](start_time|end_time)=")
 
 
 def parse_desired(doc: dict[str, Any] | str, what: str = "desired") -> PipelineConfig:
     """A pipeline from an API document, pipeline YAML text, or the one-line form.
 
-    File paths are not read over the API; YAML text may use ``${CDP_RAY_*}`` variables.
+    Nothing is expanded or read on the client's behalf: no ``${VAR}`` interpolation, no file paths,
+    no UTC times resolved (clients resolve them: ``cdp-ray plan`` does). YAML is parsed with bounded aliases.
     """
     if isinstance(doc, str):
         if "\n" in doc or doc.lstrip().startswith(("name:", "source:")):
-            try:
-                doc = yaml.safe_load(_interpolate_cdp_env(doc, what))
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{what}: not valid YAML: {exc}") from exc
+            doc = load_yaml(doc, what)
             if not isinstance(doc, dict):
                 raise ConfigError(f"{what}: the YAML text is not a pipeline document")
         elif "|" in doc:
+            if _TIME_PARAMS.search(doc.split("|", 1)[0]):
+                raise ConfigError(f"{what}: start_time/end_time are not resolved over the API",
+                                  hint="give start and end ledgers, or send the pipeline with `cdp-ray plan`, "
+                                  "which resolves times on the client")
             return parse_pipeline(doc)
         else:
             raise ConfigError(f"{what}: give a pipeline document, pipeline YAML text, or the one-line form "
@@ -227,25 +203,39 @@ def diff(current: PipelineConfig | None, desired: PipelineConfig) -> list[Change
 # ---- safety checks ---------------------------------------------------------------------------
 
 
-def safety_checks(cfg: PipelineConfig) -> list[Check]:
-    """Checks that need no policy: the source is there, outputs are sane."""
-    checks = [Check(name="config", status="pass", detail="pipeline validates; every component is registered")]
-    src = cfg.source
+def _not_sent(what: str, doc: Any) -> str | None:
+    names = sorted(credential_names(doc))
+    if not names:
+        return None
+    return (f"{what} not checked at plan time: it uses credential {', '.join(names)}, which the control plane sends "
+            "nowhere before the run starts")
+
+
+def _source_check(src: LakeSource) -> Check:
+    unchecked = _not_sent(src.uri, src.model_dump(mode="json"))
+    if unchecked:
+        return Check(name="source", status="warn", detail=unchecked)
     try:
         lake = src.open()
-        if lake.layout == "lake":
-            missing = [seq for seq in (src.start, src.end)
-                       if not lake.fs.exists(f"{lake.root}/{lake.schema.key_for(seq)}")]
-            checks.append(Check(name="source", status="fail" if missing else "pass",
-                                detail=f"ledgers {missing} are not in the lake {src.uri}" if missing
-                                else f"first and last ledger objects exist in {src.uri}"))
-        else:
-            checks.append(Check(name="source", status="pass" if lake.fs.exists(lake.root) else "fail",
-                                detail=f"{src.uri} ({lake.layout} layout)"))
+        if lake.layout != "lake":
+            return Check(name="source", status="pass" if lake.fs.exists(lake.root) else "fail",
+                         detail=f"{src.uri} ({lake.layout} layout)")
+        missing = [seq for seq in (src.start, src.end) if not lake.fs.exists(f"{lake.root}/{lake.schema.key_for(seq)}")]
+        return Check(name="source", status="fail" if missing else "pass",
+                     detail=f"ledgers {missing} are not in the lake {src.uri}" if missing
+                     else f"first and last ledger objects exist in {src.uri}")
     except CdpRayError as exc:
-        checks.append(Check(name="source", status="fail", detail=exc.message))
+        return Check(name="source", status="fail", detail=exc.message)
     except Exception as exc:  # storage clients raise their own types for unreachable endpoints
-        checks.append(Check(name="source", status="fail", detail=f"cannot open {src.uri}: {exc}"))
+        return Check(name="source", status="fail", detail=f"cannot open {src.uri}: {exc}")
+
+
+def safety_checks(cfg: PipelineConfig) -> list[Check]:
+    """Checks that need no policy: the source is there, outputs are sane. Locations that need a
+    credential are not contacted (the plan is not approved yet)."""
+    src = cfg.source
+    checks = [Check(name="config", status="pass", detail="pipeline validates; every component is registered"),
+              _source_check(src)]
     src_root = src.uri.rstrip("/")
     for s in cfg.sinks:
         uri = getattr(s, "uri", None)
@@ -255,42 +245,68 @@ def safety_checks(cfg: PipelineConfig) -> list[Check]:
             checks.append(Check(name=f"sink.{s.type}", status="fail", detail=f"output {uri} is inside the source lake"))
             continue
         if s.type == "parquet":
-            checks.append(_replaced_files(s, [p.name for p in cfg.processors], (src.start, src.end)))
+            unchecked = _not_sent(uri, s.model_dump(mode="json"))
+            checks.append(Check(name="sink.parquet", status="warn", detail=unchecked) if unchecked
+                          else _replaced_files(s, cfg))
     if not cfg.sinks:
         checks.append(Check(name="sinks", status="warn", detail="no sink: the run computes tables and discards them"))
     return checks
 
 
-def _replaced_files(config: Any, tables: list[str], span: tuple[int, int]) -> Check:
+def _replaced_files(config: Any, cfg: PipelineConfig) -> Check:
+    """Whether another pipeline owns one of the tables, and how many committed ranges of this pipeline the run
+    replaces (from the manifests' names: one listing, however large the output)."""
     from cdp_ray.sinks.parquet import ParquetSink
 
-    uri = config.uri
+    uri, src = config.uri, cfg.source
     try:
-        hit = ParquetSink(config).files_overlapping(tables, *span)
+        sink = ParquetSink(config)
+        owners = {p.name: sink.owner(p.name) for p in cfg.processors}
+        taken = {t: o for t, o in owners.items() if o not in (None, cfg.name)}
+        if taken:
+            return Check(name="sink.parquet", status="fail",
+                         detail=f"tables under {uri} belong to other pipelines: "
+                         + ", ".join(f"{t} ({o})" for t, o in sorted(taken.items())))
+        hit = sum(1 for r in sink.committed(cfg.name) if r.start <= src.end and r.end >= src.start)
     except Exception as exc:  # an unreachable bucket is reported, not fatal to planning
         return Check(name="sink.parquet", status="warn", detail=f"cannot list {uri}: {exc}")
     if hit:
         return Check(name="sink.parquet", status="warn",
-                     detail=f"{hit} existing range files under {uri} overlap the range and will be replaced (atomically, per file)")
-    return Check(name="sink.parquet", status="pass", detail=f"no existing range files under {uri} overlap")
+                     detail=f"{hit} committed ranges of {cfg.name} under {uri} overlap the range and will be replaced")
+    return Check(name="sink.parquet", status="pass", detail=f"no committed range of {cfg.name} under {uri} overlaps")
 
 
 # ---- the service -----------------------------------------------------------------------------
 
 
 class PlanService:
-    """Creates, approves, rejects and applies plans; every step is audited."""
+    """Creates, approves, rejects and applies plans; every step is audited.
+
+    Every client document is admitted first (:meth:`admit`): bounded in size, parsed without
+    expanding anything, relative local paths confined to the data directory, literal secrets and
+    unknown credentials refused.
+    """
 
     def __init__(self, store: Store, settings: ControlSettings, cards: dict[str, ToolCard], rules: list[Rule],
                  submit: Callable[[Plan, PipelineConfig, str], dict[str, Any]],
                  notify: Callable[[Plan], None] | None = None):
         self.store, self.settings, self.cards, self.rules = store, settings, cards, rules
         self.submit, self.notify = submit, notify
+        self.credentials = Credentials(settings.credentials)
+        self.data_dir = settings.data_dir
+
+    def admit(self, doc: dict[str, Any] | str, what: str = "desired") -> PipelineConfig:
+        """A client's pipeline document as the control plane will hold it, or the reason it is refused."""
+        check_size(doc, self.settings.max_document_bytes, what)
+        cfg = confine(parse_desired(doc, what), self.data_dir)
+        self.credentials.check(cfg.model_dump(mode="json", by_alias=True), what)
+        return cfg
 
     def _verdict(self, cfg: PipelineConfig, est: Estimate, phase: str, principal: str, subject: str) -> Verdict:
         with telemetry.span("policy.evaluate", phase=phase, plan_id=subject, rules=len(self.rules)):
             ctx = PolicyContext(pipeline=cfg, estimate=est, phase=phase, principal=principal, now=now_utc(),
-                                applies_since=lambda t: self.store.count_events("plan.apply", t.isoformat()))
+                                applies_since=lambda t: self.store.count_applies(t.isoformat()),
+                                data_dir=self.data_dir, resolve_text=self.credentials.substitute_text)
             verdict = evaluate(self.rules, ctx)
         self.store.audit(principal, "policy.evaluate", subject, "allowed" if verdict.allowed else "blocked",
                          verdict.model_dump(mode="json"))
@@ -298,19 +314,20 @@ class PlanService:
 
     def estimate(self, cfg: PipelineConfig) -> Estimate:
         with telemetry.span("plan.estimate", pipeline=cfg.name) as sp:
-            try:
-                probe = probe_volume(cfg, self.cards, self.settings.probe_objects)
-            except Exception as exc:  # an unreachable lake is reported by the safety checks
-                sp.set_attribute("probe_error", str(exc))
-                probe = None
+            probe = None
+            if not credential_names(cfg.source.model_dump(mode="json")):  # no credential leaves before apply
+                try:
+                    probe = probe_volume(cfg, self.cards, self.settings.probe_objects)
+                except Exception as exc:  # an unreachable lake is reported by the safety checks
+                    sp.set_attribute("probe_error", str(exc))
             return estimate(cfg, self.cards, self.settings.rates, default_workers=self.settings.default_workers,
                             probe=probe)
 
     def create(self, req: PlanRequest, principal: str) -> Plan:
         plan_id = "plan-" + secrets.token_hex(6)
         with telemetry.span("plan.create", plan_id=plan_id, principal=principal) as sp:
-            desired = parse_desired(req.desired)
-            current = parse_desired(req.current, "current") if req.current is not None else None
+            desired = self.admit(req.desired)
+            current = self.admit(req.current, "current") if req.current is not None else None
             sp.set_attribute("pipeline", desired.name)
             sp.set_attribute("ledgers", desired.source.end - desired.source.start + 1)
             changes = diff(current, desired)
@@ -344,8 +361,8 @@ class PlanService:
             raise PlanNotFound(f"no plan {plan_id!r}")
         return Plan.model_validate(doc)
 
-    def list(self, limit: int = 100) -> list[Plan]:
-        return [Plan.model_validate(d) for d in self.store.list_plans(limit)]
+    def list(self, limit: int = 20, before: str | None = None) -> list[Plan]:
+        return [Plan.model_validate(d) for d in self.store.list_plans(limit, before)]
 
     def decide(self, plan_id: str, principal: str, decision: Literal["approve", "reject"], comment: str = "") -> Plan:
         plan = self.get(plan_id)
@@ -356,17 +373,24 @@ class PlanService:
             problem = f"plan {plan_id} is {status}; only a pending plan can be {decision}d"
         elif decision == "approve" and self.settings.distinct_approver and principal == plan.created_by:
             problem = f"{principal!r} created plan {plan_id} and may not approve it"
+        decided = plan.model_copy(deep=True)
+        decided.approvals.append(Approval(by=principal, at=now_iso(), decision=decision, comment=comment))
+        decided.status = "approved" if decision == "approve" else "rejected"
+        if problem is None and not self.store.swap_plan(plan_id, plan.status, decided.model_dump(mode="json")):
+            problem = f"plan {plan_id} changed while it was being {decision}d (applied or decided meanwhile)"
         if problem:
             self.store.audit(principal, action, plan_id, "refused", {"reason": problem})
             raise PlanConflict(problem)
-        plan.approvals.append(Approval(by=principal, at=now_iso(), decision=decision, comment=comment))
-        plan.status = "approved" if decision == "approve" else "rejected"
-        self.store.save_plan(plan.model_dump(mode="json"))
         self.store.audit(principal, action, plan_id, "ok", {"comment": comment})
-        return plan
+        return decided
 
     def apply(self, plan_id: str, principal: str) -> dict[str, Any]:
-        """Submit the planned pipeline: refused unless ready/approved, unexpired and allowed now."""
+        """Submit the planned pipeline: refused unless ready/approved, unexpired and allowed now.
+
+        The policy re-check, the rate count and the switch to ``applied`` happen in one transaction
+        under a database-wide lock, so concurrent applies (of one plan or many, on any replica) cannot
+        apply a plan twice or exceed a rate policy. A run that cannot start puts the plan back.
+        """
         with telemetry.span("plan.apply", plan_id=plan_id, principal=principal) as sp:
             plan = self.get(plan_id)
             status = plan.effective_status()
@@ -383,20 +407,33 @@ class PlanService:
             if status not in ("ready", "approved"):
                 raise refuse(f"plan {plan_id} is {status} and cannot be applied")
             cfg = PipelineConfig.model_validate(plan.desired)
-            verdict = self._verdict(cfg, plan.estimate, "apply", principal, plan_id)
+            pipeline_id = "pl-" + secrets.token_hex(6)
+            applied = plan.model_copy(update={"status": "applied", "pipeline_id": pipeline_id, "applied_at": now_iso(),
+                                              "applied_by": principal})
+            won = False
+            with self.store.transaction("apply"):
+                verdict = self._verdict(cfg, plan.estimate, "apply", principal, plan_id)
+                if verdict.allowed and self.store.swap_plan(plan_id, plan.status, applied.model_dump(mode="json")):
+                    self.store.record_apply(pipeline_id, plan_id, principal)
+                    won = True
             if not verdict.allowed:
                 raise refuse(f"policy refuses the apply now: {'; '.join(verdict.blocking)}", verdict=verdict.model_dump())
-            pipeline_id = "pl-" + secrets.token_hex(6)
+            if not won:
+                now = self.get(plan_id)
+                raise refuse(f"plan {plan_id} was already applied as pipeline {now.pipeline_id}" if now.status == "applied"
+                             else f"plan {plan_id} became {now.effective_status()} while it was being applied")
             sp.set_attribute("pipeline_id", pipeline_id)
-            plan.status, plan.pipeline_id = "applied", pipeline_id
-            plan.applied_at, plan.applied_by = now_iso(), principal
-            self.store.save_plan(plan.model_dump(mode="json"))
             try:
-                submitted = self.submit(plan, cfg, pipeline_id)
+                submitted = self.submit(applied, cfg, pipeline_id)
             except Exception as exc:
-                plan.status, plan.pipeline_id, plan.applied_at, plan.applied_by = status, None, None, None
-                self.store.save_plan(plan.model_dump(mode="json"))
-                self.store.audit(principal, "plan.apply", plan_id, "error", {"error": str(exc)})
-                raise
+                err = exc if isinstance(exc, ExecutorError) else ExecutorError(
+                    f"the run could not start: {type(exc).__name__}: {exc}")
+                with self.store.transaction("apply"):
+                    self.store.swap_plan(plan_id, "applied", plan.model_dump(mode="json"))
+                    self.store.forget_apply(pipeline_id)
+                self.store.audit(principal, "plan.apply", plan_id, "error",
+                                 {"error": type(err).__name__, "message": err.message, "pipeline_id": pipeline_id})
+                sp.set_attribute("error", err.message)
+                raise err from exc
             self.store.audit(principal, "plan.apply", plan_id, "ok", {"pipeline_id": pipeline_id, **submitted})
             return {"plan_id": plan_id, "pipeline_id": pipeline_id, **submitted}

@@ -3,8 +3,9 @@
 ``policies/*.yaml`` hold a ``policies:`` list; each entry names a ``rule`` and a ``mode``:
 ``block`` (a failure stops the plan), ``warn`` (reported, not enforced) or ``audit`` (only
 recorded). Rules: ``max_ledgers``, ``resources``, ``max_cost``, ``time_window``,
-``approval_required`` (a match makes the plan wait for an approver instead of failing) and
-``rate_limit`` (applies per period). Every evaluation is written to the audit trail.
+``approval_required`` (a match makes the plan wait for an approver instead of failing),
+``rate_limit`` (applies per period) and ``allowed_roots`` (where sinks write and sources read).
+Every evaluation is written to the audit trail.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from cdp_ray.control.estimate import Estimate
+from cdp_ray.control.locations import Location, root_location, sink_location, source_location
 from cdp_ray.errors import ConfigError
 from cdp_ray.pipeline.config import PipelineConfig
 
@@ -35,6 +37,8 @@ class PolicyContext:
     principal: str
     now: datetime
     applies_since: Callable[[datetime], int]
+    data_dir: Path = Path(".")
+    resolve_text: Callable[[str], str] = lambda text: text
 
 
 class RuleBase(BaseModel):
@@ -42,6 +46,11 @@ class RuleBase(BaseModel):
     name: str = Field(description="unique name, shown in verdicts and the audit trail")
     mode: Mode = "block"
     description: str = ""
+
+    @property
+    def asks_approval(self) -> bool:
+        """A failed check makes the plan wait for an approver instead of failing it."""
+        return False
 
 
 class MaxLedgers(RuleBase):
@@ -120,6 +129,10 @@ class ApprovalRequired(RuleBase):
     min_cost_usd: float | None = Field(None, ge=0)
     sink_types: list[str] | None = Field(None, description="sinks whose use needs approval, e.g. [postgres]")
 
+    @property
+    def asks_approval(self) -> bool:
+        return True
+
     def check(self, ctx: PolicyContext) -> str | None:
         reasons = []
         if self.min_ledgers is not None and ctx.estimate.ledgers >= self.min_ledgers:
@@ -150,8 +163,55 @@ class RateLimit(RuleBase):
         return None
 
 
+class RootSpec(BaseModel):
+    """A root on an S3- or GCS-compatible service other than the provider's own."""
+
+    model_config = ConfigDict(extra="forbid")
+    uri: str
+    endpoint_url: str
+
+
+class AllowedRoots(RuleBase):
+    """Sinks (or the source) must lie under one of ``roots``; anything else waits for an approver
+    (``outside: approval``) or is refused (``outside: block``).
+
+    Roots: local directories (relative ones under the control plane's ``data_dir``; symlinks are
+    resolved on both sides), ``s3://bucket/prefix``, ``gs://bucket/prefix``,
+    ``postgresql://host[:port]/db[/schema]``, or ``{uri, endpoint_url}`` for another S3/GCS service.
+    """
+
+    rule: Literal["allowed_roots"]
+    applies_to: Literal["sinks", "sources"] = "sinks"
+    roots: list[Union[str, RootSpec]] = Field(min_length=1)
+    outside: Literal["approval", "block"] = "approval"
+
+    @property
+    def asks_approval(self) -> bool:
+        return self.outside == "approval"
+
+    def root_locations(self, data_dir: Path) -> list[Location]:
+        return [root_location(r if isinstance(r, str) else r.model_dump(), data_dir) for r in self.roots]
+
+    def misplaced(self, cfg: PipelineConfig, data_dir: Path, resolve_text: Callable[[str], str]) -> list[str]:
+        """The locations of ``cfg`` that lie under none of the roots."""
+        roots = self.root_locations(data_dir)
+        if self.applies_to == "sources":
+            places = [source_location(cfg.source)]
+        else:
+            places = [sink_location(s, resolve_text) for s in cfg.sinks]
+        return [str(p) for p in places if p is not None and not any(p.within(r) for r in roots)]
+
+    def check(self, ctx: PolicyContext) -> str | None:
+        bad = self.misplaced(ctx.pipeline, ctx.data_dir, ctx.resolve_text)
+        if not bad:
+            return None
+        what = "writes to" if self.applies_to == "sinks" else "reads from"
+        return f"{what} {', '.join(bad)}, outside the allowed roots {', '.join(map(str, self.root_locations(ctx.data_dir)))}"
+
+
 Rule = Annotated[
-    Union[MaxLedgers, Resources, MaxCost, TimeWindow, ApprovalRequired, RateLimit], Field(discriminator="rule")
+    Union[MaxLedgers, Resources, MaxCost, TimeWindow, ApprovalRequired, RateLimit, AllowedRoots],
+    Field(discriminator="rule"),
 ]
 _RULES = TypeAdapter(list[Rule])
 
@@ -203,7 +263,7 @@ def evaluate(rules: list[Rule], ctx: PolicyContext) -> Verdict:
         if msg is None:
             results.append(RuleResult(policy=rule.name, rule=rule.rule, mode=rule.mode, outcome="pass"))
             continue
-        if isinstance(rule, ApprovalRequired):
+        if rule.asks_approval:
             outcome = "approval"
             if rule.mode == "block":
                 approval = True

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from cdp_ray.errors import ConfigError
 
@@ -29,6 +29,33 @@ class TokenSpec(BaseModel):
     token: str | None = Field(None, description="the token in clear")
     sha256: str | None = Field(None, description="hex sha256 of the token")
     scopes: list[Scope] = Field(description="granted scopes: read, plan, apply, approve")
+
+
+class Credential(BaseModel):
+    """A secret the control plane holds for runs, referenced from plans as ``${credential:NAME}``.
+    Give exactly one of ``value``, ``env`` or ``file``; the value is read when a run starts."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: str | None = Field(None, repr=False, description="the secret itself (keep such a settings file private)")
+    env: str | None = Field(None, description="environment variable of the control plane holding the secret")
+    file: Path | None = Field(None, description="file holding the secret (a mounted secret); one trailing newline is dropped")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Credential":
+        if sum(x is not None for x in (self.value, self.env, self.file)) != 1:
+            raise ValueError("a credential has exactly one of value, env or file")
+        return self
+
+    def read(self) -> str:
+        """The secret (``KeyError`` for an unset variable, ``OSError`` for an unreadable file)."""
+        if self.value is not None:
+            return self.value
+        if self.env is not None:
+            if self.env not in os.environ:
+                raise KeyError(f"environment variable {self.env} is not set")
+            return os.environ[self.env]
+        text = Path(self.file).read_text()  # type: ignore[arg-type]
+        return text[:-1] if text.endswith("\n") else text
 
 
 class CostRates(BaseModel):
@@ -70,6 +97,20 @@ class ControlSettings(BaseModel):
     max_concurrent_runs: int = Field(2, ge=1, description="in-process pipeline runs at a time")
     heartbeat_timeout_seconds: float = Field(120, gt=0, description="a running pipeline silent this long is `stale`")
     tracing: Literal["none", "console", "otlp"] = Field("none", description="OpenTelemetry span exporter")
+    credentials: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")], Credential] = Field(
+        default_factory=dict, description="named secrets plans refer to as ${credential:NAME}; never sent by clients")
+    data_dir: Path = Field(default_factory=Path.cwd, description="relative local paths in client documents resolve "
+                           "here and may not leave it (default: the working directory); made absolute when loaded")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body accepted (413 above)")
+    max_document_bytes: int = Field(64 << 10, ge=1024, description="largest pipeline document in a plan, as JSON")
+    preview_max_bytes: int = Field(16 << 20, ge=1, description="lake bytes one preview may read")
+    webhook_tolerance_seconds: int = Field(300, ge=1, description="approval webhooks signed longer ago are refused")
+    public_metrics: bool = Field(False, description="serve /metrics without a token (for scrapers that send none)")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "ControlSettings":
@@ -86,7 +127,7 @@ class ControlSettings(BaseModel):
             raw = os.environ.get(f"CDP_RAY_CONTROL_{name.upper()}")
             if raw is None:
                 continue
-            complex_ = name in ("tokens", "rates")
+            complex_ = name in ("tokens", "rates", "credentials")
             doc[name] = json.loads(raw) if complex_ else raw
         try:
             return cls.model_validate(doc)

@@ -18,8 +18,9 @@ from typing import Any, AsyncIterator, Literal
 from pydantic import BaseModel, Field
 
 from cdp_ray.control.estimate import Estimate, compare
+from cdp_ray.control.secrets import redact
 from cdp_ray.control.store import Store, now_iso
-from cdp_ray.pipeline.config import PipelineConfig
+from cdp_ray.pipeline.config import PIPELINE_NAME, PipelineConfig
 
 State = Literal["pending", "running", "succeeded", "failed"]
 TERMINAL = ("succeeded", "failed")
@@ -124,8 +125,8 @@ class Heartbeat(BaseModel):
 class Registration(BaseModel):
     """A pipeline that runs outside the control plane announces itself."""
 
-    id: str | None = None
-    name: str
+    id: str | None = Field(None, pattern=PIPELINE_NAME, description="the pipeline's id (default: a new one)")
+    name: str = Field(pattern=PIPELINE_NAME)
     plan_id: str | None = None
     pipeline: dict[str, Any] = Field(description="the PipelineConfig document")
     executor: str = "external"
@@ -191,7 +192,7 @@ class StatsHub:
 
     def public(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The document as served: no secrets, and `stale` for a silent running pipeline."""
-        out = {k: v for k, v in doc.items() if k != "report_token_sha256"}
+        out = redact({k: v for k, v in doc.items() if k != "report_token_sha256"})
         if out["state"] == "running":
             updated = datetime.fromisoformat(out["updated_at"])
             if datetime.now(timezone.utc) - updated > timedelta(seconds=self.heartbeat_timeout):

@@ -20,6 +20,9 @@ from cdp_ray.processors.filters import TransactionFilter
 from cdp_ray.sinks.base import SINKS, SinkConfig, sink_config
 
 
+PIPELINE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
 class ProcessorStep(BaseModel):
     """One processor of a pipeline and its options."""
 
@@ -63,7 +66,8 @@ class PipelineConfig(BaseModel):
     """A whole pipeline: source, processors and sinks."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("pipeline", description="pipeline name, used for checkpoints and stats")
+    name: str = Field("pipeline", pattern=PIPELINE_NAME, description="pipeline name, used for checkpoints, manifests "
+                      "and stats: 1-128 letters, digits, `_`, `.` and `-`, starting with a letter or digit, no `..`")
     source: LakeSource
     where: TransactionFilter | None = Field(
         None,
@@ -75,6 +79,14 @@ class PipelineConfig(BaseModel):
     processors: list[ProcessorStep] = Field(min_length=1)
     sinks: list[SerializeAsAny[SinkConfig]] = Field(default_factory=list)
     options: RunOptions = Field(default_factory=RunOptions)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> Any:
+        if isinstance(value, str) and not (re.fullmatch(PIPELINE_NAME, value) and ".." not in value):
+            raise ValueError(f"pipeline name {value[:140]!r} is not allowed: use 1-128 letters, digits, `_`, `.` and `-`, "
+                             "starting with a letter or digit, without `..` (the name becomes a directory of manifests)")
+        return value
 
     @field_validator("processors", mode="before")
     @classmethod

@@ -269,7 +269,7 @@ class ParquetSink(Sink):
             self._put(rel, json.dumps(doc).encode(), create=True)
         except FileExistsError:
             pass
-        owner = (self._read_json(rel) or {}).get("pipeline")
+        owner = self.owner(table)
         if owner != pipeline:
             raise OwnershipError(
                 f"table {table!r} under {self.config.uri} belongs to pipeline {owner!r}: pipeline {pipeline!r} "
@@ -277,6 +277,10 @@ class ParquetSink(Sink):
                 hint=f"write pipeline {pipeline!r} to another location (its own directory or bucket prefix), or, "
                 f"if {owner!r} is gone for good, release its tables with `cdp-ray checkpoint clean` for {owner!r}",
             )
+
+    def owner(self, table: str) -> str | None:
+        """The pipeline that owns ``table`` here, if any."""
+        return (self._read_json(f"{OWNERS}/{table}.json") or {}).get("pipeline")
 
     def release(self, pipeline: str) -> list[str]:
         released = []
@@ -434,19 +438,6 @@ class ParquetSink(Sink):
             if m and (int(m.group(1)), int(m.group(2))) in ranges:
                 out.append(self.url(p[len(self.root) + 1:]) if p.startswith(self.root + "/") else p)
         return out
-
-    def files_overlapping(self, tables: list[str], start: int, end: int) -> int:
-        """How many data files of ``tables`` hold ranges overlapping ``[start, end]`` (one listing per table)."""
-        n = 0
-        for table in tables:
-            try:
-                paths = self._retry(f"listing {self.path(table)}", lambda table=table: self.fs.find(self.path(table)))
-            except FileNotFoundError:
-                continue
-            for p in paths:
-                m = _DATA_FILE.search(p.rsplit("/", 1)[-1])
-                n += bool(m and int(m.group(1)) <= end and int(m.group(2)) >= start)
-        return n
 
     def pipelines(self) -> list[str]:
         return [n for n in self._names(META_DIR) if not n.startswith("_") and self._is_dir(f"{META_DIR}/{n}")]
