@@ -134,6 +134,7 @@ def summary_doc(cfg, summary) -> dict[str, Any]:
         "workers": summary.workers,
         "busy_seconds": round(summary.busy_seconds, 3),
         "scheduling_overhead": round(summary.scheduling_overhead(), 4),
+        "idle_share": round(summary.idle_share(), 4),
         "decoders": summary.decoders,
         "stopped": summary.stopped,
         "quarantined_chunks": summary.quarantined_chunks,

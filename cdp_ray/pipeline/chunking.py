@@ -63,11 +63,14 @@ class AutoGrid:
     """Cells sized by bytes: per superblock, the largest ``ledgers_per_file * 2**k`` ledgers whose lake
     objects stay under ``target_bytes`` (see the module docstring).
 
-    ``cap`` bounds the cell size (a short range on a large cluster still gets a chunk per worker);
-    superblocks whose sampled objects are all missing get cells of ``fallback`` ledgers.
+    ``cap`` bounds the cell size (a short range on a large cluster still gets a chunk per worker).
+    Where none of a superblock's sampled objects exists (a lake holding part of it), objects of the part
+    inside ``within`` (the run's range) are probed instead; where none of those exists either, cells
+    are ``fallback`` ledgers.
     """
 
-    def __init__(self, lake: LedgerLake, target_bytes: int, *, cap: int | None = None, fallback: int = 64):
+    def __init__(self, lake: LedgerLake, target_bytes: int, *, cap: int | None = None, fallback: int = 64,
+                 within: tuple[int, int] | None = None):
         self.lake = lake
         self.per_file = lake.schema.ledgers_per_file if lake.layout == "lake" else 1
         self.block = self.per_file * SUPERBLOCK_OBJECTS
@@ -75,6 +78,7 @@ class AutoGrid:
         self.floor = self.per_file * max(1, _pow2_ceil(-(-MIN_CELL_LEDGERS // self.per_file)))
         self.cap = max(self.floor, cap) if cap else self.block
         self.fallback = self._clamp(fallback)
+        self.within = within
         self._sizes: dict[int, int] = {}
         self.sampled: dict[int, tuple[int, int]] = {}  # superblock -> (objects found, objects probed)
 
@@ -90,6 +94,13 @@ class AutoGrid:
     def _measure(self, block: int) -> int:
         sizes = [self.lake.object_size(seq) for seq in self._probe_points(block)]
         found = [s for s in sizes if s is not None]
+        if not found and self.within is not None:  # a lake holding only part of the superblock: probe the part run
+            lo, hi = max(self.within[0], block * self.block), min(self.within[1], (block + 1) * self.block - 1)
+            if lo <= hi:
+                points = sorted({self.lake.schema.file_start(lo + (hi - lo) * (2 * i + 1) // 8) for i in range(4)})
+                more = [self.lake.object_size(seq) for seq in points]
+                sizes += more
+                found = [s for s in more if s is not None]
         self.sampled[block] = (len(found), len(sizes))
         if not found:
             return self.fallback

@@ -29,7 +29,8 @@ def make_grid(cfg: PipelineConfig, lake: LedgerLake, workers: int = 1) -> Grid:
     if lake.layout != "lake":
         return FixedGrid(64)
     src = cfg.source
-    return AutoGrid(lake, int(cfg.options.chunk_target_mb * 2**20), cap=parallelism_cap(src.start, src.end, workers))
+    return AutoGrid(lake, int(cfg.options.chunk_target_mb * 2**20), cap=parallelism_cap(src.start, src.end, workers),
+                    within=(src.start, src.end))
 
 
 @dataclass(frozen=True)

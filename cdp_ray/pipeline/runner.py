@@ -167,7 +167,7 @@ class ChunkWorker:
         if not isinstance(chunk, Chunk):
             chunk = Chunk(*chunk)
         start, end = chunk.start, chunk.end
-        t0 = time.perf_counter()
+        t0, began = time.perf_counter(), time.time()
         src = self.cfg.source
         stats = PushDownStats()
         procs = [p for p, _ in self.steps]
@@ -188,6 +188,7 @@ class ChunkWorker:
                     rows[name] += t.num_rows
                 for w in writers:
                     w.write(tables)
+                del ledgers, tables  # freed inside the chunk's time, not in the gap before the next chunk
             written = 0
             while writers:  # a sink whose commit went through is not aborted if a later one fails
                 written += sum(writers[0].commit().values())
@@ -200,12 +201,12 @@ class ChunkWorker:
             for s in self.sinks:
                 s.record_dead_letter(letter)
             return {**_row(start, end, "quarantined", seconds=time.perf_counter() - t0, letter=letter, decoder=self.decoder),
-                    "node": self.node}
+                    "node": self.node, "began": began}
         except BaseException:
             _abort(writers)
             raise
         return {**_row(start, end, "committed", stats.ledgers, nbytes, rows, written, time.perf_counter() - t0,
-                       decoded=stats.decoded, decoder=self.decoder), "node": self.node}
+                       decoded=stats.decoded, decoder=self.decoder), "node": self.node, "began": began}
 
     def _previous_hash(self, start: int) -> bytes | None:
         """The hash of ledger ``start - 1``, so the chain is checked into the chunk. ``None`` before the
@@ -296,7 +297,8 @@ class RunSummary:
     (fewer than read when the pipeline's ``where`` filter skips ledgers that cannot match).
 
     ``quarantined`` lists the first :data:`MAX_QUARANTINED_LISTED` dead letters (the sinks hold them
-    all); ``quarantined_chunks`` counts them. ``busy_seconds`` is the workers' time inside chunks.
+    all); ``quarantined_chunks`` counts them. ``busy_seconds`` is the workers' time inside chunks;
+    ``gap_seconds`` the time workers waited between one chunk and their next (the scheduler's cost).
     """
 
     pipeline: str
@@ -321,10 +323,18 @@ class RunSummary:
     decoders: dict[str, int] = field(default_factory=dict)
     quarantined: list[DeadLetter] = field(default_factory=list)
     quarantined_chunks: int = 0
+    gap_seconds: float = 0.0
+    _last_end: dict[int, float] = field(default_factory=dict, repr=False)
 
     def add(self, row: dict) -> None:
         self.chunks += 1
-        self.busy_seconds += float(row.get("seconds") or 0.0)
+        seconds = float(row.get("seconds") or 0.0)
+        self.busy_seconds += seconds
+        if row.get("began") is not None:  # the same worker's clock: its idle time since its last chunk
+            pid, began = int(row["worker_pid"]), float(row["began"])
+            if pid in self._last_end:
+                self.gap_seconds += max(0.0, began - self._last_end[pid])
+            self._last_end[pid] = max(self._last_end.get(pid, 0.0), began + seconds)
         self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, float(row.get("worker_peak_rss_mb") or 0.0))
         if row.get("decoder"):
             self.decoders[row["decoder"]] = self.decoders.get(row["decoder"], 0) + 1
@@ -346,8 +356,12 @@ class RunSummary:
                 self.rows_by_table[k] = self.rows_by_table.get(k, 0) + int(v)
 
     def scheduling_overhead(self) -> float:
-        """Share of the workers' time, once the first was up, not spent inside chunks: dispatch, results, the
-        driver's bookkeeping, and the tail where some workers have no chunk left."""
+        """The workers' waits between consecutive chunks against their time inside chunks: what dispatching
+        costs per unit of chunk work (start-up and the tail, where workers have no chunk left, are apart)."""
+        return self.gap_seconds / self.busy_seconds if self.busy_seconds else 0.0
+
+    def idle_share(self) -> float:
+        """Share of the workers' time, once the first was up, spent outside chunks: dispatch, and the tail."""
         capacity = self.workers * (self.wall_seconds - self.startup_seconds)
         return max(0.0, 1.0 - self.busy_seconds / capacity) if capacity > 0 else 0.0
 

@@ -59,7 +59,7 @@ from cdp_ray.sinks.base import (
 META_DIR = "_cdp_ray"
 OWNERS = f"{META_DIR}/_owners"
 LOCK_TTL_S = 60.0
-BUFFER_BYTES = 64 * 2**20
+BUFFER_BYTES = 32 * 2**20  # Arrow bytes buffered per output file before a row group is written
 _MANIFEST = re.compile(r"^(\d{10})-(\d{10})(?:\.([0-9A-Za-z_-]+))?\.json$")
 _DATA_FILE = re.compile(r"(\d{10})-(\d{10})\.parquet$")
 
