@@ -24,7 +24,7 @@ from typing import Any, Callable, TypeVar
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from cdp_ray.errors import UnknownComponentError
+from cdp_ray.errors import SinkError, UnknownComponentError
 from cdp_ray.processors.base import Processor
 
 T = TypeVar("T")
@@ -107,6 +107,16 @@ class DeadLetter:
             None if doc.get("ledger") is None else int(doc["ledger"]), doc.get("key"),
             doc["error"], doc["message"], datetime.fromisoformat(doc["at"]),
         )
+
+
+def require_ledger_column(processors: list[Processor]) -> None:
+    """Sinks replace a range's rows by each table's ledger column: refuse a table without one."""
+    for p in processors:
+        if p.sequence_column is None:
+            raise SinkError(
+                f"table {p.name!r} has no ledger column, so a replayed range cannot replace its rows",
+                hint="declare ledger_column= in the processor (a column holding each row's ledger sequence)",
+            )
 
 
 def with_retries(

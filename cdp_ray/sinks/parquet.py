@@ -53,7 +53,8 @@ from cdp_ray.errors import OwnershipError, PipelineBusyError, SinkError
 from cdp_ray.lake.store import url_to_filesystem
 from cdp_ray.processors.base import Processor
 from cdp_ray.sinks.base import (
-    DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, Tables, sink, with_retries,
+    DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, Tables, require_ledger_column, sink,
+    with_retries,
 )
 
 META_DIR = "_cdp_ray"
@@ -293,12 +294,8 @@ class ParquetSink(Sink):
     # ---- preparing and finishing a run ----------------------------------------------------------
 
     def prepare(self, processors: list[Processor], pipeline: str | None = None) -> None:
+        require_ledger_column(processors)
         for p in processors:
-            if p.sequence_column is None:
-                raise SinkError(
-                    f"table {p.name!r} has no ledger column, so a replayed range cannot replace its rows",
-                    hint="declare ledger_column= in the processor (a column holding each row's ledger sequence)",
-                )
             if self.config.partitioning == "date" and self.config.date_column not in p.schema.names:
                 raise SinkError(
                     f"Parquet sink {self.config.uri}: table {p.name!r} has no column {self.config.date_column!r} to partition by date",

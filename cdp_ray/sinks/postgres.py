@@ -34,7 +34,8 @@ from pydantic import Field, model_validator
 from cdp_ray.errors import OwnershipError, PipelineBusyError, SinkError
 from cdp_ray.processors.base import Processor
 from cdp_ray.sinks.base import (
-    DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, Tables, sink, with_retries,
+    DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, Tables, require_ledger_column, sink,
+    with_retries,
 )
 from cdp_ray.sinks.ddl import create_table_sql, ident, pg_type, qualified, schema_differences
 
@@ -269,12 +270,7 @@ class PostgresSink(Sink):
         ]
 
     def prepare(self, processors: list[Processor], pipeline: str | None = None) -> None:
-        for p in processors:
-            if p.sequence_column is None:
-                raise SinkError(
-                    f"table {p.name!r} has no ledger column, so a replayed range cannot replace its rows",
-                    hint="declare ledger_column= in the processor (a column holding each row's ledger sequence)",
-                )
+        require_ledger_column(processors)
 
         def setup(conn: psycopg.Connection) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdp_ray_ddl'))")
@@ -461,11 +457,8 @@ class _PostgresRange(RangeWriter):
 
     def __init__(self, sink: PostgresSink, start: int, end: int, processors: list[Processor], run: RunContext | None):
         self.sink, self.start, self.end, self.run = sink, start, end, run
+        require_ledger_column(processors)
         self.procs = {p.name: p for p in processors}
-        for p in processors:
-            if p.sequence_column is None:
-                raise SinkError(f"table {p.name!r} has no ledger column, so a replayed range cannot replace its rows",
-                                hint="declare ledger_column= in the processor")
         self.dir = tempfile.TemporaryDirectory(prefix="cdp-ray-pg-")
         self.spools: dict[str, tuple[pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
         self.open = True
