@@ -198,8 +198,9 @@ class Reporter:
 
 class RunHooks:
     """What ``cdp-ray run`` and ``jobs/backfill.py`` put around ``run_pipeline``: chunk stats, reporting to
-    a control plane when ``url`` is given (registered as a new pipeline), stop requests, and at the end
-    the pipeline's success criteria (the estimate criterion from a local estimate)."""
+    a control plane when ``url`` is given (registered as a new pipeline; a heartbeat after a chunk at most
+    every ``$CDP_RAY_HEARTBEAT_INTERVAL`` seconds, default 1), stop requests, and at the end the
+    pipeline's success criteria (the estimate criterion from a local estimate)."""
 
     def __init__(self, cfg: PipelineConfig, *, url: str | None = None, token: str | None = None,
                  on_chunk: Any = None, job_id: str | None = None, keepalive: float | None = 10.0):
@@ -210,7 +211,8 @@ class RunHooks:
         if url:
             client = ControlClient(url, token=token)
             self.pipeline_id = client.register(cfg, job_id=job_id)["id"]
-            self.reporter = Reporter(client, self.pipeline_id, cfg, keepalive=keepalive)
+            interval = float(os.environ.get("CDP_RAY_HEARTBEAT_INTERVAL", "1"))
+            self.reporter = Reporter(client, self.pipeline_id, cfg, interval=interval, keepalive=keepalive)
             self.stats = self.reporter.stats
 
     def on_chunk(self, row: dict) -> None:
