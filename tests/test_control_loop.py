@@ -1,16 +1,11 @@
 """The control plane closes the loop (issue 16), over real HTTP with real tokens: stop a run (in-process and a
 CLI run that reports) and resume it, success criteria, the logs stream, SSE resume, and MCP over stdio and
-HTTP with the SDK's own client.
-
-A run is held at a chosen ledger deterministically: that ledger's lake object is a named pipe, so the worker
-reading it blocks until the test writes the real bytes into it.
-"""
+HTTP with the SDK's own client."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,7 +16,6 @@ from pathlib import Path
 import anyio
 import httpx
 import pyarrow.parquet as pq
-import pytest
 from typer.testing import CliRunner
 
 from cdp_ray.control import ControlSettings
@@ -45,27 +39,20 @@ def as_(name: str, srv: BackgroundServer) -> httpx.Client:
     return httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {TOKENS[name]}"}, timeout=120)
 
 
-class Gate:
-    """A copy of the sample lake whose object for ``ledger`` is a named pipe: reading it blocks until
-    :meth:`open` writes the real bytes (once)."""
+def stop_at_first_chunk(srv: BackgroundServer) -> dict:
+    """When the first heartbeat reporting a committed chunk reaches the control plane, the operator asks it
+    to stop over HTTP before that heartbeat is answered: the stop lands at a known point of the run."""
+    hub, seen = srv.app.state.hub, {}
+    original = hub.heartbeat
 
-    def __init__(self, tmp_path: Path, ledger: int):
-        self.root = tmp_path / "lake"
-        shutil.copytree(SAMPLE_LAKE, self.root)
-        self.path = self.root / PARTITION / f"{0xFFFFFFFF - ledger:08X}--{ledger}.xdr.zst"
-        self.data = self.path.read_bytes()
-        self.path.unlink()
-        os.mkfifo(self.path)
+    def heartbeat(pipeline_id, hb):
+        if (hb.stats.get("chunks") or 0) >= 1 and "stop" not in seen:
+            seen["stop"] = httpx.post(f"{srv.url}/pipelines/{pipeline_id}/stop", json={"comment": "wrong range"},
+                                      headers={"Authorization": f"Bearer {TOKENS['operator']}"}, timeout=60)
+        return original(pipeline_id, hb)
 
-    def open(self) -> None:
-        def feed() -> None:
-            with open(self.path, "wb") as f:
-                f.write(self.data)
-        threading.Thread(target=feed, daemon=True).start()
-
-    def restore(self) -> None:
-        self.path.unlink()
-        self.path.write_bytes(self.data)
+    hub.heartbeat = heartbeat
+    return seen
 
 
 def pipeline(lake: Path | str, out: Path, **extra) -> dict:
@@ -108,26 +95,25 @@ def test_stop_an_applied_run_then_resume(tmp_path: Path, ray_cluster) -> None:
     """Stop over HTTP while a chunk is in flight: it commits, no chunk starts after it, the run ends
     `stopped` with committed ranges kept; the stop is audited and logged; a resumed run finishes the rest,
     each ledger written once."""
-    gate = Gate(tmp_path, START + 2)  # the second chunk blocks
     out = tmp_path / "out"
     with BackgroundServer(settings(tmp_path)) as srv:
         planner, operator, reader = as_("planner", srv), as_("operator", srv), as_("reader", srv)
-        plan = planner.post("/plans", json={"desired": pipeline(gate.root, out)}).json()
+        seen = stop_at_first_chunk(srv)
+        plan = planner.post("/plans", json={"desired": pipeline(SAMPLE_LAKE, out)}).json()
         assert plan["status"] == "ready", plan
         pid = operator.post(f"/plans/{plan['id']}/apply").json()["pipeline_id"]
-        wait_for(reader, pid, lambda d: (d.get("stats") or {}).get("ledgers") == 2, "first chunk")
         assert reader.post(f"/pipelines/{pid}/stop").status_code == 403  # stopping needs the apply scope
-        r = operator.post(f"/pipelines/{pid}/stop", json={"comment": "wrong range"})
-        assert r.status_code == 202, r.text
-        assert r.json()["state"] == "stopping" and r.json()["stop_requested"]["by"] == "operator"
-        gate.open()
         events = sse(reader, f"/pipelines/{pid}/events")
         end = events[-1][2]
-        assert events[-1][1] == "end" and end["state"] == "stopped" and end["summary"]["stopped"] is True
+        assert events[-1][1] == "end" and end["state"] == "stopped", end["error"]
+        assert end["summary"]["stopped"] is True
         assert end["success"] is None  # a stopped run is not judged
+        r = seen["stop"]
+        assert r.status_code == 202, r.text
+        assert r.json()["state"] == "stopping" and r.json()["stop_requested"]["by"] == "operator"
         status = reader.get(f"/pipelines/{pid}/status").json()
         done = status["stats"]["ledgers"]
-        assert done in (4, 6) and status["summary"]["chunks"] < status["summary"]["chunks_planned"]
+        assert done in (2, 4) and status["summary"]["chunks"] < status["summary"]["chunks_planned"]
         # The stream resumes after the last event id: only the end again.
         again = sse(reader, f"/pipelines/{pid}/events", last_id=events[-1][0])
         assert [e[1] for e in again] == ["end"]
@@ -140,8 +126,7 @@ def test_stop_an_applied_run_then_resume(tmp_path: Path, ray_cluster) -> None:
         assert ckpt["committed_ledgers"] == done and ckpt["sinks"][0]["ranges"] == done // 2
         assert committed_sequences(out) == list(range(START, START + done))
 
-        gate.restore()
-        resumed = pipeline(gate.root, out)
+        resumed = pipeline(SAMPLE_LAKE, out)
         plan = planner.post("/plans", json={"desired": resumed}).json()
         pid2 = operator.post(f"/plans/{plan['id']}/apply").json()["pipeline_id"]
         assert sse(reader, f"/pipelines/{pid2}/events")[-1][2]["state"] == "succeeded"
@@ -153,39 +138,25 @@ def test_cli_run_reports_and_stops_when_asked(tmp_path: Path, monkeypatch) -> No
     exit 130, state `stopped`, the committed chunk kept; `--resume` then finishes the range."""
     from cdp_ray.cli.main import app
 
-    gate = Gate(tmp_path, START + 2)
     out = tmp_path / "out"
     spec = tmp_path / "p.yaml"
-    spec.write_text(json.dumps(pipeline(gate.root, out)))
+    spec.write_text(json.dumps(pipeline(SAMPLE_LAKE, out)))
     monkeypatch.setenv("CDP_RAY_HEARTBEAT_INTERVAL", "0")
     with BackgroundServer(settings(tmp_path)) as srv:
-        reader, operator = as_("reader", srv), as_("operator", srv)
-        result: dict = {}
-
-        def run() -> None:
-            result["res"] = CliRunner().invoke(app, ["run", str(spec), "--engine", "local", "--json",
-                                                     "--control-url", srv.url, "--control-token", TOKENS["operator"]])
-
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.monotonic() + 120
-        while not (listed := reader.get("/pipelines").json()) or (listed[0].get("progress") or 0) < 0.2:
-            assert time.monotonic() < deadline and t.is_alive(), result
-            time.sleep(0.05)
-        pid = listed[0]["id"]
-        assert operator.post(f"/pipelines/{pid}/stop").status_code == 202
-        gate.open()
-        t.join(120)
-        res = result["res"]
+        reader = as_("reader", srv)
+        seen = stop_at_first_chunk(srv)
+        res = CliRunner().invoke(app, ["run", str(spec), "--engine", "local", "--json",
+                                       "--control-url", srv.url, "--control-token", TOKENS["operator"]])
         assert res.exit_code == 130, res.output
-        doc = json.loads(res.output.strip().splitlines()[-1])
-        assert doc["state"] == "stopped" and doc["stopped"] is True and doc["ledgers"] == 4
-        status = reader.get(f"/pipelines/{pid}/status").json()
-        assert status["state"] == "stopped" and status["executor"] == "external" and status["stats"]["chunks"] == 2
-    gate.restore()
+        assert seen["stop"].status_code == 202
+        doc = json.loads([ln for ln in res.output.splitlines() if ln.startswith("{")][-1])
+        assert doc["state"] == "stopped" and doc["stopped"] is True and doc["ledgers"] == 2  # the reply stopped it
+        (listed,) = reader.get("/pipelines").json()
+        status = reader.get(f"/pipelines/{listed['id']}/status").json()
+        assert status["state"] == "stopped" and status["executor"] == "external" and status["stats"]["chunks"] == 1
     res = CliRunner().invoke(app, ["run", str(spec), "--engine", "local", "--json", "--resume"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output.strip().splitlines()[-1])["skipped_chunks"] == 2
+    assert json.loads(res.output.strip().splitlines()[-1])["skipped_chunks"] == 1
     assert committed_sequences(out) == list(range(START, END + 1))
 
 
