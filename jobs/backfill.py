@@ -8,13 +8,17 @@ Submit it to a cluster (the working directory travels with the job)::
 
 or run it directly: it joins ``$RAY_ADDRESS`` or the running local cluster, else starts a local Ray.
 The last line on stdout is the run summary as JSON. Exit codes: 0 ok, 1 failed, 2 bad input,
-3 finished with quarantined ranges.
+3 finished with quarantined ranges, 4 success criteria failed, 130 stopped. With ``--control-url`` (or
+``$CDP_RAY_CONTROL_URL`` and ``$CDP_RAY_TOKEN`` in the job's runtime env) the run registers with that
+control plane, reports per-chunk stats and stops when asked there (or by ``ray job stop``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -40,7 +44,21 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--address", default=None,
                    help="Ray cluster address; `local` starts a new local Ray (default: $RAY_ADDRESS, else the cluster "
                         "`ray start` started on this machine, else a new local Ray)")
+    p.add_argument("--control-url", default=os.environ.get("CDP_RAY_CONTROL_URL"),
+                   help="report to this control plane (default: $CDP_RAY_CONTROL_URL)")
+    p.add_argument("--control-token", default=os.environ.get("CDP_RAY_TOKEN"),
+                   help="its bearer token, with the apply scope (default: $CDP_RAY_TOKEN)")
     return p.parse_args(argv)
+
+
+def _job_id() -> str | None:
+    """The Ray job submission id of this driver, when it runs as one."""
+    try:
+        doc = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    except ValueError:
+        return None
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    return (meta or {}).get("job_submission_id") or None
 
 
 def _log(msg: str) -> None:
@@ -49,8 +67,9 @@ def _log(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    from cdp_ray.cli.main import summary_doc
+    from cdp_ray.cli.main import exit_code, summary_doc
     from cdp_ray.cli.ray_env import connect, quiet_environment, remote_user_error
+    from cdp_ray.control.client import RunHooks
 
     quiet_environment()
     from cdp_ray.errors import CdpRayError, ConfigError
@@ -83,17 +102,25 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"{done:,}/{total:,} ledgers")
                 last = time.monotonic()
 
+        hooks = RunHooks(cfg, url=args.control_url, token=args.control_token, on_chunk=progress, job_id=_job_id())
+        if hooks.pipeline_id:
+            _log(f"reporting to {args.control_url} as {hooks.pipeline_id}")
+        signal.signal(signal.SIGTERM, lambda *_: hooks.request_stop())  # `ray job stop`: stop between chunks
         try:
-            summary = run_pipeline(cfg, on_chunk=progress, resume=args.resume, force=args.force)
+            summary = run_pipeline(cfg, on_chunk=hooks.on_chunk, resume=args.resume, force=args.force,
+                                   should_stop=hooks.should_stop)
         except Exception as exc:
-            raise remote_user_error(exc) or exc
+            error = remote_user_error(exc) or exc
+            hooks.finish(error=error)
+            raise error
     except CdpRayError as exc:
         print(json.dumps({"ok": False, "error": type(exc).__name__, "message": exc.message, "hint": exc.hint}))
         _log(f"error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""))
         return 2 if isinstance(exc, ConfigError) else 1
-    doc = summary_doc(cfg, summary)
+    final = hooks.finish(summary)
+    doc = summary_doc(cfg, summary, final)
     print(json.dumps(doc), flush=True)
-    return 3 if summary.quarantined else 0
+    return exit_code(cfg, summary, final)
 
 
 if __name__ == "__main__":

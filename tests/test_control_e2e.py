@@ -146,9 +146,23 @@ def test_plan_block_approve_restart_apply_follow(tmp_path: Path, monkeypatch, ra
 
         assert httpx.get(srv.url + "/metrics").status_code == 401  # read scope, unless public_metrics
         metrics = carol.get("/metrics").text
-        assert f'cdp_ray_component_rows_total{{pipeline="{pid}",name="{desired["name"]}",component="processor.ledgers"}} 10' in metrics
-        assert 'cdp_ray_pipelines{state="succeeded"} 1' in metrics
-        assert 'cdp_ray_plans{status="applied"} 1' in metrics
+        name = desired["name"]
+        assert f'cdp_ray_component_rows_total{{component="processor.ledgers",pipeline="{name}"}} 10.0' in metrics
+        assert pid not in metrics  # labels are bounded: the pipeline's name, never a run id
+        assert 'cdp_ray_pipelines{state="succeeded"} 1.0' in metrics
+        assert 'cdp_ray_plans{status="applied"} 1.0' in metrics
+        assert f'cdp_ray_chunk_duration_seconds_count{{pipeline="{name}"}} 3.0' in metrics
+        # Strict OpenMetrics, as Prometheus negotiates it.
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+        om = carol.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        assert om.headers["content-type"].startswith("application/openmetrics-text")
+        families = {f.name: f for f in text_string_to_metric_families(om.text)}
+        assert families["cdp_ray_chunk_duration_seconds"].type == "histogram"
+        assert families["cdp_ray_component_rows"].type == "counter"
+        runs = {s.labels["state"]: s.value for s in families["cdp_ray_runs"].samples if s.name == "cdp_ray_runs_total"}
+        assert runs == {"succeeded": 1.0}
+        assert status["trace_id"] and len(status["trace_id"]) == 32
 
         trail = [(e["action"], e["actor"], e["outcome"]) for e in carol.get(f"/plans/{plan['id']}/audit").json()]
         assert trail[:3] == [("policy.evaluate", "alice", "allowed"), ("plan.create", "alice", "pending_approval"),

@@ -1,6 +1,7 @@
-"""Control-plane commands: ``serve``, ``tools``, ``estimate``, ``plan``, ``approve``, ``apply``, ``status``.
+"""Control-plane commands: ``serve``, ``tools``, ``estimate``, ``plan``, ``approve``, ``apply``, ``status``,
+``stop``, ``mcp``.
 
-``plan``/``approve``/``apply``/``status`` talk to a running control plane at ``--url``
+``plan``/``approve``/``apply``/``status``/``stop``/``mcp`` talk to a running control plane at ``--url``
 (``$CDP_RAY_CONTROL_URL``, default http://127.0.0.1:8000) with ``--token`` (``$CDP_RAY_TOKEN``).
 """
 
@@ -73,6 +74,7 @@ def _show_plan(plan: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     """Add the control-plane commands to the ``cdp-ray`` app."""
     app.add_typer(tools_app, name="tools")
+    _stop_and_mcp(app)
 
     @app.command()
     def serve(
@@ -224,12 +226,45 @@ def register(app: typer.Typer) -> None:
             _echo(doc)
 
 
+def _stop_and_mcp(app: typer.Typer) -> None:
+    @app.command()
+    def stop(
+        pipeline_id: str,
+        force: bool = typer.Option(False, "--force", help="a Ray job: stop it through the dashboard now (chunks in "
+                                   "flight are abandoned) instead of letting them commit"),
+        comment: str = typer.Option("", help="recorded in the audit trail"),
+        url: str = URL, token: Optional[str] = TOKEN, as_json: bool = JSON,
+    ) -> None:
+        """Stop a running pipeline: no chunk starts after it, chunks in flight commit, committed ranges stay
+        (run again with --resume to continue)."""
+        try:
+            doc = _client(url, token).stop(pipeline_id, force=force, comment=comment)
+        except CdpRayError as exc:
+            _fail(exc, as_json)
+        _echo(doc) if as_json else typer.echo(f"pipeline {pipeline_id}: {doc['state']} (stop requested)")
+
+    @app.command()
+    def mcp(url: str = URL, token: Optional[str] = TOKEN) -> None:
+        """Serve the control plane's tools over the Model Context Protocol on stdin/stdout (for Claude, GPT or
+        IDE agents); each tool call is an HTTP request to --url with --token."""
+        import anyio
+
+        from cdp_ray.control.mcp import serve_stdio
+
+        anyio.run(serve_stdio, url, token)
+
+
 def _show_status(doc: dict[str, Any]) -> None:
     s = doc.get("stats") or {}
     typer.echo(f"{doc['id']} {doc['name']}: {doc['state']}  {s.get('ledgers', 0)}/{s.get('total_ledgers', '?')} ledgers, "
                f"{s.get('rows', 0)} rows, {s.get('errors', 0)} errors")
     if doc.get("error"):
         typer.secho(f"  error: {doc['error']}", fg=typer.colors.RED)
+    for c in (doc.get("success") or {}).get("checks", []):
+        typer.echo(f"  success {c['criterion']} {c['name']}: {({True: 'pass', False: 'FAIL', None: 'not judged'})[c['passed']]}: "
+                   f"{c['detail']}")
+    if doc.get("trace_id"):
+        typer.echo(f"  trace: {doc['trace_id']}")
 
 
 def _follow(client, pipeline_id: str, *, quiet: bool) -> dict[str, Any]:
@@ -242,7 +277,7 @@ def _follow(client, pipeline_id: str, *, quiet: bool) -> dict[str, Any]:
     with urllib.request.urlopen(req, timeout=None) as resp:
         event = None
         for raw in resp:
-            line = raw.decode().rstrip("\n")
+            line = raw.decode().rstrip("\r\n")
             if line.startswith("event: "):
                 event = line[7:]
             elif line.startswith("data: ") and event == "progress" and not quiet:

@@ -1,7 +1,8 @@
 """``cdp-ray``: run, check and scaffold pipelines; list processors; talk to the control plane.
 
 Exit codes: 0 ok, 1 the run failed (lake, sink, Ray), 2 bad input (pipeline, options), 3 the run
-finished but quarantined ranges, 130 interrupted. ``--json`` prints one JSON document on stdout.
+finished but quarantined ranges, 4 the run finished but its success criteria failed, 130 interrupted or
+stopped. ``--json`` prints one JSON document on stdout.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Batch analyt
 docs_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Reference docs generated from the processor registry.")
 app.add_typer(docs_app, name="docs")
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUARANTINED, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUARANTINED, EXIT_CRITERIA, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 JSON_OPT = typer.Option(False, "--json", help="print one JSON document on stdout")
 
 
@@ -40,7 +41,8 @@ def _root(
     """Batch analytics for Stellar ledgers on Ray.
 
     Start with `cdp-ray run` (the bundled sample), then `cdp-ray init payments` for a pipeline of
-    your own. Exit codes: 0 ok, 1 run failed, 2 bad input, 3 quarantined ranges, 130 interrupted.
+    your own. Exit codes: 0 ok, 1 run failed, 2 bad input, 3 quarantined ranges, 4 success criteria
+    failed, 130 interrupted or stopped.
     """
 
 
@@ -113,10 +115,12 @@ class _Progress:
             self.bar.stop()
 
 
-def summary_doc(cfg, summary) -> dict[str, Any]:
-    """The run summary that ``--json`` prints (and ``jobs/backfill.py``)."""
+def summary_doc(cfg, summary, final=None) -> dict[str, Any]:
+    """The run summary that ``--json`` prints (and ``jobs/backfill.py``); ``final``: the run's end as
+    :class:`~cdp_ray.control.client.RunHooks` judged it (state, success criteria)."""
     return {
-        "ok": not summary.quarantined,
+        "ok": not summary.quarantined and (final is None or final.state == "succeeded"),
+        **({"state": final.state, "success": final.success} if final is not None else {}),
         "pipeline": summary.pipeline,
         "start": cfg.source.start,
         "end": cfg.source.end,
@@ -163,6 +167,26 @@ def _print_summary(cfg, summary) -> None:
         typer.secho(f"quarantined: ledgers {d.start}-{d.end} ({d.key}): {d.error}", fg=typer.colors.YELLOW, err=True)
     if summary.quarantined:
         typer.echo("hint: fix or re-export those files, then rerun with --resume", err=True)
+
+
+def exit_code(cfg, summary, final) -> int:
+    """The exit code of a finished run (documented in the module docstring)."""
+    if final.state == "stopped":
+        return EXIT_INTERRUPTED
+    if final.success is not None and not final.success["passed"]:
+        return EXIT_CRITERIA
+    lenient = cfg.success is not None and cfg.success.max_quarantined is not None
+    return EXIT_QUARANTINED if summary.quarantined and not lenient else 0
+
+
+def _print_end(final) -> None:
+    for c in (final.success or {}).get("checks", []):
+        mark = {True: "pass", False: "FAIL", None: "not judged"}[c["passed"]]
+        typer.secho(f"success {c['criterion']} {c['name']}: {mark}: {c['detail']}",
+                    fg=typer.colors.RED if c["passed"] is False else None, err=c["passed"] is False)
+    if final.state == "stopped":
+        typer.secho("stopped on request: committed ranges are kept; rerun with --resume to continue",
+                    fg=typer.colors.YELLOW, err=True)
 
 
 def _print_plan(doc: dict[str, Any], as_json: bool) -> None:
@@ -213,11 +237,16 @@ def run(
         False, "--dry-run", help="print the plan (ledgers, chunks committed and to run, what the lake holds) and exit; "
         "starts no Ray and writes nothing"
     ),
+    control_url: Optional[str] = typer.Option(
+        None, "--control-url", envvar="CDP_RAY_CONTROL_URL", help="report to this control plane: register, heartbeat, "
+        "per-chunk stats; a stop requested there stops the run"),
+    control_token: Optional[str] = typer.Option(None, "--control-token", envvar="CDP_RAY_TOKEN",
+                                                help="bearer token with the apply scope for --control-url"),
 ) -> None:
     """Run a pipeline on Ray: read the range, process, write the sinks.
 
     Exits 3 when the run finished but quarantined ranges (on_error: quarantine); rerun with --resume
-    once the files are fixed.
+    once the files are fixed. Exits 4 when the pipeline's success criteria failed, 130 when stopped.
     """
     if engine not in ("ray", "local"):
         _fail(ConfigError(f"unknown engine {engine!r}", hint="use --engine ray or --engine local"), as_json)
@@ -245,21 +274,29 @@ def run(
 
     quiet_environment()
 
+    from cdp_ray.control.client import RunHooks
     from cdp_ray.pipeline.runner import run_pipeline
 
     log_path = None if verbose or engine == "local" else run_log_path()
     error: BaseException | None = None
     summary = None
+    try:
+        hooks = RunHooks(cfg, url=control_url, token=control_token)
+    except CdpRayError as exc:
+        _fail(exc, as_json)
     with (ray_output_to(log_path) if log_path else nullcontext(sys.stderr)) as term:
         src = cfg.source
         total = src.end - src.start + 1
         progress = _Progress(term, total, enabled=not as_json)
-        progress.say(f"running {cfg.name}: ledgers {src.start}-{src.end} ({total:,}) from {src.uri}")
+        hooks.user_on_chunk = progress.chunk
+        progress.say(f"running {cfg.name}: ledgers {src.start}-{src.end} ({total:,}) from {src.uri}"
+                     + (f"; reporting to {control_url} as {hooks.pipeline_id}" if hooks.pipeline_id else ""))
         try:
             if engine == "ray":
                 where = connect(address, verbose=verbose)
                 progress.say(f"on {where}" + (f"; Ray logs: {log_path}" if log_path else ""))
-            summary = run_pipeline(cfg, on_chunk=progress.chunk, resume=resume, force=force, engine=engine)  # type: ignore[arg-type]
+            summary = run_pipeline(cfg, on_chunk=hooks.on_chunk, resume=resume, force=force, engine=engine,  # type: ignore[arg-type]
+                                   should_stop=hooks.should_stop)
         except (KeyboardInterrupt, Exception) as exc:  # reported below, once the terminal is back
             error = exc
         finally:
@@ -270,6 +307,7 @@ def run(
                 ray.shutdown()
     if error is not None and not isinstance(error, (CdpRayError, KeyboardInterrupt)):
         error = remote_user_error(error) or error
+    final = hooks.finish(summary, error)
     if isinstance(error, KeyboardInterrupt):
         msg, hint = "interrupted", "committed ranges are kept; rerun with --resume to continue"
         if as_json:
@@ -292,11 +330,13 @@ def run(
               as_json)
     assert summary is not None
     if as_json:
-        typer.echo(json.dumps(summary_doc(cfg, summary)))
+        typer.echo(json.dumps(summary_doc(cfg, summary, final)))
     else:
         _print_summary(cfg, summary)
-    if summary.quarantined:
-        raise typer.Exit(EXIT_QUARANTINED)
+        _print_end(final)
+    code = exit_code(cfg, summary, final)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

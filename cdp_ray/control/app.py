@@ -4,8 +4,10 @@ Discovery: ``GET /tools``, ``GET /tools/{id}``, ``POST /tools/{id}/preview``, ``
 ``GET /openapi.json``. Plans: ``POST /plans``, ``GET /plans[/{id}]``, ``POST /plans/{id}/approve``,
 ``/reject``, ``/apply``, ``GET /plans/{id}/audit``, ``POST /webhooks/approval``. Pipelines:
 ``POST /pipelines`` (register), ``POST /pipelines/{id}/heartbeat``, ``POST /pipelines/{id}/credentials``,
-``GET /pipelines``, ``GET /pipelines/{id}/status``, ``GET /pipelines/{id}/events`` (SSE). Operations:
-``GET /health``, ``GET /metrics`` (Prometheus), ``GET /policies``, ``GET /audit``, ``POST /estimate``.
+``POST /pipelines/{id}/stop``, ``GET /pipelines``, ``GET /pipelines/{id}/status``, ``/checkpoints``,
+``/events`` and ``/logs`` (server-sent events). Operations: ``GET /health``, ``GET /metrics``
+(Prometheus/OpenMetrics), ``GET /policies``, ``GET /audit``, ``POST /estimate``. Agents: ``/mcp``
+(Model Context Protocol, streamable HTTP; :mod:`cdp_ray.control.mcp`).
 
 Every route but ``/health``, ``/openapi.json``, ``/docs``, ``/redoc`` and the signed approval webhook
 needs a bearer token with the route's scope (``/metrics`` can be made public); errors are JSON
@@ -25,14 +27,19 @@ import urllib.request
 from decimal import Decimal
 from typing import Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Security
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Security
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.exposition import generate_latest
 from pydantic import BaseModel, Field, ValidationError
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 import cdp_ray
-from cdp_ray.control import telemetry
+from cdp_ray.control import mcp, telemetry
 from cdp_ray.control.auth import (Authenticator, Principal, bearer_scheme, check_signature, digest, sign, token_of,
                                   unauthorized)
 from cdp_ray.control.errors import LocationNotAllowed, PreviewTooLarge, http_status
@@ -44,7 +51,7 @@ from cdp_ray.control.plans import Plan, PlanRequest, PlanService, parse_desired
 from cdp_ray.control.policies import AllowedRoots, load_policies
 from cdp_ray.control.secrets import Credentials, credential_names, redact, redact_text
 from cdp_ray.control.settings import ControlSettings
-from cdp_ray.control.stats import TERMINAL, Heartbeat, Registration, StatsHub
+from cdp_ray.control.stats import TERMINAL, Heartbeat, HeartbeatReply, Registration, StatsHub
 from cdp_ray.control.store import Store
 from cdp_ray.control.toolcards import ToolCard, current_cards
 from cdp_ray.errors import CdpRayError, ConfigError
@@ -63,6 +70,17 @@ class WebhookDecision(BaseModel):
     decision: str = Field(pattern="^(approve|reject)$")
     by: str = Field(description="who decided, recorded in the audit trail")
     comment: str = ""
+
+
+class StopRequest(BaseModel):
+    """Stop a running pipeline: no chunk starts after the run sees the request; those in flight commit."""
+
+    force: bool = Field(False, description="a Ray job: stop it through the dashboard now (its chunks in flight are "
+                        "abandoned, each either committed or not) instead of after `stop_grace_seconds`")
+    comment: str = Field("", max_length=1000)
+
+
+SSE_PING_SECONDS = 15
 
 
 class PreviewRequest(BaseModel):
@@ -88,7 +106,10 @@ def render_llms_txt(cards: dict[str, ToolCard], base_url: str = "") -> str:
         f"- `POST {base_url}/plans` `{{\"desired\": <pipeline>, \"current\": <pipeline or null>}}`: diff, checks, policy verdict, estimate (scope plan).",
         f"- `POST {base_url}/plans/{{id}}/approve` when `status` is `pending_approval` (scope approve).",
         f"- `POST {base_url}/plans/{{id}}/apply` when `status` is `ready` or `approved` (scope apply): returns `pipeline_id`.",
-        f"- `GET {base_url}/pipelines/{{id}}/status` or the SSE stream `GET {base_url}/pipelines/{{id}}/events` until `succeeded`/`failed`.",
+        f"- `GET {base_url}/pipelines/{{id}}/status` or the SSE stream `GET {base_url}/pipelines/{{id}}/events` until `succeeded`/`failed`/`stopped`; "
+        f"`GET {base_url}/pipelines/{{id}}/logs`: its warnings and errors (SSE).",
+        f"- `POST {base_url}/pipelines/{{id}}/stop` (scope apply): no chunk starts after it, committed ranges stay; resume later.",
+        f"- MCP: the same tools over the Model Context Protocol at `{base_url}/mcp` (streamable HTTP, same token).",
         f"- `GET {base_url}/openapi.json`: the full API, with the scope each route needs.",
         "",
         "Send `Authorization: Bearer <token>`. Secrets never go in a pipeline: write `${credential:NAME}` "
@@ -142,7 +163,7 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
     settings = settings or ControlSettings.load()
     telemetry.configure(settings.tracing)
     store = Store(settings.database)
-    hub = StatsHub(store, settings.heartbeat_timeout_seconds)
+    hub = StatsHub(store, settings.heartbeat_timeout_seconds, metrics_retention=settings.metrics_retention_seconds)
     cards = current_cards(settings.toolcards_dir)
     rules = load_policies(settings.policies_dir)
     auth = Authenticator(settings.tokens)
@@ -157,7 +178,8 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
 
     if executor is None:
         credentials = Credentials(settings.credentials)
-        executor = (RayJobExecutor(hub, settings.ray_address, settings.public_url, credentials=credentials)
+        executor = (RayJobExecutor(hub, settings.ray_address, settings.public_url, credentials=credentials,
+                                   stop_grace_seconds=settings.stop_grace_seconds)
                     if settings.ray_address else LocalExecutor(hub, settings.max_concurrent_runs, credentials=credentials))
     service = PlanService(store, settings, cards, rules, executor.submit, notify)
     cards_json = json.dumps([c.model_dump(mode="json") for c in cards.values()]).encode()
@@ -165,7 +187,8 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
-        yield
+        async with mcp_endpoint.running():
+            yield
         executor.shutdown()
         store.close()
 
@@ -177,6 +200,7 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    telemetry.instrument(app)
     app.state.settings, app.state.store, app.state.hub, app.state.service = settings, store, hub, service
     app.state.cards, app.state.rules, app.state.executor = cards, rules, executor
 
@@ -223,9 +247,13 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse,
              dependencies=[] if settings.public_metrics else [read()])
-    def metrics() -> PlainTextResponse:
-        """Prometheus text exposition: pipelines by state, per-component counters, chunk latency."""
-        return PlainTextResponse(hub.prometheus(store.plan_counts()), media_type="text/plain; version=0.0.4")
+    def metrics(accept: str = Header("", include_in_schema=False)) -> Response:
+        """Prometheus text exposition (OpenMetrics when the scraper accepts it): pipelines by state, plans by
+        status, per-component counters by pipeline name, a chunk-duration histogram, success checks."""
+        hub.metrics.expire()
+        if "application/openmetrics-text" in accept:
+            return Response(openmetrics_latest(hub.metrics.registry), media_type=OPENMETRICS)
+        return Response(generate_latest(hub.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/policies", tags=["operations"], dependencies=[read()])
     def policies() -> list[dict[str, Any]]:
@@ -404,12 +432,35 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
             return hub.public(existing)
         return hub.public(hub.register({"id": pid, "name": reg.name, "plan_id": reg.plan_id, "executor": reg.executor,
                                         "job_id": reg.job_id, "pipeline": reg.pipeline,
-                                        "outputs": reg.pipeline.get("sinks", [])}))
+                                        "outputs": reg.pipeline.get("sinks", []), "trace_id": telemetry.trace_id()}))
 
-    @app.post("/pipelines/{pipeline_id}/heartbeat", tags=["pipelines"])
-    def heartbeat(pipeline_id: str, hb: Heartbeat, _: Principal = Security(reporter, scopes=["apply"])) -> dict[str, Any]:
+    @app.post("/pipelines/{pipeline_id}/heartbeat", tags=["pipelines"], response_model=HeartbeatReply)
+    def heartbeat(pipeline_id: str, hb: Heartbeat, _: Principal = Security(reporter, scopes=["apply"])) -> HeartbeatReply:
+        """A run's cumulative stats and latest log records; the reply says whether it should stop."""
         doc = hub.heartbeat(pipeline_id, hb)
-        return {"id": pipeline_id, "state": doc["state"] if doc else None}
+        return HeartbeatReply(id=pipeline_id, state=doc["state"] if doc else None,
+                              stop=bool(doc and doc.get("stop_requested")))
+
+    @app.post("/pipelines/{pipeline_id}/stop", tags=["pipelines"], status_code=202)
+    def stop(pipeline_id: str, body: StopRequest | None = None,
+             who: Principal = Security(authorize, scopes=["apply"])) -> dict[str, Any]:
+        """Stop a run (in-process, Ray job, or a CLI/job run that reports here): no chunk starts after it
+        sees the request, chunks in flight commit, it ends `stopped`; committed ranges stay, `--resume`
+        continues. 409 when the run has already finished."""
+        req = body or StopRequest()
+        doc = store.get_pipeline(pipeline_id)
+        if doc is None:
+            raise HTTPException(404, detail={"error": "UnknownPipeline", "message": f"no pipeline {pipeline_id!r}",
+                                             "hint": "list pipelines with GET /pipelines"})
+        if doc["state"] in TERMINAL:
+            store.audit(who.name, "pipeline.stop", pipeline_id, "refused", {"state": doc["state"]})
+            raise HTTPException(409, detail={"error": "PipelineFinished",
+                                             "message": f"pipeline {pipeline_id} already {doc['state']}",
+                                             "hint": "nothing to stop; apply a plan (or run with --resume) to continue"})
+        doc = hub.request_stop(pipeline_id, who.name) or doc
+        done = executor.stop(pipeline_id, doc, req.force) if doc.get("executor") == executor.kind else {"stopping": True}
+        store.audit(who.name, "pipeline.stop", pipeline_id, "ok", {"force": req.force, "comment": req.comment, **done})
+        return {"id": pipeline_id, "state": doc["state"], "stop_requested": doc.get("stop_requested"), **done}
 
     @app.post("/pipelines/{pipeline_id}/credentials", tags=["pipelines"])
     def pipeline_credentials(pipeline_id: str, creds: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
@@ -443,11 +494,52 @@ def create_app(settings: ControlSettings | None = None, *, executor: Any = None)
                                              "hint": "list pipelines with GET /pipelines"})
         return doc
 
+    @app.get("/pipelines/{pipeline_id}/checkpoints", tags=["pipelines"], dependencies=[read()])
+    def checkpoints(pipeline_id: str) -> dict[str, Any]:
+        """What the pipeline's sinks hold of it: per sink, committed ranges and ledgers, first and last ledger,
+        config hashes, stale ranges and dead letters; and which ledgers of its range are committed in every sink."""
+        from cdp_ray.pipeline import intervals
+        from cdp_ray.pipeline.checkpoint import Checkpoint, SinkCheckpoint
+        from cdp_ray.pipeline.config import PipelineConfig
+
+        doc = status(pipeline_id)
+        cfg = service.credentials.resolve(PipelineConfig.model_validate(store.get_pipeline(pipeline_id)["pipeline"]))
+        with telemetry.span("pipeline.checkpoints", pipeline_id=pipeline_id):
+            from cdp_ray.sinks.base import make_sink
+
+            sinks = [make_sink(c) for c in cfg.sinks]
+            try:
+                ckpt = Checkpoint.load(cfg, sinks)
+                views = [SinkCheckpoint(s.config.describe(), s.committed(cfg.name), s.dead_letters(cfg.name))
+                         for s in sinks]
+                done = intervals.intersect(ckpt.done(), [(cfg.source.start, cfg.source.end)])
+            finally:
+                for s in sinks:
+                    s.close()
+        return redact({"pipeline": cfg.name, "id": doc["id"], "config_hash": ckpt.hash,
+                       "range": [cfg.source.start, cfg.source.end], "committed_ledgers": intervals.size(done),
+                       "committed": [list(r) for r in done[:100]], "committed_intervals": len(done),
+                       "sinks": [v.to_json(ckpt.hash) for v in views]})
+
+    def _last_event_id(value: str | None) -> int:
+        return int(value) if value and value.isdigit() else 0
+
     @app.get("/pipelines/{pipeline_id}/events", tags=["pipelines"], dependencies=[read()])
-    def events(pipeline_id: str) -> StreamingResponse:
-        """Server-sent events: `progress` on every heartbeat, `end` when the run finishes."""
+    def events(pipeline_id: str, last_event_id: str | None = Header(None)) -> EventSourceResponse:
+        """Server-sent events: `progress` on every change, `end` (state, summary, success) when the run
+        finishes. Event ids let a client resume with `Last-Event-ID`; comments keep idle connections open."""
         status(pipeline_id)
-        return StreamingResponse(hub.events(pipeline_id), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return EventSourceResponse(hub.events(pipeline_id, _last_event_id(last_event_id)), ping=SSE_PING_SECONDS,
+                                   headers={"X-Accel-Buffering": "no"})
+
+    @app.get("/pipelines/{pipeline_id}/logs", tags=["pipelines"], dependencies=[read()])
+    def logs(pipeline_id: str, last_event_id: str | None = Header(None)) -> EventSourceResponse:
+        """The run's warnings and errors as server-sent `log` events ({seq, ts, level, message}; the id is
+        `seq`, so `Last-Event-ID` resumes), then `end` once the run has finished."""
+        status(pipeline_id)
+        return EventSourceResponse(hub.logs(pipeline_id, _last_event_id(last_event_id)), ping=SSE_PING_SECONDS,
+                                   headers={"X-Accel-Buffering": "no"})
+
+    mcp_endpoint = mcp.mount(app, auth)
 
     return app

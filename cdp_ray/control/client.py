@@ -6,8 +6,12 @@ anywhere reports to the control plane like this::
     client = ControlClient("http://127.0.0.1:8000", token=os.environ.get("CDP_RAY_REPORT_TOKEN"))
     pid = client.register(cfg)["id"]                     # or the id the control plane gave the job
     reporter = Reporter(client, pid, cfg)
-    summary = run_pipeline(cfg, on_chunk=reporter)
+    summary = run_pipeline(cfg, on_chunk=reporter, should_stop=reporter.should_stop)
     reporter.finish(summary)
+
+``cdp-ray run`` and ``jobs/backfill.py`` do this through :class:`RunHooks` when ``--control-url`` (or
+``$CDP_RAY_CONTROL_URL``) is given. A stop requested at the control plane reaches the run in the reply
+to a heartbeat (sent after chunks, and every ``keepalive`` seconds between them).
 
 ``python -m cdp_ray.control.client`` runs the pipeline in ``$CDP_RAY_PIPELINE_JSON`` and reports
 as pipeline ``$CDP_RAY_PIPELINE_ID`` to ``$CDP_RAY_CONTROL_URL`` with ``$CDP_RAY_REPORT_TOKEN``. When
@@ -17,7 +21,6 @@ token and substitutes them in memory.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -27,7 +30,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from cdp_ray.control.stats import RunStats
+from cdp_ray.control.stats import Heartbeat, RunStats, conclude
 from cdp_ray.errors import CdpRayError
 from cdp_ray.pipeline.config import PipelineConfig
 
@@ -49,6 +52,9 @@ class ControlClient:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.trace_headers: dict[str, str] = {}
+        if os.environ.get("TRACEPARENT"):  # a Ray job submitted by the control plane continues its trace
+            self.trace_headers = {"traceparent": os.environ["TRACEPARENT"]}
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body, default=str).encode()
@@ -58,6 +64,8 @@ class ControlClient:
             req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
+        for name, value in self.trace_headers.items():
+            req.add_header(name, value)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
@@ -99,6 +107,9 @@ class ControlClient:
     def status(self, pipeline_id: str) -> dict:
         return self.request("GET", f"/pipelines/{pipeline_id}/status")
 
+    def stop(self, pipeline_id: str, *, force: bool = False, comment: str = "") -> dict:
+        return self.request("POST", f"/pipelines/{pipeline_id}/stop", {"force": force, "comment": comment})
+
     # reporting -------------------------------------------------------------------------------
 
     def register(self, cfg: PipelineConfig, *, pipeline_id: str | None = None, plan_id: str | None = None,
@@ -113,32 +124,59 @@ class ControlClient:
         return self.request("POST", f"/pipelines/{pipeline_id}/credentials")["credentials"]
 
     def heartbeat(self, pipeline_id: str, state: str, stats: dict, *, error: str | None = None,
-                  summary: dict | None = None) -> dict:
+                  summary: dict | None = None, success: dict | None = None, logs: list | None = None) -> dict:
+        """Send a heartbeat; the reply's ``stop`` says whether a stop was requested."""
         return self.request("POST", f"/pipelines/{pipeline_id}/heartbeat",
-                            {"state": state, "stats": stats, "error": error, "summary": summary})
+                            {"state": state, "stats": stats, "error": error, "summary": summary, "success": success,
+                             "logs": logs or []})
 
 
 class Reporter:
-    """An ``on_chunk`` callback that accumulates stats and heartbeats at most every ``interval`` s.
+    """An ``on_chunk`` callback that accumulates stats and heartbeats at most every ``interval`` s, and every
+    ``keepalive`` s from a background thread; :meth:`should_stop` turns true once a reply asks to stop.
 
     Heartbeat failures never fail the run: the next heartbeat carries the cumulative counts.
     """
 
-    def __init__(self, client: ControlClient, pipeline_id: str, cfg: PipelineConfig, interval: float = 1.0):
-        self.client, self.pipeline_id = client, pipeline_id
+    def __init__(self, client: ControlClient, pipeline_id: str, cfg: PipelineConfig, interval: float = 1.0,
+                 keepalive: float | None = 10.0):
+        self.client, self.pipeline_id, self.cfg = client, pipeline_id, cfg
         self.stats = RunStats(cfg)
         self.interval = interval
         self._last = 0.0
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
         self.failures = 0
         self._send("running")
+        if keepalive:
+            threading.Thread(target=self._keepalive, args=(keepalive,), daemon=True, name="cdp-ray-heartbeat").start()
+
+    def _keepalive(self, every: float) -> None:
+        while not self._done.wait(every):
+            self._send("running")
 
     def _send(self, state: str, **kw: Any) -> None:
-        try:
-            self.client.heartbeat(self.pipeline_id, state, self.stats.snapshot(), **kw)
-        except ControlPlaneError as exc:
-            self.failures += 1
-            print(f"cdp-ray: heartbeat to {self.client.url} failed: {exc.message}", file=sys.stderr)
+        with self._send_lock:
+            try:
+                reply = self.client.heartbeat(self.pipeline_id, state, self.stats.snapshot(),
+                                              logs=self.stats.recent_logs(), **kw)
+            except ControlPlaneError as exc:
+                self.failures += 1
+                print(f"cdp-ray: heartbeat to {self.client.url} failed: {exc.message}", file=sys.stderr)
+                return
+        if isinstance(reply, dict) and reply.get("stop") and not self._stop.is_set():
+            self._stop.set()
+            print(f"cdp-ray: the control plane asked pipeline {self.pipeline_id} to stop: no chunk starts now; "
+                  "chunks in flight finish", file=sys.stderr)
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Stop as if the control plane had asked (a SIGTERM from ``ray job stop``)."""
+        self._stop.set()
 
     def __call__(self, row: dict) -> None:
         self.stats.add_chunk(row)
@@ -149,23 +187,84 @@ class Reporter:
         if due:
             self._send("running")
 
-    def finish(self, summary: Any = None, error: BaseException | None = None) -> None:
-        """The final heartbeat: ``succeeded`` with the run summary, or ``failed`` with the error."""
-        if error is not None:
-            msg = error.message if isinstance(error, CdpRayError) else f"{type(error).__name__}: {error}"
-            self._send("failed", error=msg)
+    def finish(self, summary: Any = None, error: BaseException | None = None,
+               ratios: dict[str, float | None] | None = None) -> Heartbeat:
+        """The final heartbeat: success criteria judged, then ``succeeded``, ``failed`` or ``stopped``."""
+        self._done.set()
+        final = conclude(self.cfg, self.stats, summary, error, ratios)
+        self._send(final.state, error=final.error, summary=final.summary, success=final.success)
+        return final
+
+
+class RunHooks:
+    """What ``cdp-ray run`` and ``jobs/backfill.py`` put around ``run_pipeline``: chunk stats, reporting to
+    a control plane when ``url`` is given (registered as a new pipeline; a heartbeat after a chunk at most
+    every ``$CDP_RAY_HEARTBEAT_INTERVAL`` seconds, default 1), stop requests, and at the end the
+    pipeline's success criteria (the estimate criterion from a local estimate)."""
+
+    def __init__(self, cfg: PipelineConfig, *, url: str | None = None, token: str | None = None,
+                 on_chunk: Any = None, job_id: str | None = None, keepalive: float | None = 10.0):
+        self.cfg, self.user_on_chunk = cfg, on_chunk
+        self.reporter: Reporter | None = None
+        self.stats = RunStats(cfg)
+        self.pipeline_id: str | None = None
+        if url:
+            client = ControlClient(url, token=token)
+            self.pipeline_id = client.register(cfg, job_id=job_id)["id"]
+            interval = float(os.environ.get("CDP_RAY_HEARTBEAT_INTERVAL", "1"))
+            self.reporter = Reporter(client, self.pipeline_id, cfg, interval=interval, keepalive=keepalive)
+            self.stats = self.reporter.stats
+
+    def on_chunk(self, row: dict) -> None:
+        if self.user_on_chunk is not None:
+            self.user_on_chunk(row)
+        if self.reporter is not None:
+            self.reporter(row)
         else:
-            doc = dataclasses.asdict(summary) if dataclasses.is_dataclass(summary) else summary
-            self._send("succeeded", summary=doc)
+            self.stats.add_chunk(row)
+
+    def should_stop(self) -> bool:
+        return self.reporter is not None and self.reporter.should_stop()
+
+    def request_stop(self) -> None:
+        if self.reporter is not None:
+            self.reporter.request_stop()
+
+    def finish(self, summary: Any = None, error: BaseException | None = None) -> Heartbeat:
+        """The run's end, judged and (when reporting) reported."""
+        ratios = _local_ratios(self.cfg, self.stats) if error is None and self.cfg.success and \
+            self.cfg.success.estimate_within else None
+        if self.reporter is not None:
+            return self.reporter.finish(summary, error, ratios)
+        return conclude(self.cfg, self.stats, summary, error, ratios)
+
+
+def _local_ratios(cfg: PipelineConfig, stats: RunStats) -> dict[str, float | None] | None:
+    """Actual / estimate from an estimate made here with the tool cards (what ``cdp-ray estimate`` prints)."""
+    from cdp_ray.control.estimate import compare, estimate
+    from cdp_ray.control.settings import ControlSettings
+    from cdp_ray.control.toolcards import current_cards
+
+    try:
+        settings = ControlSettings.load()
+        est = estimate(cfg, current_cards(settings.toolcards_dir), settings.rates, default_workers=settings.default_workers)
+    except CdpRayError:
+        return None
+    return compare(est, stats.snapshot())
 
 
 def run_reported(cfg: PipelineConfig, client: ControlClient, pipeline_id: str, *, interval: float = 1.0):
-    """Run ``cfg`` with ``run_pipeline`` and report its progress as ``pipeline_id``."""
+    """Run ``cfg`` with ``run_pipeline`` and report its progress as ``pipeline_id``; a SIGTERM (``ray job
+    stop``) stops it like a stop request."""
+    import signal
+
     from cdp_ray.pipeline.runner import run_pipeline
 
     reporter = Reporter(client, pipeline_id, cfg, interval=interval)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
     try:
-        summary = run_pipeline(cfg, on_chunk=reporter)
+        summary = run_pipeline(cfg, on_chunk=reporter, should_stop=reporter.should_stop)
     except BaseException as exc:
         reporter.finish(error=exc)
         raise

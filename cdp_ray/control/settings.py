@@ -96,7 +96,12 @@ class ControlSettings(BaseModel):
     webhook_secret: str | None = Field(None, description="HMAC-SHA256 key of incoming approval webhooks")
     max_concurrent_runs: int = Field(2, ge=1, description="in-process pipeline runs at a time")
     heartbeat_timeout_seconds: float = Field(120, gt=0, description="a running pipeline silent this long is `stale`")
-    tracing: Literal["none", "console", "otlp"] = Field("none", description="OpenTelemetry span exporter")
+    tracing: str | None = Field(None, description="OpenTelemetry span exporters: none, console, otlp (comma-separated); "
+                                "default: $OTEL_TRACES_EXPORTER, else none")
+    stop_grace_seconds: float = Field(60, gt=0, description="a Ray job still running this long after a stop request is "
+                                      "stopped through the dashboard (its chunks in flight are abandoned)")
+    metrics_retention_seconds: float = Field(900, gt=0, description="a pipeline name's metric series are dropped this "
+                                             "long after its last run ended")
     credentials: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")], Credential] = Field(
         default_factory=dict, description="named secrets plans refer to as ${credential:NAME}; never sent by clients")
     data_dir: Path = Field(default_factory=Path.cwd, description="relative local paths in client documents resolve "

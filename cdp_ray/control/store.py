@@ -34,7 +34,11 @@ SCHEMA = [
         pipeline_id TEXT PRIMARY KEY, plan_id TEXT NOT NULL, ts TEXT NOT NULL, actor TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS cdp_applies_ts ON cdp_applies (ts)",
     "CREATE TABLE IF NOT EXISTS cdp_once (key TEXT PRIMARY KEY, expires_at TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS cdp_logs (
+        pipeline_id TEXT NOT NULL, seq BIGINT NOT NULL, ts TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL,
+        PRIMARY KEY (pipeline_id, seq))""",
 ]
+LOGS_KEPT = 1000
 
 
 class StoreError(CdpRayError):
@@ -172,6 +176,23 @@ class Store:
             f"ON CONFLICT (id) DO UPDATE SET {state_col} = excluded.{state_col}, doc = excluded.doc",
             (id_, created, state, json.dumps(redact(doc), default=str)),
         )
+
+    # run logs --------------------------------------------------------------------------------
+
+    def add_logs(self, pipeline_id: str, records: list[dict[str, Any]]) -> None:
+        """Append a run's log records (a record already stored is skipped); the newest ``LOGS_KEPT`` are kept."""
+        for r in records:
+            self._exec("INSERT INTO cdp_logs (pipeline_id, seq, ts, level, message) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (pipeline_id, seq) DO NOTHING",
+                       (pipeline_id, int(r["seq"]), r["ts"], r["level"], redact_text(r["message"])))
+        if records:
+            self._exec("DELETE FROM cdp_logs WHERE pipeline_id = ? AND seq <= ?",
+                       (pipeline_id, max(int(r["seq"]) for r in records) - LOGS_KEPT))
+
+    def logs(self, pipeline_id: str, after: int = 0, limit: int = LOGS_KEPT) -> list[dict[str, Any]]:
+        rows = self._exec("SELECT seq, ts, level, message FROM cdp_logs WHERE pipeline_id = ? AND seq > ? ORDER BY seq "
+                          "LIMIT ?", (pipeline_id, after, limit))
+        return [{"seq": int(q), "ts": ts, "level": lvl, "message": msg} for q, ts, lvl, msg in rows]
 
     # audit -----------------------------------------------------------------------------------
 

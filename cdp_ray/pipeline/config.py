@@ -11,10 +11,11 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import pyarrow as pa
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from cdp_ray.errors import CdpRayError, ConfigError, UnknownComponentError
 from cdp_ray.pipeline.source import LakeSource
+from cdp_ray.pipeline.success import SuccessCriteria
 from cdp_ray.processors.base import get_processor
 from cdp_ray.processors.filters import TransactionFilter
 from cdp_ray.sinks.base import SINKS, SinkConfig, sink_config
@@ -80,6 +81,17 @@ class PipelineConfig(BaseModel):
     processors: list[ProcessorStep] = Field(min_length=1)
     sinks: list[SerializeAsAny[SinkConfig]] = Field(default_factory=list)
     options: RunOptions = Field(default_factory=RunOptions)
+    success: SuccessCriteria | None = Field(
+        None, description="what a finished run must satisfy (min_rows, max_quarantined, reconcile, estimate_within), "
+        "judged over the ranges the run committed; not part of the config hash")
+
+    @model_validator(mode="after")
+    def _success_tables(self) -> "PipelineConfig":
+        if self.success is not None:
+            missing = sorted(self.success.tables() - {s.name for s in self.processors})
+            if missing:
+                raise ValueError(f"success criteria name tables this pipeline does not produce: {', '.join(missing)}")
+        return self
 
     @field_validator("name", mode="before")
     @classmethod
