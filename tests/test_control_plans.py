@@ -310,9 +310,10 @@ def test_run_stats_and_prometheus(tmp_path: Path) -> None:
 
     hub.heartbeat("p1", Heartbeat(state="running", stats=snap))
     text = client.get("/metrics").text
-    assert 'cdp_ray_component_rows_total{pipeline="p1",name="t",component="processor.transactions"} 15' in text
-    assert 'cdp_ray_chunk_latency_p99_seconds{pipeline="p1",name="t",component="source.lake"} 0.9' in text
-    assert "# TYPE cdp_ray_component_lag_ledgers gauge" in text
+    assert 'cdp_ray_component_rows_total{component="processor.transactions",pipeline="t"} 15.0' in text
+    assert 'cdp_ray_chunk_duration_seconds_bucket{le="0.25",pipeline="t"} 3.0' in text
+    assert 'cdp_ray_chunk_duration_seconds_count{pipeline="t"} 4.0' in text
+    assert "# TYPE cdp_ray_component_lag_ledgers gauge" in text and "p1" not in text, "labels are names, not run ids"
 
 
 def _postgres_dsn() -> str:

@@ -43,6 +43,7 @@ DSN_ENV = "CDP_RAY_POSTGRES_DSN"
 RANGES_TABLE = "cdp_ray_ranges"
 DEAD_LETTERS_TABLE = "cdp_ray_dead_letters"
 OWNERS_TABLE = "cdp_ray_owners"
+LOCK_WAIT_S = 5.0
 
 
 class PostgresSinkConfig(SinkConfig):
@@ -559,7 +560,7 @@ class _AdvisoryLock(SinkLock):
         )
         self.conn.autocommit = True
         self.key = key = f"cdp_ray:{sink.schema}:{pipeline}"
-        if not self.conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+        if not self._take(key):
             holder = self.conn.execute(
                 "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                 "WHERE l.locktype = 'advisory' AND l.granted AND "
@@ -571,6 +572,18 @@ class _AdvisoryLock(SinkLock):
             raise PipelineBusyError(
                 f"pipeline {pipeline!r} is already running against {sink.config.describe()}: another run holds its lock{who}"
             )
+
+    def _take(self, key: str) -> bool:
+        """Wait up to LOCK_WAIT_S for the lock: a killed run's session lingers until its backend sees the
+        connection gone."""
+        self.conn.execute(f"SET lock_timeout = '{int(LOCK_WAIT_S * 1000)}ms'")
+        try:
+            self.conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            return True
+        except psycopg.errors.LockNotAvailable:
+            return False
+        finally:
+            self.conn.execute("RESET lock_timeout")
 
     def renew(self) -> None:
         try:
