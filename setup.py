@@ -6,6 +6,8 @@ its XDR. Both are ``optional``: where they cannot be compiled the install still 
 ``cdp_ray.xdr`` decodes with stellar-sdk alone and operations are read as objects.
 """
 
+from glob import glob
+
 from setuptools import Extension, setup
 
 setup(
@@ -14,7 +16,14 @@ setup(
             "cdp_ray.xdr.fast._fastxdr",
             sources=["cdp_ray/xdr/fast/_fastxdr.c"],
             extra_compile_args=["-O2"],
-            depends=["cdp_ray/xdr/fast/strkey.h"],
+            depends=["cdp_ray/xdr/fast/strkey.h", "cdp_ray/xdr/fast/fastxdr_api.h"],
+            optional=True,
+        ),
+        Extension(
+            "cdp_ray.processors._native",
+            sources=sorted(glob("cdp_ray/processors/_native/*.c")),
+            depends=["cdp_ray/processors/_native/native.h", "cdp_ray/xdr/fast/strkey.h", "cdp_ray/xdr/fast/fastxdr_api.h"],
+            extra_compile_args=["-O2"],
             optional=True,
         ),
         Extension(
