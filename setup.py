@@ -27,6 +27,12 @@ setup(
             optional=True,
         ),
         Extension(
+            "cdp_ray.sinks._pgcopy",
+            sources=["cdp_ray/sinks/_pgcopy.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+        Extension(
             "cdp_ray.processors._details",
             sources=["cdp_ray/processors/_details.c"],
             depends=["cdp_ray/xdr/fast/strkey.h"],
