@@ -2,8 +2,8 @@
 
 Every real ledger of ``shared/stellar-data`` is decoded by the native engine (indexed, its tables built
 in C from the raw XDR) and by the fast engine (decoded, its tables built by the Python rules), and every
-native table (``ledgers``, ``transactions``, ``operations``, ``contract_events``, ``token_transfers``, with
-their options) must equal the Python one column by column, or both must fail alike. Generated ledgers
+native table (``ledgers``, ``transactions``, ``operations``, ``contract_events``, ``token_transfers``,
+``effects``, with their options) must equal the Python one column by column, or both must fail alike. Generated ledgers
 (hypothesis) recombine real transactions of every meta version with generated ones (any operation, muxed
 accounts, fee bumps, failed and Soroban transactions, random events) into ledgers of every
 ``LedgerCloseMeta`` version and several protocols. The C code is also run over truncated and corrupted
@@ -44,6 +44,7 @@ TABLES = [
     ("token_transfers", None),
     ("token_transfers", {"source": "events"}),
     ("token_transfers", {"verify": False}),
+    ("effects", None),
 ]
 #: groups whose every ledger the builders read themselves (meta v4 throughout: nothing for the Python rules)
 ALL_NATIVE = {"rs-stellar-xdr", "stellar-etl-golden", "wallet-backend"}
@@ -112,6 +113,9 @@ def test_builders_read_every_meta_v4_ledger_themselves(stellar_data, group):
                            (tt._sac_columns, tt._NATIVE_COLUMNS, tt._NO_ASSET, {})) == {}
     assert native.declined("operations", ledgers, (), hooks) == {}
     assert set(asked) <= {xdr.OperationType.SET_OPTIONS}
+    from cdp_ray.processors import effects
+
+    assert native.declined("effects", ledgers, (), effects._native_hooks) == {}
 
 
 def test_contract_id_filter_matches_the_python_rules(stellar_data):
@@ -137,7 +141,7 @@ def test_mixed_batches_keep_ledger_order(stellar_data):
 
 
 def test_native_columns_match_the_declared_schemas():
-    for name in ("ledgers", "transactions", "operations", "contract_events", "token_transfers"):
+    for name in ("ledgers", "transactions", "operations", "contract_events", "token_transfers", "effects"):
         native.check_schema(name, get_processor(name).schema)
     check_index_layout()
 
@@ -187,7 +191,7 @@ def _build_all(items: list[tuple], hooks) -> None:
     from cdp_ray.processors import _native
 
     for name, options in (("ledgers", ()), ("transactions", (True,)), ("contract_events", (True, None, False)),
-                          ("token_transfers", ("auto", True)), ("operations", ())):
+                          ("token_transfers", ("auto", True)), ("operations", ()), ("effects", ())):
         h = hooks[name](items) if callable(hooks[name]) else hooks[name]
         try:
             _native.build(name, [(raw, index, net) for raw, index, net, _ in items], options, h)
@@ -221,11 +225,16 @@ def test_builders_survive_truncated_and_corrupted_input_without_leaking(stellar_
     native._ready()
     items = _corrupted(stellar_data, 7)
 
+    from cdp_ray.processors import effects
+
     def op_hooks(batch):
         return operations._native_hooks([ledger for *_, ledger in batch])
 
+    def effect_hooks(batch):
+        return effects._native_hooks([ledger for *_, ledger in batch])
+
     hooks = {"ledgers": None, "transactions": None, "contract_events": None, "operations": op_hooks,
-             "token_transfers": (tt._sac_columns, tt._NATIVE_COLUMNS, tt._NO_ASSET, {})}
+             "token_transfers": (tt._sac_columns, tt._NATIVE_COLUMNS, tt._NO_ASSET, {}), "effects": effect_hooks}
     for _ in range(2):  # warm caches
         _build_all(items, hooks)
     gc.collect()
@@ -425,13 +434,14 @@ def test_without_the_native_extension_the_python_rules_build_every_table(stellar
         "from test_fast_decode import real_ledgers\n"
         f"ledgers = [decode_ledger(r, p) for _, p, r in real_ledgers(Path({str(stellar_data)!r}), 'wallet-backend')[-3:]]\n"
         "print(native.available(), type(ledgers[0]).__name__)\n"
-        "for name in ('ledgers', 'transactions', 'operations', 'contract_events', 'token_transfers'):\n"
+        "for name in ('ledgers', 'transactions', 'operations', 'contract_events', 'token_transfers', 'effects'):\n"
         "    t = get_processor(name).process(ledgers)\n"
         "    print(name, t.num_rows, hashlib.sha256(repr(t.to_pylist()).encode()).hexdigest())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "False LazyLedger"
     ledgers = [decode_ledger(raw, p) for _, p, raw in _real("wallet-backend")[-3:]]
-    for line, name in zip(out[1:], ("ledgers", "transactions", "operations", "contract_events", "token_transfers")):
+    for line, name in zip(out[1:], ("ledgers", "transactions", "operations", "contract_events", "token_transfers",
+                                    "effects")):
         t = get_processor(name).process(ledgers)
         assert line == f"{name} {t.num_rows} {hashlib.sha256(repr(t.to_pylist()).encode()).hexdigest()}"

@@ -317,11 +317,12 @@ read_tx(const Led *L, Py_ssize_t i, Tx *t)
 /* build()                                                                                    */
 
 static Table tables[] = {
-    {"ledgers", ledgers_cols, 0, build_ledgers},
-    {"transactions", transactions_cols, 0, build_transactions, reserve_transactions},
-    {"operations", operations_cols, 0, build_operations},
-    {"contract_events", contract_events_cols, 0, build_contract_events},
-    {"token_transfers", token_transfers_cols, 0, build_token_transfers},
+    {"ledgers", ledgers_cols, 0, build_ledgers, NULL, 0, 0, -1},
+    {"transactions", transactions_cols, 0, build_transactions, reserve_transactions, 1, 0, -1},
+    {"operations", operations_cols, 0, build_operations, NULL, 0, 6, 5},
+    {"contract_events", contract_events_cols, 0, build_contract_events, NULL, 3, 0, -1},
+    {"token_transfers", token_transfers_cols, 0, build_token_transfers, NULL, 2, 4, 3},
+    {"effects", effects_cols, 0, build_effects, NULL, 0, 5, 4},
 };
 #define NTABLES ((int)(sizeof tables / sizeof tables[0]))
 
@@ -333,6 +334,7 @@ count_columns(void)
     tables[2].ncols = operations_ncols;
     tables[3].ncols = contract_events_ncols;
     tables[4].ncols = token_transfers_ncols;
+    tables[5].ncols = effects_ncols;
 }
 
 static Table *
@@ -428,6 +430,16 @@ build(PyObject *module, PyObject *args)
     Table tb = *spec;
     tb.options = options;
     tb.hooks = hooks;
+    if (!PyTuple_Check(options) || PyTuple_GET_SIZE(options) < tb.nopts ||
+        (tb.nhooks && (!PyTuple_Check(hooks) || PyTuple_GET_SIZE(hooks) < tb.nhooks)) ||
+        (tb.cache >= 0 && !PyDict_Check(PyTuple_GET_ITEM(hooks, tb.cache))))
+        return PyErr_Format(PyExc_TypeError, "%s takes a tuple of %d options and %d hooks (hook %d a dict)", name,
+                            tb.nopts, tb.nhooks, tb.cache);
+    if (strcmp(name, "contract_events") == 0 && PyTuple_GET_ITEM(options, 1) != Py_None &&
+        !PyBytes_Check(PyTuple_GET_ITEM(options, 1)))
+        return PyErr_Format(PyExc_TypeError, "contract_events: the wanted contract ids must be bytes or None");
+    if (strcmp(name, "token_transfers") == 0 && !PyUnicode_Check(PyTuple_GET_ITEM(options, 0)))
+        return PyErr_Format(PyExc_TypeError, "token_transfers: the source option must be str");
     Col *cols = PyMem_Calloc(tb.ncols, sizeof(Col));
     ColMark *marks = PyMem_Calloc(tb.ncols, sizeof(ColMark));
     PyObject *ends = PyList_New(0), *declined = PyDict_New(), *out = NULL;

@@ -344,6 +344,8 @@ struct Table {
     int ncols;
     build_fn build;
     build_fn reserve;   /* optional: called per ledger before any is built, to size the columns once */
+    int nopts, nhooks;  /* the options and hooks tuples' sizes */
+    int cache;          /* the hook that is a dict (a cache), -1 for none */
     Col *cols;
     PyObject *options;  /* the builder's options tuple */
     PyObject *hooks;    /* Python callables the builder calls, per table */
@@ -417,18 +419,34 @@ typedef struct {
 
 PyObject *sac_columns(SacAssets *a, const u8 *contract, const u8 *name, uint32_t len);  /* borrowed */
 
+/* An Asset read from XDR (operations.c). */
+typedef struct {
+    uint32_t type;              /* AssetType: 0 native, 1, 2 */
+    const u8 *code;             /* NUL-stripped */
+    Py_ssize_t code_len;
+    const u8 *issuer;           /* 32 bytes */
+} Asset;
+
+extern const char *ASSET_TYPES[];  /* "native", "credit_alphanum4", "credit_alphanum12" */
+void read_asset(Rd *r, Asset *a);
+void put_code_json(Buf *b, const Asset *a);       /* the code as a JSON string */
+void put_canonical(Buf *b, const Asset *a);       /* "native" or "CODE:ISSUER" as a JSON string */
+void put_predicate(Buf *b, Rd *r, int depth);     /* a ClaimPredicate's JSON (operation_details) */
+
 /* Call a Python hook: declines are not raised; an exception fails the build. */
 PyObject *call_hook(PyObject *fn, PyObject *args);
 
 /* builders */
 extern const ColSpec ledgers_cols[], transactions_cols[], operations_cols[], contract_events_cols[],
-    token_transfers_cols[];
-extern const int ledgers_ncols, transactions_ncols, operations_ncols, contract_events_ncols, token_transfers_ncols;
+    token_transfers_cols[], effects_cols[];
+extern const int ledgers_ncols, transactions_ncols, operations_ncols, contract_events_ncols, token_transfers_ncols,
+    effects_ncols;
 void build_ledgers(Table *tb, const Led *L);
 void build_transactions(Table *tb, const Led *L);
 void build_operations(Table *tb, const Led *L);
 void build_contract_events(Table *tb, const Led *L);
 void build_token_transfers(Table *tb, const Led *L);
+void build_effects(Table *tb, const Led *L);
 void reserve_transactions(Table *tb, const Led *L);
 
 #endif

@@ -34,13 +34,6 @@ python_rules(void)
 /* ------------------------------------------------------------------------------------------ */
 /* assets                                                                                     */
 
-typedef struct {
-    uint32_t type;              /* AssetType: 0 native, 1, 2 */
-    const u8 *code;             /* NUL-stripped */
-    Py_ssize_t code_len;
-    const u8 *issuer;           /* 32 bytes */
-} Asset;
-
 static void
 read_code_issuer(Rd *r, Asset *a, Py_ssize_t size)
 {
@@ -52,7 +45,7 @@ read_code_issuer(Rd *r, Asset *a, Py_ssize_t size)
     a->issuer = read_account_id(r);
 }
 
-static void
+void
 read_asset(Rd *r, Asset *a)
 {
     a->type = u32(r);
@@ -61,7 +54,7 @@ read_asset(Rd *r, Asset *a)
     read_code_issuer(r, a, a->type == 1 ? 4 : 12);
 }
 
-static const char *ASSET_TYPES[] = {"native", "credit_alphanum4", "credit_alphanum12"};
+const char *ASSET_TYPES[] = {"native", "credit_alphanum4", "credit_alphanum12"};
 #define NATIVE_ASSET_ID (-5706705804583548011LL)
 
 /* stellar-etl's asset ids (FarmHash of code + issuer + type, from the asset_id hook), cached by asset. */
@@ -143,7 +136,7 @@ typedef struct {
     PyObject *asset_id_hook;
 } Details;
 
-static void
+void
 put_code_json(Buf *b, const Asset *a)
 {
     Buf code = {0};
@@ -169,7 +162,7 @@ add_asset(Details *d, const Asset *a, int prefix)
 }
 
 /* Go's Asset.StringCanonical(): "native" or "CODE:ISSUER", as a JSON string */
-static void
+void
 put_canonical(Buf *b, const Asset *a)
 {
     if (a->type == 0) {
@@ -316,10 +309,10 @@ put_rfc3339(Buf *b, int64_t epoch)
 }
 
 /* operation_details.claim_predicate_json */
-static void
+void
 put_predicate(Buf *b, Rd *r, int depth)
 {
-    if (depth > 64) python_rules();
+    if (depth > 64) decline("claim predicate nested too deep");
     uint32_t type = u32(r);
     switch (type) {
     case 0:
