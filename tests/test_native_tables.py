@@ -3,7 +3,7 @@
 Every real ledger of ``shared/stellar-data`` is decoded by the native engine (indexed, its tables built
 in C from the raw XDR) and by the fast engine (decoded, its tables built by the Python rules), and every
 native table (``ledgers``, ``transactions``, ``operations``, ``contract_events``, ``token_transfers``,
-``effects``, with their options) must equal the Python one column by column, or both must fail alike. Generated ledgers
+``effects``, ``trades``, with their options) must equal the Python one column by column, or both must fail alike. Generated ledgers
 (hypothesis) recombine real transactions of every meta version with generated ones (any operation, muxed
 accounts, fee bumps, failed and Soroban transactions, random events) into ledgers of every
 ``LedgerCloseMeta`` version and several protocols. The C code is also run over truncated and corrupted
@@ -45,6 +45,7 @@ TABLES = [
     ("token_transfers", {"source": "events"}),
     ("token_transfers", {"verify": False}),
     ("effects", None),
+    ("trades", None),
 ]
 #: groups whose every ledger the builders read themselves (meta v4 throughout: nothing for the Python rules)
 ALL_NATIVE = {"rs-stellar-xdr", "stellar-etl-golden", "wallet-backend"}
@@ -116,6 +117,10 @@ def test_builders_read_every_meta_v4_ledger_themselves(stellar_data, group):
     from cdp_ray.processors import effects
 
     assert native.declined("effects", ledgers, (), effects._native_hooks) == {}
+    from cdp_ray.processors.common import asset_id
+    from cdp_ray.processors.trades import pool_payout
+
+    assert native.declined("trades", ledgers, (), (asset_id, pool_payout)) == {}
 
 
 def test_contract_id_filter_matches_the_python_rules(stellar_data):
@@ -141,7 +146,7 @@ def test_mixed_batches_keep_ledger_order(stellar_data):
 
 
 def test_native_columns_match_the_declared_schemas():
-    for name in ("ledgers", "transactions", "operations", "contract_events", "token_transfers", "effects"):
+    for name in ("ledgers", "transactions", "operations", "contract_events", "token_transfers", "effects", "trades"):
         native.check_schema(name, get_processor(name).schema)
     check_index_layout()
 
@@ -191,7 +196,7 @@ def _build_all(items: list[tuple], hooks) -> None:
     from cdp_ray.processors import _native
 
     for name, options in (("ledgers", ()), ("transactions", (True,)), ("contract_events", (True, None, False)),
-                          ("token_transfers", ("auto", True)), ("operations", ()), ("effects", ())):
+                          ("token_transfers", ("auto", True)), ("operations", ()), ("effects", ()), ("trades", ())):
         h = hooks[name](items) if callable(hooks[name]) else hooks[name]
         try:
             _native.build(name, [(raw, index, net) for raw, index, net, _ in items], options, h)
@@ -233,8 +238,12 @@ def test_builders_survive_truncated_and_corrupted_input_without_leaking(stellar_
     def effect_hooks(batch):
         return effects._native_hooks([ledger for *_, ledger in batch])
 
+    from cdp_ray.processors.common import asset_id
+    from cdp_ray.processors.trades import pool_payout
+
     hooks = {"ledgers": None, "transactions": None, "contract_events": None, "operations": op_hooks,
-             "token_transfers": (tt._sac_columns, tt._NATIVE_COLUMNS, tt._NO_ASSET, {}), "effects": effect_hooks}
+             "token_transfers": (tt._sac_columns, tt._NATIVE_COLUMNS, tt._NO_ASSET, {}), "effects": effect_hooks,
+             "trades": (asset_id, pool_payout)}
     for _ in range(2):  # warm caches
         _build_all(items, hooks)
     gc.collect()
@@ -434,7 +443,8 @@ def test_without_the_native_extension_the_python_rules_build_every_table(stellar
         "from test_fast_decode import real_ledgers\n"
         f"ledgers = [decode_ledger(r, p) for _, p, r in real_ledgers(Path({str(stellar_data)!r}), 'wallet-backend')[-3:]]\n"
         "print(native.available(), type(ledgers[0]).__name__)\n"
-        "for name in ('ledgers', 'transactions', 'operations', 'contract_events', 'token_transfers', 'effects'):\n"
+        "for name in ('ledgers', 'transactions', 'operations', 'contract_events', 'token_transfers', 'effects',\n"
+        "             'trades'):\n"
         "    t = get_processor(name).process(ledgers)\n"
         "    print(name, t.num_rows, hashlib.sha256(repr(t.to_pylist()).encode()).hexdigest())\n"
     )
@@ -442,6 +452,6 @@ def test_without_the_native_extension_the_python_rules_build_every_table(stellar
     assert out[0] == "False LazyLedger"
     ledgers = [decode_ledger(raw, p) for _, p, raw in _real("wallet-backend")[-3:]]
     for line, name in zip(out[1:], ("ledgers", "transactions", "operations", "contract_events", "token_transfers",
-                                    "effects")):
+                                    "effects", "trades")):
         t = get_processor(name).process(ledgers)
         assert line == f"{name} {t.num_rows} {hashlib.sha256(repr(t.to_pylist()).encode()).hexdigest()}"

@@ -117,26 +117,19 @@ asset_details(Obj *o, const Asset *a, int prefix)
 /* the operation's changes, paired and ordered by ledger key (effects.sorted_operation_changes) */
 
 typedef struct {
-    const XdrEntry *pre, *post;
-    u8 key[128];
-    int key_len;
-    int order;
-} Pair;
-
-typedef struct {
     int type;
     XdrEntry e;
 } Change;
 
-static Change changes[1024];
+static Change changes[MAX_PAIRS];
 static int nchanges;
-static Pair pairs[1024];
-static int npairs;
+Pair pairs[MAX_PAIRS];
+int npairs;
 
 static int
 collect(void *ctx, int type, const XdrEntry *e, const u8 *k, Py_ssize_t klen)
 {
-    if (nchanges == 1024) return 1;
+    if (nchanges == MAX_PAIRS) return 1;
     changes[nchanges].type = type;
     if (e != NULL) changes[nchanges].e = *e;
     nchanges++;
@@ -192,18 +185,18 @@ pair_cmp(const void *a, const void *b)
     return x->order - y->order;
 }
 
-static void
+int
 read_pairs(const Led *L, const Tx *t, uint32_t index)
 {
     nchanges = npairs = 0;
-    if ((L->head->protocol <= 12 && t->code == -11) || index >= t->nopmeta) return;
+    if ((L->head->protocol <= 12 && t->code == -11) || index >= t->nopmeta) return 0;
     const LedgerIndexOp *o = &t->opmeta[index];
     int r = xdr_api->changes(codec, L->p + o->changes, o->changes_end - o->changes, collect, NULL);
     if (r < 0) {
         PyErr_Clear();
         decline("ledger entry changes the codec rejects");
     }
-    if (r > 0) python_rules();  /* more changes than kept here */
+    if (r > 0) return -1;  /* more changes than kept here */
     for (int i = 0; i < nchanges; i++) {
         Change *c = &changes[i];
         const XdrEntry *pre = NULL, *post = NULL;
@@ -224,6 +217,7 @@ read_pairs(const Led *L, const Tx *t, uint32_t index)
         npairs++;
     }
     qsort(pairs, npairs, sizeof(Pair), pair_cmp);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -833,7 +827,7 @@ build_effects(Table *tb, const Led *L)
             rows.text.len = 0;
             scratch.len = 0;
             if (setjmp(here) == 0) {
-                read_pairs(L, &t, k);
+                if (read_pairs(L, &t, k) < 0) python_rules();
                 operation(&op, type, &body);
                 op_jump = NULL;
                 emit(tb, L, op_id, NULL);

@@ -323,6 +323,7 @@ static Table tables[] = {
     {"contract_events", contract_events_cols, 0, build_contract_events, NULL, 3, 0, -1},
     {"token_transfers", token_transfers_cols, 0, build_token_transfers, NULL, 2, 4, 3},
     {"effects", effects_cols, 0, build_effects, NULL, 0, 5, 4},
+    {"trades", trades_cols, 0, build_trades, NULL, 0, 2, -1},
 };
 #define NTABLES ((int)(sizeof tables / sizeof tables[0]))
 
@@ -335,6 +336,7 @@ count_columns(void)
     tables[3].ncols = contract_events_ncols;
     tables[4].ncols = token_transfers_ncols;
     tables[5].ncols = effects_ncols;
+    tables[6].ncols = trades_ncols;
 }
 
 static Table *

@@ -433,20 +433,38 @@ void put_code_json(Buf *b, const Asset *a);       /* the code as a JSON string *
 void put_canonical(Buf *b, const Asset *a);       /* "native" or "CODE:ISSUER" as a JSON string */
 void put_predicate(Buf *b, Rd *r, int depth);     /* a ClaimPredicate's JSON (operation_details) */
 
+/* An operation's ledger entry changes as (pre, post) pairs ordered by ledger key (effects.c; the keys of
+   accounts, trustlines, data and claimable balances in full, of other entries their type), as Go's ingest
+   pairs and orders them: 0, or -1 when there are more than MAX_PAIRS. */
+#define MAX_PAIRS 1024
+typedef struct {
+    const XdrEntry *pre, *post;
+    u8 key[128];
+    int key_len;
+    int order;
+} Pair;
+extern Pair pairs[MAX_PAIRS];
+extern int npairs;
+int read_pairs(const Led *L, const Tx *t, uint32_t index);
+
+/* stellar-etl's asset id of an asset (operations.c: the ``asset_id`` hook, cached) */
+int64_t asset_id_of(const Asset *a, PyObject *hook);
+
 /* Call a Python hook: declines are not raised; an exception fails the build. */
 PyObject *call_hook(PyObject *fn, PyObject *args);
 
 /* builders */
 extern const ColSpec ledgers_cols[], transactions_cols[], operations_cols[], contract_events_cols[],
-    token_transfers_cols[], effects_cols[];
+    token_transfers_cols[], effects_cols[], trades_cols[];
 extern const int ledgers_ncols, transactions_ncols, operations_ncols, contract_events_ncols, token_transfers_ncols,
-    effects_ncols;
+    effects_ncols, trades_ncols;
 void build_ledgers(Table *tb, const Led *L);
 void build_transactions(Table *tb, const Led *L);
 void build_operations(Table *tb, const Led *L);
 void build_contract_events(Table *tb, const Led *L);
 void build_token_transfers(Table *tb, const Led *L);
 void build_effects(Table *tb, const Led *L);
+void build_trades(Table *tb, const Led *L);
 void reserve_transactions(Table *tb, const Led *L);
 
 #endif

@@ -74,8 +74,8 @@ put_code(Buf *b, const Asset *a)
     put_utf8_replace(b, a->code, a->code_len);
 }
 
-static int64_t
-asset_id(const Asset *a, PyObject *hook)
+int64_t
+asset_id_of(const Asset *a, PyObject *hook)
 {
     u8 key[48];
     int n = 0;
@@ -158,7 +158,7 @@ add_asset(Details *d, const Asset *a, int prefix)
     put_code_json(obj_key(&d->o, k[1]), a);
     obj_end(&d->o);
     obj_strkey(&d->o, k[2], VB_ACCOUNT, a->issuer, 32);
-    obj_i64(&d->o, k[3], asset_id(a, d->asset_id_hook));
+    obj_i64(&d->o, k[3], asset_id_of(a, d->asset_id_hook));
 }
 
 /* Go's Asset.StringCanonical(): "native" or "CODE:ISSUER", as a JSON string */
