@@ -20,7 +20,9 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The stream being written: a bytes object resized as it fills (handed over without a copy). */
 typedef struct {
+    PyObject *bytes;
     char *p;
     Py_ssize_t len, cap;
 } Out;
@@ -32,12 +34,13 @@ grow(Out *o, Py_ssize_t n)
         return 0;
     Py_ssize_t cap = o->cap ? o->cap : 1 << 16;
     while (cap - o->len < n) cap *= 2;
-    char *p = PyMem_Realloc(o->p, cap);
-    if (p == NULL) {
-        PyErr_NoMemory();
+    if (o->bytes == NULL)
+        o->bytes = PyBytes_FromStringAndSize(NULL, cap);
+    else if (_PyBytes_Resize(&o->bytes, cap) < 0)
+        o->bytes = NULL;
+    if (o->bytes == NULL)
         return -1;
-    }
-    o->p = p;
+    o->p = PyBytes_AS_STRING(o->bytes);
     o->cap = cap;
     return 0;
 }
@@ -123,7 +126,7 @@ static int
 text(Out *o, const char *s, Py_ssize_t n)
 {
     Py_ssize_t nul = 0;
-    for (Py_ssize_t k = 0; k < n; k++) nul += s[k] == 0;
+    for (const char *q = memchr(s, 0, n); q != NULL; q = memchr(q + 1, 0, n - (q + 1 - s))) nul++;
     Py_ssize_t size = n + 2 * nul;
     if (size > INT32_MAX) return bad("text beyond 2 GB");
     if (grow(o, 4 + size) < 0) return -1;
@@ -356,7 +359,16 @@ encode(PyObject *module, PyObject *args)
             goto done;
         }
     }
-    if (grow(&o, 19) < 0) goto done;
+    Py_ssize_t estimate = 19 + 2 + (stop - start) * (2 + 4 * (Py_ssize_t)ncols);
+    for (Py_ssize_t k = 0; k < ncols; k++) {
+        Column *c = &cols[k];
+        Py_ssize_t rows = stop - start, total = c->offset + stop > 0 ? c->offset + stop : 1;
+        /* the share of the values (and items) these rows hold, plus the array headers and item words */
+        Py_ssize_t bytes = c->values.len + (c->has_child_values ? c->child_values.len : 0);
+        estimate += bytes / total * rows + (strchr("SUL", c->kind) ? 20 * rows : 0) +
+                    (c->has_child_offsets ? c->child_offsets.len : 0) + (c->kind == 'U' ? c->values.len : 0) + 64;
+    }
+    if (grow(&o, estimate) < 0) goto done;
     if (first) {
         memcpy(o.p, "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19);
         o.len = 19;
@@ -373,11 +385,13 @@ encode(PyObject *module, PyObject *args)
         be16(o.p + o.len, 0xFFFF);
         o.len += 2;
     }
-    result = PyBytes_FromStringAndSize(o.p ? o.p : "", o.len);
+    if (_PyBytes_Resize(&o.bytes, o.len) == 0)
+        result = o.bytes;
+    o.bytes = NULL;
 done:
     for (Py_ssize_t k = 0; k < ready; k++) release(&cols[k]);
     PyMem_Free(cols);
-    PyMem_Free(o.p);
+    Py_XDECREF(o.bytes);
     return result;
 }
 
