@@ -220,6 +220,8 @@ read_pairs(const Led *L, const Tx *t, uint32_t index)
     return 0;
 }
 
+static void balance_id(Obj *o, const u8 *id);
+
 /* ------------------------------------------------------------------------------------------ */
 /* sponsorship of the changed entries                                                          */
 
@@ -310,11 +312,7 @@ sponsorship(const Pair *p, const Muxed *source)
         buf_free(&text);
         add_muxed(source, effect, &o);
     } else {
-        Buf *b = obj_key(&o, "balance_id");
-        buf_byte(b, '"');
-        put_hex(b, take(&r, 36), 36);
-        buf_byte(b, '"');
-        obj_end(&o);
+        balance_id(&o, take(&r, 36));
         add_muxed(source, effect, &o);
     }
 }
@@ -412,37 +410,24 @@ trades(const Op *op, Rd *r, int path_payment)
     uint32_t n = count(r, UINT32_MAX, 4);
     const Muxed *buyer = &op->source;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t type = u32(r);
-        const u8 *seller = NULL;
-        if (type == 0) seller = take(r, 32);
-        else if (type == 1) seller = read_account_id(r);
-        else if (type != 2) decline("claim atom type");
-        if (type == 2) {  /* a liquidity pool */
-            const u8 *pool = take(r, 32);
-            Asset sold_asset, bought_asset;
-            read_asset(r, &sold_asset);
-            int64_t sold = i64(r);
-            read_asset(r, &bought_asset);
-            int64_t bought = i64(r);
-            if (sold == 0 && bought == 0) continue;
+        ClaimAtom c;
+        read_claim_atom(r, &c);
+        const Asset *sold_asset = &c.sold, *bought_asset = &c.bought;
+        int64_t sold = c.amount_sold, bought = c.amount_bought, offer_id = c.offer_id;
+        const u8 *seller = c.seller;
+        if (sold == 0 && bought == 0) continue;
+        if (c.type == 2) {  /* a liquidity pool */
             Obj o;
             obj_init(&o, &scratch);
-            put_pool_details(obj_key(&o, "liquidity_pool"), pool);
+            put_pool_details(obj_key(&o, "liquidity_pool"), c.pool);
             obj_end(&o);
-            put_amount_asset(obj_key(&o, "sold"), sold, &sold_asset);
+            put_amount_asset(obj_key(&o, "sold"), sold, sold_asset);
             obj_end(&o);
-            put_amount_asset(obj_key(&o, "bought"), bought, &bought_asset);
+            put_amount_asset(obj_key(&o, "bought"), bought, bought_asset);
             obj_end(&o);
             add_muxed(buyer, E_POOL_TRADE, &o);
             continue;
         }
-        int64_t offer_id = i64(r);
-        Asset sold_asset, bought_asset;
-        read_asset(r, &sold_asset);
-        int64_t sold = i64(r);
-        read_asset(r, &bought_asset);
-        int64_t bought = i64(r);
-        if (sold == 0 && bought == 0) continue;
         static const int kinds[] = {E_TRADE, E_OFFER_UPDATED, E_OFFER_REMOVED, E_OFFER_CREATED};
         for (int k = 0; k < (path_payment ? 3 : 4); k++) {
             Obj bd;
@@ -451,8 +436,8 @@ trades(const Op *op, Rd *r, int path_payment)
             obj_strkey(&bd, "seller", VB_ACCOUNT, seller, 32);
             amount(&bd, "bought_amount", sold);
             amount(&bd, "sold_amount", bought);
-            asset_details(&bd, &sold_asset, 1);
-            asset_details(&bd, &bought_asset, 2);
+            asset_details(&bd, sold_asset, 1);
+            asset_details(&bd, bought_asset, 2);
             add_muxed(buyer, kinds[k], &bd);
             Obj sd;
             obj_init(&sd, &scratch);
@@ -468,63 +453,10 @@ trades(const Op *op, Rd *r, int path_payment)
                 obj_end(&sd);
                 obj_u64(&sd, "seller_muxed_id", buyer->id);
             }
-            asset_details(&sd, &bought_asset, 1);
-            asset_details(&sd, &sold_asset, 2);
+            asset_details(&sd, bought_asset, 1);
+            asset_details(&sd, sold_asset, 2);
             add(seller, NULL, kinds[k], &sd);
         }
-    }
-}
-
-/* PathPaymentStrictReceiveResult.SendAmount() of the success arm at ``r`` (left where it was). */
-static int64_t
-send_amount(Rd r)
-{
-    uint32_t n = count(&r, UINT32_MAX, 4);
-    int64_t total = 0;
-    const u8 *first = NULL;
-    Py_ssize_t first_len = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t type = u32(&r);
-        if (type == 0 || type == 2) take(&r, 32);
-        else read_account_id(&r);
-        if (type != 2) take(&r, 8);
-        Asset a;
-        read_asset(&r, &a);
-        take(&r, 8);
-        Py_ssize_t at = r.pos;
-        read_asset(&r, &a);
-        const u8 *bought = r.p + at;
-        Py_ssize_t blen = r.pos - at;
-        int64_t v = i64(&r);
-        if (i == 0) {
-            first = bought;
-            first_len = blen;
-        } else if (blen != first_len || memcmp(bought, first, blen) != 0) {
-            return total;
-        }
-        if (__builtin_add_overflow(total, v, &total)) decline("send amount beyond 64 bits");
-    }
-    if (n) return total;
-    read_account_id(&r);
-    Asset a;
-    read_asset(&r, &a);
-    return i64(&r);
-}
-
-static void
-skip_atoms(Rd *r)
-{
-    uint32_t n = count(r, UINT32_MAX, 4);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t type = u32(r);
-        if (type == 0 || type == 2) take(r, 32);
-        else read_account_id(r);
-        if (type != 2) take(r, 8);
-        Asset a;
-        read_asset(r, &a);
-        take(r, 8);
-        read_asset(r, &a);
-        take(r, 8);
     }
 }
 
@@ -540,18 +472,27 @@ path_payment(const Op *op, Rd *body, int receive)
     int64_t dest_amount = i64(body);  /* destAmount | destMin */
     Rd s = success(op, receive ? OP_PATH_RECEIVE : OP_PATH_SEND);
     Rd offers = s;
+    int64_t sent, last;
+    if (path_amounts(&s, &sent, &last) < 0 && receive) decline("send amount beyond 64 bits");
     if (receive) {
         credit_debit(E_CREDITED, &dest, dest_amount, &dest_asset);
-        credit_debit(E_DEBITED, &op->source, send_amount(s), &send_asset);
+        credit_debit(E_DEBITED, &op->source, sent, &send_asset);
     } else {
-        skip_atoms(&s);
-        read_account_id(&s);
-        Asset a;
-        read_asset(&s, &a);
-        credit_debit(E_CREDITED, &dest, i64(&s), &dest_asset);
+        credit_debit(E_CREDITED, &dest, last, &dest_asset);
         credit_debit(E_DEBITED, &op->source, send, &send_asset);
     }
     trades(op, &offers, 1);
+}
+
+/* balance_id: the hex of a ClaimableBalanceID's XDR (36 bytes) */
+static void
+balance_id(Obj *o, const u8 *id)
+{
+    Buf *b = obj_key(o, "balance_id");
+    buf_byte(b, '"');
+    put_hex(b, id, 36);
+    buf_byte(b, '"');
+    obj_end(o);
 }
 
 /* The first claimable balance created by the operation (in key order): its pieces. */
@@ -583,11 +524,7 @@ claimable_balance_created(const Op *op, Rd *body)
     }
     Obj o;
     obj_init(&o, &scratch);
-    Buf *b = obj_key(&o, "balance_id");
-    buf_byte(b, '"');
-    put_hex(b, id, 36);
-    buf_byte(b, '"');
-    obj_end(&o);
+    balance_id(&o, id);
     amount(&o, "amount", v);
     put_canonical(obj_key(&o, "asset"), &a);
     obj_end(&o);
@@ -603,11 +540,7 @@ claimable_balance_created(const Op *op, Rd *body)
         const u8 *dest = read_account_id(body);
         Obj c;
         obj_init(&c, &scratch);
-        Buf *cb_id = obj_key(&c, "balance_id");
-        buf_byte(cb_id, '"');
-        put_hex(cb_id, id, 36);
-        buf_byte(cb_id, '"');
-        obj_end(&c);
+        balance_id(&c, id);
         amount(&c, "amount", v);
         put_predicate(obj_key(&c, "predicate"), body, 0);
         obj_end(&c);
@@ -632,22 +565,10 @@ invoke_host_function(const Op *op)
     for (uint32_t i = 0; i < n; i++) {
         Summary s;
         summarize(&r, &s);
-        if (s.type != 1 || s.contract == NULL || s.ntopics <= 2 || s.name == NULL) continue;
-        int fn = symbol_is(&s, "transfer") ? 0 : symbol_is(&s, "mint") ? 1 : symbol_is(&s, "clawback") ? 2
-               : symbol_is(&s, "burn") ? 3 : -1;
+        PyObject *asset;
+        const ScAddress *from, *to;
+        int fn = sac_event(&s, op->assets, &asset, &from, &to);
         if (fn < 0) continue;
-        PyObject *asset = sac_columns(op->assets, s.contract, s.name, s.name_len);
-        if (asset == NULL || PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(asset, 0)) == 0 || !s.has_amount) continue;
-        const ScAddress *from = NULL, *to = NULL;
-        if (fn == 3) {
-            if (s.ntopics != 3 || !s.has_addr[0]) continue;
-            from = &s.addr[0];
-        } else {
-            if (s.ntopics != 4 || !s.has_addr[0] || !s.has_addr[1]) continue;
-            if (fn == 0) from = &s.addr[0], to = &s.addr[1];
-            else if (fn == 1) to = &s.addr[1];
-            else from = &s.addr[1];
-        }
         static const char *names[] = {"transfer", "mint", "clawback", "burn"};
         for (int side = 0; side < 2; side++) {
             const ScAddress *who = side == 0 ? from : to;

@@ -450,6 +450,30 @@ int read_pairs(const Led *L, const Tx *t, uint32_t index);
 /* stellar-etl's asset id of an asset (operations.c: the ``asset_id`` hook, cached) */
 int64_t asset_id_of(const Asset *a, PyObject *hook);
 
+/* A ClaimAtom read from XDR (operations.c): v0 and order-book claims name a seller and an offer, pool
+   claims a pool. */
+typedef struct {
+    uint32_t type;                    /* ClaimAtomType: 0 v0, 1 order book, 2 liquidity pool */
+    const u8 *seller, *pool;          /* ed25519 key; pool id */
+    int64_t offer_id;
+    Asset sold, bought;
+    const u8 *sold_xdr;               /* the sold asset's XDR */
+    Py_ssize_t sold_len;
+    const u8 *bought_xdr;
+    Py_ssize_t bought_len;
+    int64_t amount_sold, amount_bought;
+} ClaimAtom;
+
+void read_claim_atom(Rd *r, ClaimAtom *c);
+/* Of a path payment's success arm read next (offers, last): Go's PathPaymentStrictReceiveResult.SendAmount()
+   and the last payment's amount. 0, or -1 when the send amount passes 64 bits. */
+int path_amounts(Rd *r, int64_t *sent, int64_t *last);
+
+/* scval.sac_event over a Summary: the function (0 transfer, 1 mint, 2 clawback, 3 burn) with the asset
+   columns (borrowed), sender and recipient (NULL where the function has none); -1 when the event is not a
+   Stellar Asset Contract movement. */
+int sac_event(const Summary *s, SacAssets *a, PyObject **asset, const ScAddress **from, const ScAddress **to);
+
 /* Call a Python hook: declines are not raised; an exception fails the build. */
 PyObject *call_hook(PyObject *fn, PyObject *args);
 

@@ -523,6 +523,51 @@ op_result(const Ctx *c, Py_ssize_t *len)
     return c->L->p + c->t->res[c->index];
 }
 
+void
+read_claim_atom(Rd *r, ClaimAtom *c)
+{
+    c->type = u32(r);
+    c->seller = c->pool = NULL;
+    c->offer_id = 0;
+    if (c->type == 0) c->seller = take(r, 32);
+    else if (c->type == 1) c->seller = read_account_id(r);
+    else if (c->type == 2) c->pool = take(r, 32);
+    else decline("claim atom type");
+    if (c->type != 2) c->offer_id = i64(r);
+    Py_ssize_t at = r->pos;
+    read_asset(r, &c->sold);
+    c->sold_xdr = r->p + at;
+    c->sold_len = r->pos - at;
+    c->amount_sold = i64(r);
+    at = r->pos;
+    read_asset(r, &c->bought);
+    c->bought_xdr = r->p + at;
+    c->bought_len = r->pos - at;
+    c->amount_bought = i64(r);
+}
+
+int
+path_amounts(Rd *r, int64_t *sent, int64_t *last)
+{
+    uint32_t n = count(r, UINT32_MAX, 4);
+    int counting = 1, overflow = 0;
+    ClaimAtom first, c;
+    *sent = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        read_claim_atom(r, i == 0 ? &first : &c);
+        const ClaimAtom *x = i == 0 ? &first : &c;
+        if (i && (c.bought_len != first.bought_len || memcmp(c.bought_xdr, first.bought_xdr, c.bought_len) != 0))
+            counting = 0;
+        if (counting && __builtin_add_overflow(*sent, x->amount_bought, sent)) overflow = 1;
+    }
+    read_account_id(r);
+    Asset a;
+    read_asset(r, &a);
+    *last = i64(r);
+    if (n == 0) *sent = *last;
+    return overflow ? -1 : 0;
+}
+
 /* A successful path payment's amount from its result: ``receive``: what was sent (SendAmount()), else what
    was received; 0 when the result is not a success. */
 static int64_t
@@ -535,39 +580,9 @@ path_payment_amount(const Ctx *c, int receive)
     if (i32(&r) != 0) python_rules();  /* no inner result: the Python rules fail on it */
     if (u32(&r) != (uint32_t)(receive ? OP_PATH_RECEIVE : OP_PATH_SEND)) python_rules();
     if (i32(&r) != 0) return 0;
-    uint32_t n = count(&r, UINT32_MAX, 4);
-    int64_t sent = 0;
-    int counting = 1;
-    const u8 *first = NULL;
-    Py_ssize_t first_len = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t type = u32(&r);
-        if (type == 0 || type == 2) take(&r, 32);
-        else if (type == 1) read_account_id(&r);
-        else decline("claim atom type");
-        if (type != 2) take(&r, 8);
-        Asset a;
-        read_asset(&r, &a);
-        take(&r, 8);
-        Py_ssize_t at = r.pos;
-        read_asset(&r, &a);
-        const u8 *bought = r.p + at;
-        Py_ssize_t blen = r.pos - at;
-        int64_t amount = i64(&r);
-        if (i == 0) {
-            first = bought;
-            first_len = blen;
-        } else if (counting && (blen != first_len || memcmp(bought, first, blen) != 0)) {
-            counting = 0;
-        }
-        if (counting && __builtin_add_overflow(sent, amount, &sent)) python_rules();
-    }
-    read_account_id(&r);
-    Asset a;
-    read_asset(&r, &a);
-    int64_t last = i64(&r);
-    if (!receive) return last;
-    return n ? sent : last;
+    int64_t sent, last;
+    if (path_amounts(&r, &sent, &last) < 0 && receive) python_rules();
+    return receive ? sent : last;
 }
 
 /* The changes of a group, for pairing. */
@@ -855,22 +870,10 @@ asset_balance_changes(Details *d, const Ctx *c)
             uint32_t ok = u32(&r);
             Summary s;
             summarize(&r, &s);
-            if (!ok || s.type != 1 || s.contract == NULL || s.ntopics <= 2 || s.name == NULL) continue;
-            int fn = symbol_is(&s, "transfer") ? 0 : symbol_is(&s, "mint") ? 1 : symbol_is(&s, "clawback") ? 2
-                   : symbol_is(&s, "burn") ? 3 : -1;
+            PyObject *asset;
+            const ScAddress *from, *to;
+            int fn = ok ? sac_event(&s, c->assets, &asset, &from, &to) : -1;
             if (fn < 0) continue;
-            PyObject *asset = sac_columns(c->assets, s.contract, s.name, s.name_len);
-            if (asset == NULL || PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(asset, 0)) == 0 || !s.has_amount) continue;
-            const ScAddress *from = NULL, *to = NULL;
-            if (fn == 3) {
-                if (s.ntopics != 3 || !s.has_addr[0]) continue;
-                from = &s.addr[0];
-            } else {
-                if (s.ntopics != 4 || !s.has_addr[0] || !s.has_addr[1]) continue;
-                if (fn == 0) from = &s.addr[0], to = &s.addr[1];
-                else if (fn == 1) to = &s.addr[1];
-                else from = &s.addr[1];
-            }
             /* keys in order: amount, asset_code, asset_issuer, asset_type, from, to, type */
             buf_cstr(b, any ? ",{\"amount\":\"" : "{\"amount\":\"");
             any = 1;

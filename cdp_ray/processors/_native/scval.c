@@ -62,6 +62,22 @@ put_sc_address(Buf *b, Rd *r)
 
 static void put_map_entries(Buf *b, Rd *r, int depth, int go);
 
+/* A 256-bit integer read next: its magnitude in w (most significant first); whether it is negative. */
+static int
+read_256(Rd *r, uint64_t w[4], int is_signed)
+{
+    for (int k = 0; k < 4; k++) w[k] = u64(r);
+    int negative = is_signed && (w[0] >> 63);
+    if (negative) {  /* two's complement magnitude */
+        unsigned carry = 1;
+        for (int k = 3; k >= 0; k--) {
+            w[k] = ~w[k] + carry;
+            carry = carry && w[k] == 0;
+        }
+    }
+    return negative;
+}
+
 /* Escaped bytes as a JSON string: ``"`` + escape_bytes + ``"`` (the escapes are ASCII). */
 static void
 put_escaped(Buf *b, const u8 *s, Py_ssize_t n, int go)
@@ -177,15 +193,7 @@ put_scval_json(Buf *b, Rd *r, int depth, int go)
     case SCV_U256:
     case SCV_I256: {
         uint64_t w[4];
-        for (int k = 0; k < 4; k++) w[k] = u64(r);
-        int negative = type == SCV_I256 && (w[0] >> 63);
-        if (negative) {  /* two's complement magnitude */
-            unsigned carry = 1;
-            for (int k = 3; k >= 0; k--) {
-                w[k] = ~w[k] + carry;
-                carry = carry && w[k] == 0;
-            }
-        }
+        int negative = read_256(r, w, type == SCV_I256);
         buf_cstr(b, type == SCV_U256 ? "{\"u256\":\"" : "{\"i256\":\"");
         put_u256(b, w, negative);
         buf_cstr(b, "\"}");
@@ -329,16 +337,7 @@ put_scval_go(Buf *b, Rd *r, int depth)
     case SCV_U256:
     case SCV_I256: {
         uint64_t w[4];
-        for (int k = 0; k < 4; k++) w[k] = u64(r);
-        int negative = type == SCV_I256 && (w[0] >> 63);
-        if (negative) {
-            unsigned carry = 1;
-            for (int k = 3; k >= 0; k--) {
-                w[k] = ~w[k] + carry;
-                carry = carry && w[k] == 0;
-            }
-        }
-        put_u256(b, w, negative);
+        put_u256(b, w, read_256(r, w, type == SCV_I256));
         return;
     }
     case SCV_BYTES: {
@@ -529,3 +528,25 @@ sac_columns(SacAssets *a, const u8 *contract, const u8 *name, uint32_t len)
     return cols;
 }
 
+
+int
+sac_event(const Summary *s, SacAssets *a, PyObject **asset, const ScAddress **from, const ScAddress **to)
+{
+    if (s->type != 1 || s->contract == NULL || s->ntopics <= 2 || s->name == NULL) return -1;
+    int fn = symbol_is(s, "transfer") ? 0 : symbol_is(s, "mint") ? 1 : symbol_is(s, "clawback") ? 2
+           : symbol_is(s, "burn") ? 3 : -1;
+    if (fn < 0) return -1;
+    *asset = sac_columns(a, s->contract, s->name, s->name_len);
+    if (*asset == NULL || PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(*asset, 0)) == 0 || !s->has_amount) return -1;
+    *from = *to = NULL;
+    if (fn == 3) {
+        if (s->ntopics != 3 || !s->has_addr[0]) return -1;
+        *from = &s->addr[0];
+    } else {
+        if (s->ntopics != 4 || !s->has_addr[0] || !s->has_addr[1]) return -1;
+        if (fn == 0) *from = &s->addr[0], *to = &s->addr[1];
+        else if (fn == 1) *to = &s->addr[1];
+        else *from = &s->addr[1];
+    }
+    return fn;
+}

@@ -4,6 +4,20 @@
 #include "../../xdr/fast/strkey.h"
 
 void
+buf_size(Buf *b, Py_ssize_t cap)
+{
+    if (b->cap >= cap)
+        return;
+    char *p = PyMem_Realloc(b->p, (size_t)cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        fail();
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+void
 buf_reserve(Buf *b, Py_ssize_t n)
 {
     if (b->cap - b->len >= n)
@@ -16,27 +30,7 @@ buf_reserve(Buf *b, Py_ssize_t n)
         }
         cap *= 2;
     }
-    char *p = PyMem_Realloc(b->p, (size_t)cap);
-    if (p == NULL) {
-        PyErr_NoMemory();
-        fail();
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-void
-buf_size(Buf *b, Py_ssize_t cap)
-{
-    if (b->cap >= cap)
-        return;
-    char *p = PyMem_Realloc(b->p, (size_t)cap);
-    if (p == NULL) {
-        PyErr_NoMemory();
-        fail();
-    }
-    b->p = p;
-    b->cap = cap;
+    buf_size(b, cap);
 }
 
 void

@@ -56,8 +56,8 @@ asset_columns(Col *c, const Asset *a, PyObject *hook)
 
 /* trades._rounding_slippage through the pool_payout hook. */
 static int64_t
-slippage(uint32_t op_type, const Asset *sold, const u8 *sold_xdr, Py_ssize_t sold_len, int64_t amount_sold,
-         int64_t amount_bought, const XdrEntry *pool, PyObject *hook)
+slippage(uint32_t op_type, const u8 *sold_xdr, Py_ssize_t sold_len, int64_t amount_sold, int64_t amount_bought,
+         const XdrEntry *pool, PyObject *hook)
 {
     Rd r = {pool->data, 0, pool->entry + pool->entry_len - pool->data};
     take(&r, 32);
@@ -127,17 +127,9 @@ build_trades(Table *tb, const Led *L)
             /* the taker's offer (ManageOfferSuccessResult.offer): its id, else the operation's synthetic id */
             int64_t buying_offer_id = op_id | ((int64_t)1 << 62);
             if (!path) {
-                for (uint32_t n = 0; n < nclaims; n++) {  /* step over the claims to the offer */
-                    uint32_t at = u32(&r);
-                    if (at == 0 || at == 2) take(&r, 32);
-                    else read_account_id(&r);
-                    if (at != 2) take(&r, 8);
-                    Asset x;
-                    read_asset(&r, &x);
-                    take(&r, 8);
-                    read_asset(&r, &x);
-                    take(&r, 8);
-                }
+                ClaimAtom skipped;
+                for (uint32_t n = 0; n < nclaims; n++)  /* step over the claims to the offer */
+                    read_claim_atom(&r, &skipped);
                 uint32_t effect = u32(&r);
                 if (effect == 0 || effect == 1) {
                     read_account_id(&r);
@@ -145,21 +137,10 @@ build_trades(Table *tb, const Led *L)
                 }
             }
             for (uint32_t order = 0; order < nclaims; order++) {
-                uint32_t at = u32(&claims);
-                const u8 *seller = NULL, *pool = NULL;
-                if (at == 0) seller = take(&claims, 32);
-                else if (at == 1) seller = read_account_id(&claims);
-                else if (at == 2) pool = take(&claims, 32);
-                else decline("claim atom type");
-                int64_t offer_id = at != 2 ? i64(&claims) : 0;
-                Asset sold_asset, bought_asset;
-                Py_ssize_t s0 = claims.pos;
-                read_asset(&claims, &sold_asset);
-                const u8 *sold_xdr = claims.p + s0;
-                Py_ssize_t sold_len = claims.pos - s0;
-                int64_t sold = i64(&claims);
-                read_asset(&claims, &bought_asset);
-                int64_t bought = i64(&claims);
+                ClaimAtom claim;
+                read_claim_atom(&claims, &claim);
+                const u8 *seller = claim.seller, *pool = claim.pool;
+                int64_t offer_id = claim.offer_id, sold = claim.amount_sold, bought = claim.amount_bought;
                 if (sold < 0 || bought < 0) decline("negative claim amount");
                 if (sold == 0 && bought == 0) continue;
                 const XdrEntry *pre = latest_pre(pool != NULL, seller, offer_id, pool);
@@ -175,7 +156,7 @@ build_trades(Table *tb, const Led *L)
                     read_asset(&p, &x);
                     read_asset(&p, &x);
                     fee = i32(&p);
-                    slip = slippage(type, &sold_asset, sold_xdr, sold_len, sold, bought, pre, payout);
+                    slip = slippage(type, claim.sold_xdr, claim.sold_len, sold, bought, pre, payout);
                 } else {
                     Rd o = {pre->data, 0, pre->entry + pre->entry_len - pre->data};
                     read_account_id(&o);
@@ -193,11 +174,11 @@ build_trades(Table *tb, const Led *L)
                 col_u32(&c[3], seq);
                 if (seller) put_strkey(col_text(&c[4]), VB_ACCOUNT, seller, 32);
                 col_end(&c[4]);
-                asset_columns(&c[5], &sold_asset, asset_hook);
+                asset_columns(&c[5], &claim.sold, asset_hook);
                 col_f64(&c[9], stroops_real(sold));
                 put_strkey(col_text(&c[10]), VB_ACCOUNT, source.key, 32);
                 col_end(&c[10]);
-                asset_columns(&c[11], &bought_asset, asset_hook);
+                asset_columns(&c[11], &claim.bought, asset_hook);
                 col_f64(&c[15], stroops_real(bought));
                 col_i64(&c[16], price_n);
                 col_i64(&c[17], price_d);
