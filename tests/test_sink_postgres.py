@@ -273,3 +273,21 @@ def test_binary_copy_loads_what_csv_copy_loads(pg, monkeypatch):
     for n in tables:
         assert loaded["binary"][n] == loaded["csv"][n], n
         assert len(loaded["binary"][n]) == tables[n][1].num_rows
+
+
+def test_binary_copy_encoder_checks_the_buffers_it_is_given():
+    """Buffers shorter than the rows they claim, or out-of-order offsets, are a ValueError, not a read past them."""
+    from cdp_ray.sinks import postgres
+
+    if postgres._pgcopy is None:
+        pytest.skip("the _pgcopy extension is not built")
+    encode = postgres._pgcopy.encode
+    ints = pa.array([1, 2, 3], pa.int64()).buffers()[1]
+    assert encode([("q", 0, None, ints, None, None, None)], 0, 3, True, True).startswith(b"PGCOPY\n\xff\r\n\0")
+    with pytest.raises(ValueError, match="too short"):
+        encode([("q", 0, None, ints, None, None, None)], 0, 4, True, True)
+    offsets = pa.array([0, 5, 2], pa.int32()).buffers()[1]
+    with pytest.raises(ValueError, match="out of order"):
+        encode([("s", 0, None, b"abcde", offsets, None, None)], 0, 2, True, True)
+    with pytest.raises(ValueError, match="missing or short"):
+        encode([("s", 0, None, b"abcde", None, None, None)], 0, 1, True, True)
