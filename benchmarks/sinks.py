@@ -2,22 +2,25 @@
 
     python -m benchmarks.sinks [--ranges 8] [--dsn postgresql://postgres@127.0.0.1:5432/test] [--json]
 
-Input: the ``transactions`` and ``ledgers`` tables of the bundled sample lake (10 real pubnet
-protocol-26 ledgers, ~2,650 transactions with their XDR), written as ``--ranges`` ledger ranges
-(ids and sequences shifted per range so keys stay unique). Every figure is for one client
-process on one core; ``client cpu`` is that process's CPU time, so ``rows/cpu-s`` is rows/s per
-core of the writer (the PostgreSQL server works on other cores).
+Input: the ``ledgers``, ``token_transfers`` and ``transactions`` tables of the bundled sample lake
+(10 real pubnet protocol-26 ledgers, ~2,650 transactions with their XDR), written as ``--ranges``
+ledger ranges (ids and sequences shifted per range so keys stay unique). Every figure is for one
+client process on one core; ``client cpu`` is that process's CPU time, so ``rows/cpu-s`` is rows/s
+per core of the writer (the PostgreSQL server works on other cores).
 
 Baselines, same rows, same process:
 
 * Parquet: ``pyarrow.parquet.write_table`` to a local file (no manifest, no rename).
-* PostgreSQL: psycopg's own ``COPY ... (FORMAT BINARY)`` fed by ``write_row`` (rows through Python)
-  and ``executemany`` INSERT, against the sink's delete + COPY CSV + checkpoint transaction. All
-  three load with lz4 TOAST compression, as the sink does by default; with the server's pglz
-  default, the same COPY takes ~2.5x longer on these XDR-heavy rows.
+* PostgreSQL, for narrow tables (ledgers and token_transfers) and the wide one (transactions, base64
+  XDR columns) separately: the sink (delete + COPY + checkpoint, one transaction per range) with its
+  binary COPY written from the Arrow buffers and with its CSV path; ADBC's PostgreSQL driver
+  (``adbc_ingest``, binary COPY, one transaction per range on its own connection, no delete or
+  checkpoint: it cannot share the sink's transaction); psycopg's ``COPY ... (FORMAT BINARY)`` fed by
+  ``write_row`` (rows through Python); and ``executemany`` INSERT. All load with lz4 TOAST
+  compression, as the sink does by default.
 
-These transactions rows average ~6 KB (base64 XDR), so a local server's ingest (TOAST compression,
-WAL) bounds wall-clock rows/s; the client's CPU per row is what the load path changes.
+The transactions rows average ~6 KB (base64 XDR), so a local server's ingest (TOAST compression,
+WAL) bounds their wall-clock rows/s; the client's CPU per row is what the load path changes.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ SPAN = 1_000  # ledger sequence shift between benchmark ranges
 def load_tables() -> dict[str, pa.Table]:
     lake = str(sample_pipeline_path().parent / "lake")
     cfg = PipelineConfig.model_validate(
-        {"source": {"uri": lake, "start": 63092982, "end": 63092991}, "processors": ["ledgers", "transactions"]}
+        {"source": {"uri": lake, "start": 63092982, "end": 63092991},
+         "processors": ["ledgers", "token_transfers", "transactions"]}
     )
     return process_local(cfg)
 
@@ -112,54 +116,96 @@ def bench_parquet(batches: list[dict[str, pa.Table]], workdir: Path) -> list[dic
     return [sink_fig, figures("baseline pyarrow write_table (zstd)", rows, nbytes, t, out)]
 
 
+GROUPS = {"narrow": ("ledgers", "token_transfers"), "wide": ("transactions",)}
+
+
+def _sink_load(batches, procs, dsn: str, schema: str) -> int:
+    sink = make_sink({"type": "postgres", "dsn": dsn, "schema": schema})
+    sink.prepare(list(procs.values()))
+    try:
+        sent = 0
+        for k, b in enumerate(batches):
+            s, e = bounds(k)
+            sent += sum(sink.write_range(s, e, {n: (procs[n], b[n]) for n in procs}, RunContext("bench", "h")).values())
+        return sent
+    finally:
+        sink.close()
+
+
 def bench_postgres(batches: list[dict[str, pa.Table]], dsn: str, insert_ranges: int) -> list[dict]:
     import psycopg
 
+    from cdp_ray.sinks import postgres
+
+    try:
+        import adbc_driver_postgresql.dbapi as adbc
+    except ImportError:  # not installed: its case is left out
+        adbc = None
     schema = f"cdp_bench_{uuid.uuid4().hex[:8]}"
-    procs = {n: get_processor(n) for n in batches[0]}
-    rows = sum(t.num_rows for b in batches for t in b.values())
-    nbytes = sum(t.nbytes for b in batches for t in b.values())
-    sink = make_sink({"type": "postgres", "dsn": dsn, "schema": schema})
-    sink.prepare(list(procs.values()))
     conn = psycopg.connect(dsn, autocommit=True)
     conn.execute("SET default_toast_compression = 'lz4'")  # as the sink does: the baselines differ only in how rows travel
+    out = []
     try:
-        with Timer() as t:
-            sent = 0
-            for k, b in enumerate(batches):
-                s, e = bounds(k)
-                sent += sum(sink.write_range(s, e, {n: (procs[n], tbl) for n, tbl in b.items()}, RunContext("bench", "h")).values())
-        out = [figures("postgres sink (COPY csv via Arrow, 1 txn/range)", rows, nbytes, t, sent)]
-        for n in procs:
-            conn.execute(f'TRUNCATE "{schema}"."{n}"')
-        types = {n: _pg_types(conn, schema, n, proc.schema.names) for n, proc in procs.items()}
-        with Timer() as t:  # Arrow -> Python rows is part of this path, so it is timed
-            for b in batches:
-                with conn.transaction(), conn.cursor() as cur:
-                    for n, proc in procs.items():
-                        cols = ", ".join(f'"{c}"' for c in proc.schema.names)
-                        with cur.copy(f'COPY "{schema}"."{n}" ({cols}) FROM STDIN (FORMAT BINARY)') as cp:
-                            cp.set_types(types[n])
-                            for r in b[n].to_pylist():
-                                cp.write_row([_py(v) for v in r.values()])
-        out.append(figures("baseline psycopg COPY binary, write_row", rows, nbytes, t))
-        for n in procs:
-            conn.execute(f'TRUNCATE "{schema}"."{n}"')
-        sub = batches[:insert_ranges]
-        sub_rows = sum(t.num_rows for b in sub for t in b.values())
-        with Timer() as t:
-            for b in sub:
-                with conn.transaction(), conn.cursor() as cur:
-                    for n, proc in procs.items():
-                        cols = ", ".join(f'"{c}"' for c in proc.schema.names)
-                        marks = ", ".join(["%s"] * len(proc.schema.names))
-                        cur.executemany(f'INSERT INTO "{schema}"."{n}" ({cols}) VALUES ({marks})',
-                                        [[_py(v) for v in r.values()] for r in b[n].to_pylist()])
-        out.append(figures(f"baseline executemany INSERT ({len(sub)} ranges)", sub_rows, sum(t.nbytes for b in sub for t in b.values()), t))
+        for group, names in GROUPS.items():
+            procs = {n: get_processor(n) for n in names}
+            rows = sum(b[n].num_rows for b in batches for n in names)
+            nbytes = sum(b[n].nbytes for b in batches for n in names)
+            with Timer() as t:
+                _sink_load(batches, procs, dsn, f"{schema}_{group}_bin")
+            out.append(figures(f"{group}: postgres sink, binary COPY from Arrow buffers", rows, nbytes, t))
+            binary = postgres._pgcopy
+            postgres._pgcopy = None
+            try:
+                with Timer() as t:
+                    _sink_load(batches, procs, dsn, f"{schema}_{group}_csv")
+            finally:
+                postgres._pgcopy = binary
+            out.append(figures(f"{group}: postgres sink, CSV COPY via Arrow (before)", rows, nbytes, t))
+            target = f"{schema}_{group}_base"
+            make_sink({"type": "postgres", "dsn": dsn, "schema": target}).prepare(list(procs.values()))
+            if adbc is not None:
+                with adbc.connect(dsn) as aconn:
+                    with aconn.cursor() as cur:
+                        cur.execute("SET default_toast_compression = 'lz4'")
+                    aconn.commit()
+                    with Timer() as t:
+                        for b in batches:
+                            with aconn.cursor() as cur:
+                                for n in names:
+                                    cur.adbc_ingest(n, b[n], mode="append", db_schema_name=target)
+                            aconn.commit()
+                out.append(figures(f"{group}: ADBC adbc_ingest (own txn, no delete/checkpoint)", rows, nbytes, t))
+                for n in names:
+                    conn.execute(f'TRUNCATE "{target}"."{n}"')
+            types = {n: _pg_types(conn, target, n, proc.schema.names) for n, proc in procs.items()}
+            with Timer() as t:  # Arrow -> Python rows is part of this path, so it is timed
+                for b in batches:
+                    with conn.transaction(), conn.cursor() as cur:
+                        for n, proc in procs.items():
+                            cols = ", ".join(f'"{c}"' for c in proc.schema.names)
+                            with cur.copy(f'COPY "{target}"."{n}" ({cols}) FROM STDIN (FORMAT BINARY)') as cp:
+                                cp.set_types(types[n])
+                                for r in b[n].to_pylist():
+                                    cp.write_row([_py(v) for v in r.values()])
+            out.append(figures(f"{group}: baseline psycopg COPY binary, write_row", rows, nbytes, t))
+            for n in names:
+                conn.execute(f'TRUNCATE "{target}"."{n}"')
+            sub = batches[:insert_ranges]
+            with Timer() as t:
+                for b in sub:
+                    with conn.transaction(), conn.cursor() as cur:
+                        for n, proc in procs.items():
+                            cols = ", ".join(f'"{c}"' for c in proc.schema.names)
+                            marks = ", ".join(["%s"] * len(proc.schema.names))
+                            cur.executemany(f'INSERT INTO "{target}"."{n}" ({cols}) VALUES ({marks})',
+                                            [[_py(v) for v in r.values()] for r in b[n].to_pylist()])
+            out.append(figures(f"{group}: baseline executemany INSERT ({len(sub)} ranges)",
+                               sum(b[n].num_rows for b in sub for n in names),
+                               sum(b[n].nbytes for b in sub for n in names), t))
         return out
     finally:
-        sink.close()
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        for (name,) in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (schema + "%",)).fetchall():
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         conn.close()
 
 
@@ -205,8 +251,11 @@ def main() -> None:
     by = {r["case"]: r for r in results}
     pairs = [("parquet sink / pyarrow write_table", results[0], results[1])]
     if not args.no_postgres:
-        pairs += [("postgres sink / psycopg COPY write_row", results[2], results[3]),
-                  ("postgres sink / executemany INSERT", results[2], results[4])]
+        for group in GROUPS:
+            mine = by[f"{group}: postgres sink, binary COPY from Arrow buffers"]
+            for case in by:
+                if case.startswith(f"{group}:") and case != mine["case"]:
+                    pairs.append((f"{group} sink binary / {case.split(': ', 1)[1]}", mine, by[case]))
     for label, a, b in pairs:
         ratios[f"{label}, rows/s"] = round(a["rows_per_s"] / b["rows_per_s"], 2)
         ratios[f"{label}, rows/client-cpu-s"] = round(a["rows_per_cpu_s"] / b["rows_per_cpu_s"], 2)
@@ -223,10 +272,10 @@ def main() -> None:
         print(json.dumps(doc, indent=1))
         return
     print(f"input per range: {doc['input']} rows; {args.ranges} ranges; decode+process {doc['decode_and_process_s']} s (not timed below)")
-    print(f"{'case':52} {'rows':>8} {'rows/s':>9} {'rows/cpu-s':>11} {'arrow MB/s':>10} {'out MB':>7}")
+    print(f"{'case':70} {'rows':>8} {'rows/s':>9} {'rows/cpu-s':>11} {'arrow MB/s':>10} {'out MB':>7}")
     for r in doc["results"]:
         out = "" if r["out_MB"] is None else r["out_MB"]
-        print(f"{r['case']:52} {r['rows']:>8} {r['rows_per_s']:>9} {r['rows_per_cpu_s']:>11} {r['arrow_MB_per_s']:>10} {out:>7}")
+        print(f"{r['case']:70} {r['rows']:>8} {r['rows_per_s']:>9} {r['rows_per_cpu_s']:>11} {r['arrow_MB_per_s']:>10} {out:>7}")
     for k, v in ratios.items():
         print(f"ratio {k}: {v}x")
     print(f"peak RSS {doc['peak_rss_MB']} MB; peak Arrow pool {doc['peak_arrow_pool_MB']} MB")

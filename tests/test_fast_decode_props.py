@@ -172,7 +172,7 @@ def test_schema_is_current_for_the_installed_sdk():
 
 def test_engine_switch(monkeypatch, small_lcm):
     monkeypatch.delenv(fast.ENV_VAR, raising=False)
-    assert fast.resolve_engine() == "fast"
+    assert fast.resolve_engine() == "native"
     assert fast.resolve_engine("sdk") == "sdk"
     monkeypatch.setenv(fast.ENV_VAR, "sdk")
     assert fast.resolve_engine() == "sdk"
@@ -183,9 +183,12 @@ def test_engine_switch(monkeypatch, small_lcm):
     ledger = decode_ledger(small_lcm, "Test SDF Network ; September 2015", engine="fast")
     assert type(ledger.lcm) is CLASSES["LedgerCloseMeta"] and isinstance(ledger.lcm, xdr.LedgerCloseMeta)
     assert ledger.sequence == 998 and len(ledger.transactions) == 7
+    lazy = decode_ledger(small_lcm, "Test SDF Network ; September 2015", engine="native")
+    assert lazy.index is not None and "transactions" not in vars(lazy)
+    assert lazy.sequence == 998 and lazy.transactions == ledger.transactions and lazy.lcm == ledger.lcm
 
 
-@pytest.mark.parametrize("engine", ["fast", "sdk"])
+@pytest.mark.parametrize("engine", ["native", "fast", "sdk"])
 def test_corrupt_ledger_is_a_typed_error_on_both_engines(small_lcm, engine):
     with pytest.raises(CorruptLedgerFileError, match="undecodable LedgerCloseMeta"):
         decode_ledger(small_lcm[:-7], PUBNET, key="bad.xdr", engine=engine)

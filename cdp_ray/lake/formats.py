@@ -229,7 +229,7 @@ def _lcm_skipper():
     try:
         from cdp_ray.xdr import fast
 
-        if fast.resolve_engine() == "fast":
+        if fast.resolve_engine() != "sdk":
             return lambda buf, off: fast.decode_prefix("LedgerCloseMeta", buf, off)[1]
     except Exception:  # the fast engine is optional: not built, or deselected
         pass

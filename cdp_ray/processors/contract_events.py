@@ -18,10 +18,11 @@ from typing import Callable
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
-from stellar_sdk import xdr
+from stellar_sdk import StrKey, xdr
 
+from cdp_ray.processors import native
 from cdp_ray.processors.base import col, processor, table_from_rows
-from cdp_ray.processors.common import TIMESTAMP, go_enum_string, strkey, toid
+from cdp_ray.processors.common import TIMESTAMP, encode_strkey, go_enum_string, strkey, toid
 from cdp_ray.processors.scval import SCVAL_TEXTS_BY_XDR, XdrMemo, scval_texts
 from cdp_ray.xdr import Ledger, Transaction, fast
 
@@ -281,6 +282,30 @@ _CONTRACT_ID = CONTRACT_EVENTS_SCHEMA.names.index("contract_id")
     tags=("soroban", "events"),
 )
 def contract_events(batch: list[Ledger], config: ContractEventsConfig) -> pa.Table:
+    return native.table(
+        "contract_events", CONTRACT_EVENTS_SCHEMA, batch, _native_options(config), partial(_python_table, config)
+    )
+
+
+def _native_options(config: ContractEventsConfig) -> tuple:
+    """The native builder's options: ``(include_diagnostic, wanted contract ids (sorted raw 32-byte ids joined)
+    or None, whether events without a contract are wanted)``. A wanted text that is no C... strkey (as the
+    table spells them) matches no event."""
+    if not config.contract_ids:
+        return config.include_diagnostic, None, False
+    ids = set()
+    for text in config.contract_ids:
+        try:
+            raw = StrKey.decode_contract(text)
+        except Exception:  # noqa: BLE001  (not a contract strkey: it matches nothing)
+            continue
+        if encode_strkey("C", raw) == text:
+            ids.add(raw)
+    return config.include_diagnostic, b"".join(sorted(ids)), "" in config.contract_ids
+
+
+def _python_table(config: ContractEventsConfig, batch: list[Ledger]) -> pa.Table:
+    """The table by the Python rules (the reference of the native builder)."""
     wanted = set(config.contract_ids) if config.contract_ids else None
     rows: list[tuple] = []
     for ledger in batch:

@@ -9,13 +9,15 @@ the operation's ledger entry changes (sorted by ledger key, as Go's ingest packa
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 
 import pyarrow as pa
 from stellar_sdk import xdr
 
-from cdp_ray.processors.base import col, processor
+from cdp_ray.processors import native
+from cdp_ray.processors.base import col, processor, table_from_dicts
 from cdp_ray.processors.common import (
     TIMESTAMP,
     account_id,
@@ -886,7 +888,35 @@ def transaction_effects(ledger: Ledger, t: Transaction) -> list[dict]:
     config=FilterConfig,
     tags=("core", "effects"),
 )
-def effects(batch: list[Ledger], config: FilterConfig) -> list[dict]:
+def effects(batch: list[Ledger], config: FilterConfig) -> pa.Table:
+    if config.where is not None and not config.where.empty:
+        return _python_table(config, batch)
+    return native.table("effects", EFFECTS_SCHEMA, batch, (), functools.partial(_python_table, config), _native_hooks)
+
+
+def _native_hooks(ledgers: list[Ledger]) -> tuple:
+    """The native builder's hooks over ``ledgers``: the rows of an operation it leaves to the Python rules (None
+    where they skip the transaction), and the Stellar asset a SEP-41 event names (the token_transfers columns of
+    it, with those of native and of no asset, and a cache)."""
+    from cdp_ray.processors.token_transfers import _NATIVE_COLUMNS, _NO_ASSET, _sac_columns
+
+    def operation_rows(position: int, tx: int, index: int) -> list[tuple] | None:
+        ledger = ledgers[position]
+        t = ledger.transaction_at(tx)
+        op_id = toid(ledger.sequence, t.index, index + 1)
+        builder = _OperationEffects(t, index, t.operations[index], op_id, ledger.protocol_version,
+                                    ledger.network_passphrase)
+        try:
+            built = builder.build()
+        except EffectError:
+            return None
+        return [(address, muxed, EFFECT_TYPES[kind], kind, go_json(d)) for address, muxed, kind, d in built]
+
+    return operation_rows, _sac_columns, _NATIVE_COLUMNS, _NO_ASSET, {}
+
+
+def _python_table(config: FilterConfig, batch: list[Ledger]) -> pa.Table:
+    """The table by the Python rules (the reference of the native builder)."""
     rows = []
     for ledger in apply_where(batch, config):
         for t in ledger.transactions:
@@ -895,4 +925,4 @@ def effects(batch: list[Ledger], config: FilterConfig) -> list[dict]:
             except EffectError as exc:
                 # stellar-etl logs the transaction and exports the others.
                 log.warning("ledger %d transaction %s: skipping effects: %s", ledger.sequence, t.hash.hex(), exc)
-    return rows
+    return table_from_dicts(EFFECTS_SCHEMA, rows)

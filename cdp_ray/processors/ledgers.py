@@ -6,7 +6,8 @@ import base64
 
 import pyarrow as pa
 
-from cdp_ray.processors.base import NoConfig, col, processor
+from cdp_ray.processors import native
+from cdp_ray.processors.base import NoConfig, col, processor, table_from_dicts
 from cdp_ray.processors.common import TIMESTAMP, account_id, b64, go_enum_name, toid
 from cdp_ray.xdr import Ledger
 
@@ -100,5 +101,10 @@ def _envelope_ops(env) -> list:
     "(stellar-etl history_ledgers).",
     tags=("core",),
 )
-def ledgers(batch: list[Ledger], config: NoConfig) -> list[dict]:
-    return [ledger_row(ledger) for ledger in batch]
+def ledgers(batch: list[Ledger], config: NoConfig) -> pa.Table:
+    return native.table("ledgers", LEDGERS_SCHEMA, batch, (), _python_table)
+
+
+def _python_table(batch: list[Ledger]) -> pa.Table:
+    """The table by the Python rules (the reference of the native builder)."""
+    return table_from_dicts(LEDGERS_SCHEMA, [ledger_row(ledger) for ledger in batch])

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 import pyarrow as pa
 from stellar_sdk import xdr
 
+from cdp_ray.processors import native
 from cdp_ray.processors.base import NoConfig, col, processor, table_from_rows
-from cdp_ray.processors.common import TIMESTAMP, go_enum_string, go_json, muxed_account, toid
+from cdp_ray.processors.common import TIMESTAMP, asset_id, go_enum_string, go_json, muxed_account, toid
 from cdp_ray.processors.operation_details import (
     OPERATION_TYPE_NAMES,
     complete_details,
@@ -156,5 +157,27 @@ def operation_rows(ledger: Ledger, t: Transaction) -> list[dict]:
     tags=("core",),
 )
 def operations(batch: list[Ledger], config: NoConfig) -> pa.Table:
+    return native.table("operations", OPERATIONS_SCHEMA, batch, (), _python_table, _native_hooks)
+
+
+def _python_table(batch: list[Ledger]) -> pa.Table:
+    """The table by the Python rules (the reference of the native builder)."""
     rows = [row for ledger in batch for t in ledger.transactions for row in operation_tuples(ledger, t)]
     return table_from_rows(OPERATIONS_SCHEMA, rows)
+
+
+def _native_hooks(ledgers: list[Ledger]) -> tuple:
+    """The native builder's hooks over ``ledgers``: the details map of an operation it leaves to the Python rules
+    (as JSON text; the transaction decoded alone), stellar-etl's asset id, and the Stellar asset a SEP-41 event
+    names (the token_transfers columns of it, with those of native and of no asset, and a cache)."""
+    from cdp_ray.processors.token_transfers import _NATIVE_COLUMNS, _NO_ASSET, _sac_columns
+
+
+    def details(position: int, tx: int, index: int, op_type: int) -> str:
+        ledger = ledgers[position]
+        t = ledger.transaction_at(tx)
+        op = t.operations[index]
+        d = complete_details(None, op, op_type, index, t, ledger.protocol_version, ledger.network_passphrase)
+        return go_json(d, floats_marked=True)
+
+    return details, asset_id, _sac_columns, _NATIVE_COLUMNS, _NO_ASSET, {}

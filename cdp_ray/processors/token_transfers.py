@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import StrKey, xdr
 
 from cdp_ray.errors import CdpRayError
+from cdp_ray.processors import native
 from cdp_ray.processors.base import col, processor, table_from_rows
 from cdp_ray.processors.common import (
     TIMESTAMP,
@@ -370,6 +371,15 @@ def ledger_token_transfers(ledger: Ledger, config: TokenTransfersConfig | None =
     tags=("core", "soroban", "events"),
 )
 def token_transfers(batch: list[Ledger], config: TokenTransfersConfig) -> pa.Table:
+    hooks = (_sac_columns, _NATIVE_COLUMNS, _NO_ASSET, {})
+    return native.table(
+        "token_transfers", TOKEN_TRANSFERS_SCHEMA, batch, (config.source, config.verify),
+        functools.partial(_python_table, config), hooks,
+    )
+
+
+def _python_table(config: TokenTransfersConfig, batch: list[Ledger]) -> pa.Table:
+    """The table by the Python rules (the reference of the native builder)."""
     return table_from_rows(TOKEN_TRANSFERS_SCHEMA, [r for ledger in batch for r in _ledger_rows(ledger, config)])
 
 

@@ -7,12 +7,14 @@ operation (order book) or from the amounts (pools); pool trades get stellar-etl'
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import pyarrow as pa
 from stellar_sdk import xdr
 
-from cdp_ray.processors.base import col, processor
+from cdp_ray.processors import native
+from cdp_ray.processors.base import col, processor, table_from_dicts
 from cdp_ray.processors.common import (
     TIMESTAMP,
     asset_id,
@@ -256,5 +258,13 @@ def ledger_trades(ledger: Ledger) -> list[dict]:
     config=FilterConfig,
     tags=("core", "dex"),
 )
-def trades(batch: list[Ledger], config: FilterConfig) -> list[dict]:
-    return [row for ledger in apply_where(batch, config) for row in ledger_trades(ledger)]
+def trades(batch: list[Ledger], config: FilterConfig) -> pa.Table:
+    if config.where is not None and not config.where.empty:
+        return _python_table(config, batch)
+    return native.table("trades", TRADES_SCHEMA, batch, (), functools.partial(_python_table, config),
+                        (asset_id, pool_payout))
+
+
+def _python_table(config: FilterConfig, batch: list[Ledger]) -> pa.Table:
+    """The table by the Python rules (the reference of the native builder)."""
+    return table_from_dicts(TRADES_SCHEMA, [row for ledger in apply_where(batch, config) for row in ledger_trades(ledger)])

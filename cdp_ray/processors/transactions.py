@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stellar_sdk import xdr
 
 from cdp_ray.networks import network_id
+from cdp_ray.processors import native
 from cdp_ray.processors.base import col, processor, table_from_rows
 from cdp_ray.processors.common import (
     TIMESTAMP,
@@ -384,7 +385,13 @@ class TransactionsConfig(BaseModel):
     tags=("core",),
 )
 def transactions(batch: list[Ledger], config: TransactionsConfig) -> pa.Table:
-    include_xdr = config.include_xdr
+    return native.table(
+        "transactions", TRANSACTIONS_SCHEMA, batch, (config.include_xdr,), partial(_python_table, config.include_xdr)
+    )
+
+
+def _python_table(include_xdr: bool, batch: list[Ledger]) -> pa.Table:
+    """The table by the Python rules (the reference of the native builder)."""
     rows = []
     for ledger in batch:
         closed_at = ledger.closed_at

@@ -10,8 +10,9 @@ connection loss at commit replays the whole transaction. Quarantined ranges go t
 a run holds a session advisory lock per pipeline (released when its connection closes, also when
 the run is killed).
 
-Rows travel as CSV produced by Arrow's C++ writer (lists become array literals, binary ``\\x`` hex),
-which keeps the per-row Python cost out of the load path.
+Rows travel in COPY's binary format, written in C straight from the Arrow buffers (``_pgcopy``), or,
+for a column type it does not write (or without the extension), as CSV produced by Arrow's C++ writer
+(lists become array literals, binary ``\\x`` hex): either way no row passes through Python.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ from cdp_ray.sinks.base import (
     with_retries,
 )
 from cdp_ray.sinks.ddl import create_table_sql, ident, pg_type, qualified, schema_differences
+
+try:
+    from cdp_ray.sinks import _pgcopy
+except ImportError:  # the C extension was not built: rows travel as CSV
+    _pgcopy = None
 
 DSN_ENV = "CDP_RAY_POSTGRES_DSN"
 RANGES_TABLE = "cdp_ray_ranges"
@@ -441,15 +447,61 @@ class PostgresSink(Sink):
         self._reset()
 
 
+#: Arrow type -> ``_pgcopy`` kind (the PostgreSQL type cdp_ray.sinks.ddl maps it to is written)
+_BINARY_KINDS = {
+    pa.int16(): "h", pa.int32(): "i", pa.uint32(): "I", pa.int64(): "q", pa.uint64(): "Q", pa.float32(): "f",
+    pa.float64(): "d", pa.bool_(): "b", pa.string(): "s", pa.binary(): "y", pa.list_(pa.string()): "S",
+    pa.list_(pa.uint32()): "U", pa.list_(pa.int64()): "L",
+}
+
+
+def _binary_columns(table: pa.Table) -> list[tuple] | None:
+    """Each column's Arrow buffers as ``_pgcopy.encode`` takes them, or None when a column has no binary form
+    there (its type, list items that are null, a list's values not at their start)."""
+    out = []
+    for f, col in zip(table.schema, table.columns):
+        kind = "t" if pa.types.is_timestamp(f.type) and f.type.unit == "us" else _BINARY_KINDS.get(f.type)
+        if kind is None:
+            return None
+        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        bufs = arr.buffers()
+        if kind in "SUL":
+            child = arr.values
+            if child.null_count or child.offset:
+                return None
+            out.append((kind, arr.offset, bufs[0], bufs[-1], bufs[1], bufs[3] if kind == "S" else None,
+                        bufs[4] if kind == "S" else None))
+        elif kind in "sy":
+            out.append((kind, arr.offset, bufs[0], bufs[2], bufs[1], None, None))
+        else:
+            out.append((kind, arr.offset, bufs[0], bufs[1], None, None, None))
+        if out[-1][3] is None:  # an empty array may have no values buffer
+            out[-1] = (*out[-1][:3], b"", *out[-1][4:])
+    return out
+
+
 def copy_rows(cur: psycopg.Cursor, qname: str, table: pa.Table, batch_rows: int) -> int:
-    """``COPY`` ``table``'s rows into ``qname`` on ``cur``'s transaction; returns the bytes sent."""
+    """COPY ``table``'s rows into ``qname`` inside the cursor's transaction; the bytes sent.
+
+    Binary COPY written in C from the Arrow buffers where every column has a binary form there
+    (``_pgcopy``), else CSV written by Arrow's C++ writer; ``batch_rows`` rows per write."""
     cols = ", ".join(ident(c) for c in table.column_names)
-    n = 0
-    with cur.copy(f"COPY {qname} ({cols}) FROM STDIN (FORMAT csv)") as copy:
-        for chunk in csv_batches(table, batch_rows):
+    columns = _binary_columns(table) if _pgcopy is not None and table.num_rows else None
+    sent = 0
+    if columns is None:
+        with cur.copy(f"COPY {qname} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+            for chunk in csv_batches(table, batch_rows):
+                copy.write(chunk)
+                sent += len(chunk)
+        return sent
+    rows = table.num_rows
+    with cur.copy(f"COPY {qname} ({cols}) FROM STDIN (FORMAT binary)") as copy:
+        for off in range(0, rows, batch_rows):
+            stop = min(off + batch_rows, rows)
+            chunk = _pgcopy.encode(columns, off, stop, off == 0, stop == rows)
             copy.write(chunk)
-            n += len(chunk)
-    return n
+            sent += len(chunk)
+    return sent
 
 
 class _PostgresRange(RangeWriter):

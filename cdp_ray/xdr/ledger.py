@@ -3,11 +3,16 @@
 Transactions are given in apply order (the order of ``txProcessing``), each joined with its envelope
 from the transaction set by hash, which needs the network passphrase. A hash that no envelope has
 means the passphrase is wrong (:class:`NetworkMismatchError`) or the ledger is incomplete.
+
+The native engine (the default where the C extension is built) checks the XDR and joins transactions
+with their envelopes in C without building values: its :class:`LazyLedger` holds the raw XDR and that
+ledger index, which the processors' native table builders read, and decodes the values on first read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -112,6 +117,10 @@ class Transaction:
 class Ledger:
     """A decoded ledger with its transactions in apply order (derived attributes computed once)."""
 
+    #: native engine (:class:`LazyLedger`): the ``LedgerCloseMeta`` XDR and its ledger index; else None
+    raw = None
+    index = None
+
     sequence: int
     lcm_version: int
     lcm: xdr.LedgerCloseMeta
@@ -145,6 +154,94 @@ class Ledger:
     @cached_property
     def body(self):
         return {0: self.lcm.v0, 1: self.lcm.v1, 2: self.lcm.v2}[self.lcm_version]
+
+    def transaction_at(self, position: int) -> Transaction:
+        """The transaction at 0-based ``position`` in apply order (a lazy ledger decodes only that one)."""
+        return self.transactions[position]
+
+
+#: ``LedgerIndexHead`` and ``LedgerIndexTx`` of ``fastxdr_api.h`` (native byte order, no padding)
+_INDEX_HEAD = struct.Struct("=QQq16I")
+_INDEX_TX = struct.Struct("=27I")
+_LAZY = frozenset(("lcm", "header_entry", "transactions", "envelopes"))
+
+
+class LazyLedger(Ledger):
+    """A ledger of the native engine: its XDR checked and indexed (``Codec.ledger_index``), its values decoded
+    on first read of ``lcm``, ``header_entry``, ``transactions`` or ``envelopes`` (a copy made with
+    ``dataclasses.replace`` is an ordinary, decoded ledger without the index)."""
+
+    @classmethod
+    def from_index(cls, raw: bytes, index: bytes, network_passphrase: str, key: str | None) -> LazyLedger:
+        head = _INDEX_HEAD.unpack_from(index)
+        close_time, lcm_version, sequence, protocol, header_entry = head[0], head[4], head[5], head[6], head[9]
+        self = object.__new__(cls)
+        self.__dict__.update(
+            sequence=sequence,
+            lcm_version=lcm_version,
+            source_key=key,
+            xdr_size=len(raw),
+            network_passphrase=network_passphrase,
+            raw=raw,
+            index=index,
+            close_time=close_time,
+            protocol_version=protocol,
+            hash=raw[header_entry : header_entry + 32],
+            _singles={},
+        )
+        return self
+
+    def __getattr__(self, name: str):
+        if name in _LAZY:
+            self._materialize()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        decoded = "transactions" in self.__dict__
+        return f"LazyLedger(sequence={self.sequence}, xdr_size={self.xdr_size}, decoded={decoded})"
+
+    def _tx_spans(self, position: int) -> tuple:
+        ntx = _INDEX_HEAD.unpack_from(self.index)[7]
+        if not 0 <= position < ntx:
+            raise IndexError(f"ledger {self.sequence} has {ntx} transactions, not {position + 1}")
+        return _INDEX_TX.unpack_from(self.index, _INDEX_HEAD.size + position * _INDEX_TX.size)
+
+    def _materialize(self) -> None:
+        lcm = fast.decode("LedgerCloseMeta", self.raw)
+        body = {0: lcm.v0, 1: lcm.v1, 2: lcm.v2}[lcm.v]
+        envs = tx_set_envelopes(lcm)
+        txs = []
+        for i, trm in enumerate(body.tx_processing):
+            env_index = self._tx_spans(i)[15]
+            txs.append(_transaction(i + 1, trm, envs[env_index]))
+        self.__dict__.update(lcm=lcm, header_entry=body.ledger_header, transactions=txs, envelopes=envs)
+        self._singles.clear()
+
+    def transaction_at(self, position: int) -> Transaction:
+        if "transactions" in self.__dict__:
+            return self.transactions[position]
+        t = self._singles.get(position)
+        if t is None:
+            spans = self._tx_spans(position)
+            kind = "TransactionResultMetaV1" if self.lcm_version == 2 else "TransactionResultMeta"
+            trm = fast.decode_prefix(kind, self.raw, spans[0])[0]
+            env = fast.decode_prefix("TransactionEnvelope", self.raw, spans[10])[0]
+            t = self._singles[position] = _transaction(position + 1, trm, env)
+        return t
+
+
+def _transaction(index: int, trm, env: xdr.TransactionEnvelope) -> Transaction:
+    """The :class:`Transaction` of a ``TransactionResultMeta(V1)`` and its envelope."""
+    return Transaction(
+        index=index,
+        hash=trm.result.transaction_hash.hash,
+        envelope=env,
+        result=trm.result,
+        meta=trm.tx_apply_processing,
+        fee_changes=trm.fee_processing,
+        post_apply_fee_changes=getattr(trm, "post_tx_apply_fee_processing", None),
+    )
 
 
 def envelope_hash(env: xdr.TransactionEnvelope, nid: bytes) -> bytes:
@@ -186,11 +283,11 @@ def decode_lcm(
 ) -> xdr.LedgerCloseMeta:
     """Decode ``LedgerCloseMeta`` XDR, turning decoder failures into :class:`CorruptLedgerFileError`.
 
-    ``engine`` is ``"fast"`` or ``"sdk"`` (see :mod:`cdp_ray.xdr.fast`); None picks the default.
+    ``engine`` is ``"native"``, ``"fast"`` or ``"sdk"`` (see :mod:`cdp_ray.xdr.fast`); None picks the default.
     """
     use = fast.resolve_engine(engine)
     try:
-        if use == "fast":
+        if use != "sdk":
             return fast.decode("LedgerCloseMeta", data)  # its values are off the collector's lists already
         with gc_paused():  # else collector passes re-walk every value held, the ledgers decoded before included
             return xdr.LedgerCloseMeta.from_xdr_bytes(data)
@@ -219,8 +316,16 @@ def decode_ledger(
     """Decode one ``LedgerCloseMeta`` and join its transactions with their envelopes.
 
     With ``verify`` the header hash is checked (sha256 of the header XDR). ``engine`` picks the XDR
-    decoder, ``"fast"`` or ``"sdk"`` (default: fast when built, see :mod:`cdp_ray.xdr.fast`).
+    decoder, ``"native"``, ``"fast"`` or ``"sdk"`` (default: native when built, see :mod:`cdp_ray.xdr.fast`).
+    The native engine returns a :class:`LazyLedger`; input it does not index (rejected XDR, non-canonical
+    forms, a transaction without its envelope, a wrong header hash) is decoded at once instead, which
+    raises what it must.
     """
+    if fast.resolve_engine(engine) == "native":
+        ledger = _indexed(data, network_passphrase, key, verify)
+        if ledger is not None:
+            return ledger
+        engine = "fast"
     lcm = decode_lcm(data, key, engine=engine)
     body = {0: lcm.v0, 1: lcm.v1, 2: lcm.v2}[lcm.v]
     entry = body.ledger_header
@@ -251,17 +356,7 @@ def decode_ledger(
                 sequence=seq,
                 key=key,
             )
-        txs.append(
-            Transaction(
-                index=i,
-                hash=h,
-                envelope=env,
-                result=trm.result,
-                meta=trm.tx_apply_processing,
-                fee_changes=trm.fee_processing,
-                post_apply_fee_changes=getattr(trm, "post_tx_apply_fee_processing", None),
-            )
-        )
+        txs.append(_transaction(i, trm, env))
     return Ledger(
         sequence=seq,
         lcm_version=lcm.v,
@@ -273,3 +368,25 @@ def decode_ledger(
         network_passphrase=network_passphrase,
         xdr_size=len(data),
     )
+
+
+def check_index_layout() -> None:
+    """Raise unless the index structs read here have the sizes the extension's C structs have."""
+    sizes = fast.INDEX_SIZES
+    if (_INDEX_HEAD.size, _INDEX_TX.size) != sizes[:2]:
+        raise TypeError(f"ledger index layout: C structs of {sizes[:2]} bytes, read as {_INDEX_HEAD.size, _INDEX_TX.size}")
+
+
+def _indexed(data: bytes, network_passphrase: str, key: str | None, verify: bool) -> LazyLedger | None:
+    """A :class:`LazyLedger` of ``data``, or None where the ledger must be decoded at once (see :func:`decode_ledger`)."""
+    try:
+        index = fast.ledger_index(data, network_id(network_passphrase))
+    except Exception:  # noqa: BLE001  (rejected input: decode() names the problem)
+        return None
+    head = _INDEX_HEAD.unpack_from(index)
+    if head[17]:  # flags: non-canonical forms, unmatched transactions
+        return None
+    header_entry, header, header_end = head[9], head[10], head[11]
+    if verify and hashlib.sha256(data[header:header_end]).digest() != data[header_entry : header_entry + 32]:
+        return None
+    return LazyLedger.from_index(data if isinstance(data, bytes) else bytes(data), index, network_passphrase, key)

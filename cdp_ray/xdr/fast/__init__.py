@@ -14,9 +14,13 @@ yet. Envelopes, results, metas, transaction bodies and contract events keep the 
 from: :func:`source_xdr` returns them for the base64 columns and transaction hashes, no encoding
 (:func:`kept_xdr` returns them, or a lazy value's raw bytes, and None for other values).
 
-Engines: ``"fast"`` (this one) and ``"sdk"`` (``stellar_sdk.xdr``). The default is ``"fast"`` when the
-extension is built, else ``"sdk"``; ``$CDP_RAY_XDR_ENGINE`` overrides it. ``tests/test_fast_decode.py``
-proves both produce equal objects, equal XDR and equal tables for every real ledger.
+Engines: ``"native"``, ``"fast"`` (both this codec) and ``"sdk"`` (``stellar_sdk.xdr``). ``native``
+checks a ledger and locates its parts in C without building values (``ledger_index``): the ledger is
+decoded on first read, and the processors' native table builders read its XDR instead
+(``cdp_ray/processors/_native``). ``fast`` decodes every ledger at once, for the Python processors.
+The default is ``"native"`` when the extension is built, else ``"sdk"``; ``$CDP_RAY_XDR_ENGINE``
+overrides it. ``tests/test_fast_decode.py`` proves the engines produce equal objects, equal XDR and
+equal tables for every real ledger.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from typing import Literal
 
 from cdp_ray.errors import ConfigError
 
-Engine = Literal["fast", "sdk"]
-ENGINES: tuple[str, ...] = ("fast", "sdk")
+Engine = Literal["native", "fast", "sdk"]
+ENGINES: tuple[str, ...] = ("native", "fast", "sdk")
 ENV_VAR = "CDP_RAY_XDR_ENGINE"
 
 try:
+    from cdp_ray.xdr.fast._fastxdr import INDEX_SIZES
     from cdp_ray.xdr.fast.codec import (
         LAZY_TYPES,
         SOURCE_TYPES,
@@ -41,6 +46,7 @@ try:
         encode,
         event_summary,
         kept_xdr,
+        ledger_index,
         raw_xdr,
     )
 except ImportError as exc:  # the C extension was not built (no compiler at install time)
@@ -80,16 +86,16 @@ def source_xdr(value) -> bytes:
 
 
 def resolve_engine(engine: str | None = None) -> Engine:
-    """The engine to use: ``engine`` if given, else ``$CDP_RAY_XDR_ENGINE``, else fast when built."""
-    chosen = engine or os.environ.get(ENV_VAR) or ("fast" if available() else "sdk")
+    """The engine to use: ``engine`` if given, else ``$CDP_RAY_XDR_ENGINE``, else native when built."""
+    chosen = engine or os.environ.get(ENV_VAR) or ("native" if available() else "sdk")
     if chosen not in ENGINES:
         raise ConfigError(
             f"unknown XDR engine {chosen!r}" + (f" (from ${ENV_VAR})" if not engine else ""),
             hint=f"use one of {', '.join(ENGINES)}",
         )
-    if chosen == "fast" and not available():
+    if chosen != "sdk" and not available():
         raise ConfigError(
-            f"the fast XDR engine is not built ({_UNAVAILABLE})",
+            f"the {chosen} XDR engine is not built ({_UNAVAILABLE})",
             hint='reinstall with a C compiler and Python headers (`pip install -e .`), or use engine="sdk"',
         )
     return chosen  # type: ignore[return-value]
@@ -116,4 +122,6 @@ if _UNAVAILABLE is None:
         "decode_prefix",
         "encode",
         "event_summary",
+        "INDEX_SIZES",
+        "ledger_index",
     ]

@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fastxdr_api.h"
 #include "strkey.h"
 
 enum {
@@ -970,18 +971,7 @@ at32(const unsigned char *q)
     return ((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | (uint32_t)q[3];
 }
 
-/* What the scanners read of one LedgerEntry; pointers point into the scanned buffer. */
-typedef struct {
-    int64_t type;                 /* LedgerEntryType */
-    int nbal;                     /* balances: 0 (not a balance holder), 1, or 2 (pool reserves) */
-    int pool_share;               /* a pool-share trustline: left out, as token_transfers leaves it out */
-    unsigned char holder[33];     /* strkey payload: ed25519 key, pool id, or claimable balance type + hash */
-    Py_ssize_t holder_len;
-    const unsigned char *asset[2];  /* Asset / TrustLineAsset XDR, NULL for an account's native balance */
-    Py_ssize_t asset_len[2];
-    int64_t amount[2];
-    const unsigned char *sponsor; /* ed25519 key of the sponsoring account, NULL when not sponsored */
-} Entry;
+typedef XdrEntry Entry;  /* what the scanners read of one LedgerEntry (fastxdr_api.h) */
 
 static int
 scan_data(Dec *d, Scan *s, Entry *e)
@@ -990,6 +980,7 @@ scan_data(Dec *d, Scan *s, Entry *e)
     const unsigned char *p = d->p;
     int arm;
     if (union_arm(d, s->entry_data, &e->type, &arm) < 0) return -1;
+    e->data = p + d->pos;
     e->nbal = 0;
     e->pool_share = 0;
     switch (e->type) {
@@ -1061,6 +1052,7 @@ scan_entry(Dec *d, Scan *s, Entry *e, int sponsor)
 {
     TypeDesc *t = &d->codec->types[s->entry];
     int64_t v;
+    Py_ssize_t start = d->pos;
     e->sponsor = NULL;
     for (int i = 0; i < t->nfields; i++) {
         if (i == s->e_data) {
@@ -1081,6 +1073,8 @@ scan_entry(Dec *d, Scan *s, Entry *e, int sponsor)
             return -1;
         }
     }
+    e->entry = d->p + start;
+    e->entry_len = d->pos - start;
     return 0;
 }
 
@@ -1419,6 +1413,686 @@ Codec_event_summary(Codec *self, PyObject *arg)
         scval_i128(p + d.pos));
 done:
     PyBuffer_Release(&view);
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the C API for other extensions (fastxdr_api.h)                                             */
+
+static int get_tid(Codec *self, int tid);
+
+static int
+api_type_index(PyObject *codec, const char *name)
+{
+    Codec *c = (Codec *)codec;
+    for (Py_ssize_t i = 0; i < c->ntypes; i++)
+        if (PyUnicode_CompareWithASCIIString(c->types[i].name, name) == 0)
+            return (int)i;
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "the codec table has no type %s", name);
+    return -1;
+}
+
+static int
+api_skip(PyObject *codec, int tid, const unsigned char *p, Py_ssize_t len, Py_ssize_t *pos)
+{
+    Codec *c = (Codec *)codec;
+    if (get_tid(c, tid) < 0)
+        return -1;
+    if (*pos < 0 || *pos > len) {
+        PyErr_Format(PyExc_ValueError, "offset %zd outside the data (%zd bytes)", *pos, len);
+        return -1;
+    }
+    Dec d = {p, *pos, len, c, 0, 0};
+    int64_t v = 0;
+    if (skip(&d, tid, MAX_DEPTH, &v) < 0)
+        return -1;
+    *pos = d.pos;
+    return 0;
+}
+
+static int
+api_changes(PyObject *codec, const unsigned char *p, Py_ssize_t len, xdr_change_fn each, void *ctx)
+{
+    Codec *c = (Codec *)codec;
+    if (scan_ready(c) < 0) return -1;
+    Scan *s = &c->scan;
+    Dec d = {p, 0, len, c, 0, 0};
+    uint32_t n;
+    if (rd_array_length(&d, &c->types[s->changes], &n) < 0) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t type, v;
+        int arm, r;
+        Entry e;
+        if (union_arm(&d, s->change, &type, &arm) < 0) return -1;
+        if (arm == s->entry) {
+            if (scan_entry(&d, s, &e, 1) < 0) return -1;
+            r = each(ctx, (int)type, &e, NULL, 0);
+        } else {
+            Py_ssize_t start = d.pos;
+            if (arm >= 0 && skip(&d, arm, MAX_DEPTH, &v) < 0) return -1;
+            r = each(ctx, (int)type, NULL, p + start, d.pos - start);
+        }
+        if (r != 0) return r;
+    }
+    if (d.pos != d.len) {
+        PyErr_Format(PyExc_ValueError, "Unexpected trailing %zd bytes in XDR data", d.len - d.pos);
+        return -1;
+    }
+    return 0;
+}
+
+static FastXdrApi fastxdr_api = {FASTXDR_API_VERSION, api_type_index, api_skip, api_changes};
+
+/* ------------------------------------------------------------------------------------------ */
+/* the ledger index: a LedgerCloseMeta checked like decode() and located, without building it  */
+
+/* Type indices and field positions the index walk reads, looked up by name once. */
+typedef struct {
+    int ready;
+    int lcm, hhe, header, envelope;
+    int v0, v1, v2;                 /* LedgerCloseMetaV0..V2 */
+    int trm, trm1;                  /* TransactionResultMeta, TransactionResultMetaV1 */
+} IndexTypes;
+
+static IndexTypes ix;
+static PyObject *sha256_fn, *update_name, *digest_name;
+
+static int
+ix_ready(Codec *c)
+{
+    if (ix.ready)
+        return 0;
+    if ((ix.lcm = find_type(c, "LedgerCloseMeta", K_UNION)) < 0 ||
+        (ix.hhe = find_type(c, "LedgerHeaderHistoryEntry", K_STRUCT)) < 0 ||
+        (ix.header = find_type(c, "LedgerHeader", K_STRUCT)) < 0 ||
+        (ix.envelope = find_type(c, "TransactionEnvelope", K_UNION)) < 0 ||
+        (ix.v0 = find_type(c, "LedgerCloseMetaV0", K_STRUCT)) < 0 ||
+        (ix.v1 = find_type(c, "LedgerCloseMetaV1", K_STRUCT)) < 0 ||
+        (ix.v2 = find_type(c, "LedgerCloseMetaV2", K_STRUCT)) < 0 ||
+        (ix.trm = find_type(c, "TransactionResultMeta", K_STRUCT)) < 0 ||
+        (ix.trm1 = find_type(c, "TransactionResultMetaV1", K_STRUCT)) < 0)
+        return -1;
+    /* the shapes read below: field order as the XDR definitions give it */
+    TypeDesc *t = c->types;
+    if (t[ix.hhe].nfields != 3 || t[ix.hhe].ftypes[1] != ix.header || t[ix.header].nfields != 15 ||
+        t[ix.v0].nfields != 5 || t[ix.v1].nfields != 9 || t[ix.v2].nfields != 8 || t[ix.trm].nfields != 3 ||
+        t[ix.trm1].nfields != 5 || t[ix.envelope].ncases != 3) {
+        PyErr_SetString(PyExc_TypeError, "the codec's LedgerCloseMeta types do not have the shape the index reads");
+        return -1;
+    }
+    for (int k = 0; k < 3; k++) {
+        int arm = t[ix.envelope].ftypes[t[ix.envelope].case_field[k]];
+        if (t[arm].kind != K_STRUCT || t[arm].nfields != 2) {
+            PyErr_SetString(PyExc_TypeError, "the codec's envelope types do not have the shape the index reads");
+            return -1;
+        }
+    }
+    if (sha256_fn == NULL) {
+        PyObject *hashlib = PyImport_ImportModule("hashlib");
+        if (hashlib == NULL)
+            return -1;
+        sha256_fn = PyObject_GetAttrString(hashlib, "sha256");
+        Py_DECREF(hashlib);
+        update_name = PyUnicode_InternFromString("update");
+        digest_name = PyUnicode_InternFromString("digest");
+        if (sha256_fn == NULL || update_name == NULL || digest_name == NULL)
+            return -1;
+    }
+    ix.ready = 1;
+    return 0;
+}
+
+/* Growable arrays of the index's records. */
+typedef struct {
+    LedgerIndexTx *tx;
+    Py_ssize_t ntx, cap_tx;
+    LedgerIndexEnv *env;
+    Py_ssize_t nenv, cap_env;
+    LedgerIndexOp *op;
+    Py_ssize_t nop, cap_op;
+} Spans;
+
+static void *
+grow_array(void *items, Py_ssize_t n, Py_ssize_t *cap, size_t size)
+{
+    if (n < *cap)
+        return items;
+    Py_ssize_t want = *cap ? *cap * 2 : 64;
+    void *more = PyMem_Realloc(items, (size_t)want * size);
+    if (more == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    *cap = want;
+    return more;
+}
+
+/* A struct at ``depth`` (as dec() would reach it): its fields' offsets into off[0..nfields]. */
+static int
+ix_fields(Dec *d, int tid, int depth, Py_ssize_t *off)
+{
+    TypeDesc *t = &d->codec->types[tid];
+    int64_t v = 0;
+    if (depth <= 0)
+        return depth_error();
+    for (int i = 0; i < t->nfields; i++) {
+        off[i] = d->pos;
+        if (skip(d, t->ftypes[i], depth - 1, &v) < 0) return -1;
+    }
+    off[t->nfields] = d->pos;
+    return 0;
+}
+
+/* A TransactionEnvelope at ``depth``: its span and its signed body's, appended to the set's envelopes. */
+static int
+ix_envelope(Dec *d, int depth, Spans *s)
+{
+    Codec *c = d->codec;
+    TypeDesc *t = &c->types[ix.envelope];
+    Py_ssize_t start = d->pos, off[3];
+    int64_t type = 0;
+    if (depth <= 0)
+        return depth_error();
+    if (skip(d, t->ftypes[0], depth - 1, &type) < 0)
+        return -1;
+    int k = find_case(t, type);
+    if (k < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid %U discriminant %lld.", t->fnames[0], (long long)type);
+        return -1;
+    }
+    if (ix_fields(d, t->ftypes[t->case_field[k]], depth - 1, off) < 0)
+        return -1;
+    if ((s->env = grow_array(s->env, s->nenv, &s->cap_env, sizeof(LedgerIndexEnv))) == NULL)
+        return -1;
+    s->env[s->nenv++] = (LedgerIndexEnv){(uint32_t)start, (uint32_t)d->pos, (uint32_t)off[0], (uint32_t)off[1],
+                                         (uint32_t)type};
+    return 0;
+}
+
+/* Walk a value of type ``tid`` like skip(), recording every TransactionEnvelope in it (a transaction set). */
+static int
+ix_find_envelopes(Dec *d, int tid, int depth, Spans *s)
+{
+    TypeDesc *t = &d->codec->types[tid];
+    int64_t v = 0;
+    if (tid == ix.envelope)
+        return ix_envelope(d, depth, s);
+    switch (t->kind) {
+    case K_ARRAY:
+    case K_FARRAY: {
+        uint32_t n = t->n;
+        if (t->kind == K_ARRAY && rd_array_length(d, t, &n) < 0)
+            return -1;
+        for (uint32_t i = 0; i < n; i++)
+            if (ix_find_envelopes(d, t->elem, depth, s) < 0) return -1;
+        return 0;
+    }
+    case K_OPT:
+        if (need(d, 4) < 0) return -1;
+        return rd_flag(d) ? ix_find_envelopes(d, t->elem, depth, s) : 0;
+    case K_TYPEDEF:
+        if (depth <= 0) return depth_error();
+        return ix_find_envelopes(d, t->ftypes[0], depth - 1, s);
+    case K_STRUCT:
+        if (depth <= 0) return depth_error();
+        for (int i = 0; i < t->nfields; i++)
+            if (ix_find_envelopes(d, t->ftypes[i], depth - 1, s) < 0) return -1;
+        return 0;
+    case K_UNION: {
+        if (depth <= 0) return depth_error();
+        if (skip(d, t->ftypes[0], depth - 1, &v) < 0) return -1;
+        int c = find_case(t, v);
+        if (c < 0) {
+            PyErr_Format(PyExc_ValueError, "Invalid %U discriminant %lld.", t->fnames[0], (long long)v);
+            return -1;
+        }
+        int f = t->case_field[c];
+        return f < 0 ? 0 : ix_find_envelopes(d, t->ftypes[f], depth - 1, s);
+    }
+    default:
+        return skip(d, tid, depth, &v);
+    }
+}
+
+/* What the index records of a field of the meta's structs, found by the field's name. */
+enum { R_SKIP, R_BEFORE, R_OPS, R_AFTER, R_SOROBAN, R_EVENTS, R_DIAGNOSTIC, R_CHANGES };
+
+typedef struct {
+    int tid;
+    signed char role[16];
+} Roles;
+
+static Roles roles_cache[16];
+static int nroles;
+
+static const signed char *
+roles_of(Codec *c, int tid)
+{
+    for (int i = 0; i < nroles; i++)
+        if (roles_cache[i].tid == tid)
+            return roles_cache[i].role;
+    TypeDesc *t = &c->types[tid];
+    if (nroles == 16 || t->nfields > 16) {
+        PyErr_SetString(PyExc_SystemError, "too many meta types");
+        return NULL;
+    }
+    static const struct { const char *name; int role; } names[] = {
+        {"tx_changes", R_BEFORE}, {"tx_changes_before", R_BEFORE}, {"operations", R_OPS},
+        {"tx_changes_after", R_AFTER}, {"soroban_meta", R_SOROBAN}, {"events", R_EVENTS},
+        {"diagnostic_events", R_DIAGNOSTIC}, {"changes", R_CHANGES},
+    };
+    Roles *r = &roles_cache[nroles];
+    r->tid = tid;
+    for (int f = 0; f < t->nfields; f++) {
+        r->role[f] = R_SKIP;
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+            if (PyUnicode_CompareWithASCIIString(t->fnames[f], names[k].name) == 0)
+                r->role[f] = (signed char)names[k].role;
+    }
+    nroles++;
+    return r->role;
+}
+
+/* An array of OperationMeta / OperationMetaV2 at ``depth``: each one's changes and events. */
+static int
+ix_op_metas(Dec *d, int arr, int depth, LedgerIndexTx *x, Spans *s)
+{
+    Codec *c = d->codec;
+    TypeDesc *a = &c->types[arr];
+    uint32_t n;
+    int64_t v = 0;
+    if (a->kind != K_ARRAY || rd_array_length(d, a, &n) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "operations is not an array");
+        return -1;
+    }
+    const signed char *role = roles_of(c, a->elem);
+    if (role == NULL)
+        return -1;
+    TypeDesc *t = &c->types[a->elem];
+    x->op_meta = (uint32_t)s->nop;
+    x->op_meta_count = n;
+    for (uint32_t i = 0; i < n; i++) {
+        if (depth <= 0)
+            return depth_error();
+        if ((s->op = grow_array(s->op, s->nop, &s->cap_op, sizeof(LedgerIndexOp))) == NULL)
+            return -1;
+        LedgerIndexOp *o = &s->op[s->nop++];
+        memset(o, 0, sizeof *o);
+        for (int f = 0; f < t->nfields; f++) {
+            Py_ssize_t start = d->pos;
+            if (skip(d, t->ftypes[f], depth - 1, &v) < 0)
+                return -1;
+            if (role[f] == R_CHANGES) {
+                o->changes = (uint32_t)start;
+                o->changes_end = (uint32_t)d->pos;
+            } else if (role[f] == R_EVENTS) {
+                o->events = (uint32_t)start;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The fields of a struct of the meta at ``depth``, recorded by their roles (``soroban``: the fields of
+   sorobanMeta, whose events are the transaction's Soroban events). */
+static int
+ix_meta_fields(Dec *d, int tid, int depth, LedgerIndexTx *x, Spans *s, int soroban)
+{
+    Codec *c = d->codec;
+    TypeDesc *t = &c->types[tid];
+    const signed char *role = roles_of(c, tid);
+    int64_t v = 0;
+    if (role == NULL)
+        return -1;
+    if (depth <= 0)
+        return depth_error();
+    for (int f = 0; f < t->nfields; f++) {
+        Py_ssize_t start = d->pos;
+        int ft = t->ftypes[f], r = 0;
+        switch (role[f]) {
+        case R_OPS:
+            r = ix_op_metas(d, ft, depth - 1, x, s);
+            break;
+        case R_SOROBAN: {
+            TypeDesc *o = &c->types[ft];
+            if (o->kind != K_OPT) {
+                PyErr_SetString(PyExc_TypeError, "sorobanMeta is not optional");
+                return -1;
+            }
+            if (need(d, 4) < 0)
+                return -1;
+            if (rd_flag(d)) {
+                x->soroban_meta = (uint32_t)d->pos;
+                r = ix_meta_fields(d, o->elem, depth - 1, x, s, 1);
+            }
+            break;
+        }
+        default:
+            r = skip(d, ft, depth - 1, &v);
+        }
+        if (r < 0)
+            return -1;
+        switch (role[f]) {
+        case R_BEFORE:
+            x->before = (uint32_t)start;
+            x->before_end = (uint32_t)d->pos;
+            break;
+        case R_AFTER:
+            x->after = (uint32_t)start;
+            x->after_end = (uint32_t)d->pos;
+            break;
+        case R_EVENTS:
+            if (soroban)
+                x->soroban_events = (uint32_t)start;
+            else
+                x->events = (uint32_t)start;
+            break;
+        case R_DIAGNOSTIC:
+            x->diagnostic = (uint32_t)start;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* A TransactionMeta at ``depth``: its version and parts. */
+static int
+ix_meta(Dec *d, int tid, int depth, LedgerIndexTx *x, Spans *s)
+{
+    Codec *c = d->codec;
+    TypeDesc *t = &c->types[tid];
+    int64_t v = 0;
+    if (t->kind != K_UNION) {
+        PyErr_SetString(PyExc_TypeError, "TransactionMeta is not a union");
+        return -1;
+    }
+    if (depth <= 0)
+        return depth_error();
+    if (skip(d, t->ftypes[0], depth - 1, &v) < 0)
+        return -1;
+    int k = find_case(t, v);
+    if (k < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid %U discriminant %lld.", t->fnames[0], (long long)v);
+        return -1;
+    }
+    x->meta_version = (uint32_t)v;
+    int arm = t->ftypes[t->case_field[k]];
+    if (c->types[arm].kind == K_ARRAY)  /* v0: the operations' metas */
+        return ix_op_metas(d, arm, depth - 1, x, s);
+    return ix_meta_fields(d, arm, depth - 1, x, s, 0);
+}
+
+/* The array of TransactionResultMeta(V1) at ``depth``: each transaction's spans. */
+static int
+ix_processing(Dec *d, int arr, int depth, int v1, Spans *s)
+{
+    TypeDesc *t = &d->codec->types[arr];
+    Py_ssize_t off[6];
+    uint32_t n;
+    if (t->kind != K_ARRAY || rd_array_length(d, t, &n) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "txProcessing is not an array");
+        return -1;
+    }
+    TypeDesc *e = &d->codec->types[t->elem];
+    int b = v1 ? 1 : 0;  /* V1 starts with an ExtensionPoint */
+    int64_t v = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if ((s->tx = grow_array(s->tx, s->ntx, &s->cap_tx, sizeof(LedgerIndexTx))) == NULL)
+            return -1;
+        LedgerIndexTx *x = &s->tx[s->ntx++];
+        memset(x, 0, sizeof *x);
+        x->env_index = UINT32_MAX;
+        if (depth <= 0)
+            return depth_error();
+        for (int f = 0; f < e->nfields; f++) {
+            off[f] = d->pos;
+            int r = f == b + 2 ? ix_meta(d, e->ftypes[f], depth - 1, x, s) : skip(d, e->ftypes[f], depth - 1, &v);
+            if (r < 0)
+                return -1;
+        }
+        off[e->nfields] = d->pos;
+        x->processing = (uint32_t)off[0];
+        x->processing_end = (uint32_t)off[e->nfields];
+        x->result = (uint32_t)off[b];
+        x->result_end = (uint32_t)off[b + 1];
+        x->fee = (uint32_t)off[b + 1];
+        x->fee_end = (uint32_t)off[b + 2];
+        x->meta = (uint32_t)off[b + 2];
+        x->meta_end = (uint32_t)off[b + 3];
+        if (v1) {
+            x->post = (uint32_t)off[4];
+            x->post_end = (uint32_t)off[5];
+        }
+    }
+    return 0;
+}
+
+/* sha256(a + b) into ``out``, by hashlib. */
+static int
+sha256_two(const unsigned char *a, Py_ssize_t alen, const unsigned char *b, Py_ssize_t blen, unsigned char *out)
+{
+    PyObject *h = PyObject_CallNoArgs(sha256_fn), *r = NULL, *digest = NULL;
+    int ok = -1;
+    if (h == NULL)
+        return -1;
+    const unsigned char *parts[2] = {a, b};
+    Py_ssize_t lens[2] = {alen, blen};
+    for (int i = 0; i < 2; i++) {
+        PyObject *mv = PyMemoryView_FromMemory((char *)parts[i], lens[i], PyBUF_READ);
+        r = mv ? PyObject_CallMethodOneArg(h, update_name, mv) : NULL;
+        Py_XDECREF(mv);
+        if (r == NULL) goto done;
+        Py_DECREF(r);
+    }
+    digest = PyObject_CallMethodNoArgs(h, digest_name);
+    if (digest != NULL && PyBytes_Check(digest) && PyBytes_GET_SIZE(digest) == 32) {
+        memcpy(out, PyBytes_AS_STRING(digest), 32);
+        ok = 0;
+    } else if (digest != NULL) {
+        PyErr_SetString(PyExc_TypeError, "sha256 digest is not 32 bytes");
+    }
+done:
+    Py_XDECREF(digest);
+    Py_DECREF(h);
+    return ok;
+}
+
+/* Join each transaction with the envelope its result's hash names (the last such envelope, as a dict
+   keyed by hash keeps it); unmatched transactions flag the index. */
+static int
+ix_join(const unsigned char *p, const unsigned char *nid, Spans *s, uint32_t *flags)
+{
+    Py_ssize_t n = s->nenv, size = 1;
+    while (size < 2 * n + 2)
+        size *= 2;
+    unsigned char *hashes = PyMem_Malloc((size_t)(n ? n : 1) * 32);
+    int32_t *table = PyMem_Malloc((size_t)size * sizeof(int32_t));
+    int ok = -1;
+    if (hashes == NULL || table == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < size; i++)
+        table[i] = -1;
+    unsigned char prefix[40];
+    memcpy(prefix, nid, 32);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        LedgerIndexEnv *e = &s->env[i];
+        /* the signature payload: network id, ENVELOPE_TYPE_TX (a v0 body with the ed25519 key type before
+           it) or ENVELOPE_TYPE_TX_FEE_BUMP, then the body */
+        uint32_t tag = e->env_type == 5 ? 5 : 2;
+        prefix[32] = prefix[33] = prefix[34] = 0;
+        prefix[35] = (unsigned char)tag;
+        memset(prefix + 36, 0, 4);
+        if (sha256_two(prefix, e->env_type == 0 ? 40 : 36, p + e->body, e->body_end - e->body, hashes + 32 * i) < 0)
+            goto done;
+        uint64_t h;
+        memcpy(&h, hashes + 32 * i, 8);
+        Py_ssize_t slot = (Py_ssize_t)(h & (uint64_t)(size - 1));
+        while (table[slot] >= 0 && memcmp(hashes + 32 * table[slot], hashes + 32 * i, 32) != 0)
+            slot = (slot + 1) & (size - 1);
+        table[slot] = (int32_t)i;
+    }
+    for (Py_ssize_t k = 0; k < s->ntx; k++) {
+        LedgerIndexTx *x = &s->tx[k];
+        const unsigned char *want = p + x->result;  /* TransactionResultPair: the hash first */
+        uint64_t h;
+        memcpy(&h, want, 8);
+        Py_ssize_t slot = (Py_ssize_t)(h & (uint64_t)(size - 1));
+        while (table[slot] >= 0 && memcmp(hashes + 32 * table[slot], want, 32) != 0)
+            slot = (slot + 1) & (size - 1);
+        if (table[slot] < 0) {
+            *flags |= LI_UNMATCHED;
+            continue;
+        }
+        LedgerIndexEnv *e = &s->env[table[slot]];
+        x->env = e->env;
+        x->env_end = e->env_end;
+        x->body = e->body;
+        x->body_end = e->body_end;
+        x->env_type = e->env_type;
+        x->env_index = (uint32_t)table[slot];
+    }
+    ok = 0;
+done:
+    PyMem_Free(hashes);
+    PyMem_Free(table);
+    return ok;
+}
+
+/* Walk a whole LedgerCloseMeta: head fields and the spans of its transactions and envelopes. */
+static int
+ix_walk(Dec *d, LedgerIndexHead *head, Spans *s)
+{
+    Codec *c = d->codec;
+    TypeDesc *t = c->types;
+    int64_t v = 0;
+    int depth = MAX_DEPTH;
+    Py_ssize_t off[10], hoff[4], hdr[16];
+    if (skip(d, t[ix.lcm].ftypes[0], depth - 1, &v) < 0)
+        return -1;
+    if (v < 0 || v > 2) {
+        PyErr_Format(PyExc_ValueError, "Invalid %U discriminant %lld.", t[ix.lcm].fnames[0], (long long)v);
+        return -1;
+    }
+    head->lcm_version = (uint32_t)v;
+    int body = v == 0 ? ix.v0 : v == 1 ? ix.v1 : ix.v2;
+    depth -= 1;  /* the body struct */
+    if (depth <= 0)
+        return depth_error();
+    int first = v == 0 ? 0 : 1;  /* v1, v2 start with ext */
+    TypeDesc *b = &t[body];
+    for (int i = 0; i < b->nfields; i++) {
+        off[i] = d->pos;
+        int f = i - first;  /* 0 header, 1 tx set, 2 tx processing, 3 upgrades, 4 scp, 5 soroban state, 6 evicted */
+        int r;
+        if (f == 0) {
+            r = ix_fields(d, b->ftypes[i], depth - 1, hoff);
+            if (r == 0) {
+                Py_ssize_t end = d->pos;
+                d->pos = hoff[1];
+                r = ix_fields(d, ix.header, depth - 2, hdr);
+                d->pos = end;
+            }
+        } else if (f == 1) {
+            r = ix_find_envelopes(d, b->ftypes[i], depth - 1, s);
+        } else if (f == 2) {
+            r = ix_processing(d, b->ftypes[i], depth - 1, v == 2, s);
+        } else {
+            r = skip(d, b->ftypes[i], depth - 1, &v);
+        }
+        if (r < 0)
+            return -1;
+    }
+    off[b->nfields] = d->pos;
+    if (d->pos != d->len) {
+        PyErr_Format(PyExc_ValueError, "Unexpected trailing %zd bytes in XDR data", d->len - d->pos);
+        return -1;
+    }
+    const unsigned char *p = d->p;
+    head->header_entry = (uint32_t)hoff[0];
+    head->header = (uint32_t)hoff[1];
+    head->header_end = (uint32_t)hoff[2];
+    head->protocol = at32(p + hdr[0]);
+    head->close_time = (uint64_t)at64(p + hdr[2] + 32);  /* StellarValue: txSetHash, closeTime */
+    head->sequence = at32(p + hdr[5]);
+    head->upgrades = (uint32_t)off[first + 3];
+    head->upgrades_end = (uint32_t)off[first + 4];
+    if (first) {
+        Py_ssize_t ext = off[0];
+        if (at32(p + ext) == 1) {  /* LedgerCloseMetaExtV1: ExtensionPoint (v0), sorobanFeeWrite1KB */
+            head->has_fee_write = 1;
+            head->soroban_fee_write = at64(p + ext + 8);
+        }
+        head->soroban_state = (uint64_t)at64(p + off[first + 5]);
+        head->evicted = (uint32_t)off[first + 6];
+        head->evicted_end = (uint32_t)off[first + 7];
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(Codec_ledger_index_doc,
+"ledger_index(data, network_id)\n--\n\n"
+"Check the LedgerCloseMeta XDR ``data`` like decode() checks it, without building it, and locate its\n"
+"parts: bytes laid out as fastxdr_api.h describes (header fields, every transaction's result, fee\n"
+"changes, meta and the envelope of the set whose hash, under ``network_id``, its result names).\n"
+"Raises what decode() raises for input it rejects.");
+
+static PyObject *
+Codec_ledger_index(Codec *self, PyObject *args)
+{
+    Py_buffer view, nid;
+    if (!PyArg_ParseTuple(args, "y*y*", &view, &nid))
+        return NULL;
+    PyObject *out = NULL;
+    Spans s = {0};
+    LedgerIndexHead head;
+    memset(&head, 0, sizeof head);
+    head.version = LEDGER_INDEX_VERSION;
+    if (nid.len != 32) {
+        PyErr_SetString(PyExc_ValueError, "network_id must be 32 bytes");
+        goto done;
+    }
+    if (view.len > (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "a LedgerCloseMeta beyond 4 GB cannot be indexed");
+        goto done;
+    }
+    if (ix_ready(self) < 0)
+        goto done;
+    Dec d = {view.buf, 0, view.len, self, 0, 0};
+    if (ix_walk(&d, &head, &s) < 0)
+        goto done;
+    if (d.noncanon)
+        head.flags |= LI_NONCANONICAL;
+    if (ix_join(view.buf, nid.buf, &s, &head.flags) < 0)
+        goto done;
+    head.ntx = (uint32_t)s.ntx;
+    head.nenv = (uint32_t)s.nenv;
+    head.nop = (uint32_t)s.nop;
+    size_t size = sizeof head + (size_t)s.ntx * sizeof(LedgerIndexTx) + (size_t)s.nenv * sizeof(LedgerIndexEnv) +
+                  (size_t)s.nop * sizeof(LedgerIndexOp);
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (out == NULL)
+        goto done;
+    char *q = PyBytes_AS_STRING(out);
+    memcpy(q, &head, sizeof head);
+    if (s.ntx)
+        memcpy(q + sizeof head, s.tx, (size_t)s.ntx * sizeof(LedgerIndexTx));
+    q += sizeof head + (size_t)s.ntx * sizeof(LedgerIndexTx);
+    if (s.nenv)
+        memcpy(q, s.env, (size_t)s.nenv * sizeof(LedgerIndexEnv));
+    q += (size_t)s.nenv * sizeof(LedgerIndexEnv);
+    if (s.nop)
+        memcpy(q, s.op, (size_t)s.nop * sizeof(LedgerIndexOp));
+done:
+    PyMem_Free(s.tx);
+    PyMem_Free(s.env);
+    PyMem_Free(s.op);
+    PyBuffer_Release(&view);
+    PyBuffer_Release(&nid);
     return out;
 }
 
@@ -1840,6 +2514,7 @@ static PyMethodDef Codec_methods[] = {
     {"balance_changes", (PyCFunction)Codec_balance_changes, METH_O, Codec_balance_changes_doc},
     {"created_sponsors", (PyCFunction)Codec_created_sponsors, METH_O, Codec_created_sponsors_doc},
     {"event_summary", (PyCFunction)Codec_event_summary, METH_O, Codec_event_summary_doc},
+    {"ledger_index", (PyCFunction)Codec_ledger_index, METH_VARARGS, Codec_ledger_index_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1885,6 +2560,19 @@ PyInit__fastxdr(void)
     Py_INCREF(&CodecType);
     if (PyModule_AddObject(m, "Codec", (PyObject *)&CodecType) < 0) {
         Py_DECREF(&CodecType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *sizes = Py_BuildValue("(nnnn)", (Py_ssize_t)sizeof(LedgerIndexHead), (Py_ssize_t)sizeof(LedgerIndexTx),
+                                    (Py_ssize_t)sizeof(LedgerIndexEnv), (Py_ssize_t)sizeof(LedgerIndexOp));
+    if (sizes == NULL || PyModule_AddObject(m, "INDEX_SIZES", sizes) < 0) {
+        Py_XDECREF(sizes);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *api = PyCapsule_New(&fastxdr_api, FASTXDR_API_NAME, NULL);
+    if (api == NULL || PyModule_AddObject(m, "API", api) < 0) {
+        Py_XDECREF(api);
         Py_DECREF(m);
         return NULL;
     }

@@ -319,6 +319,9 @@ def kept_xdr(value) -> bytes | None:
 balance_changes = CODEC.balance_changes
 #: ``created_sponsors(raw)``: sponsor keys of the created and restored entries of a raw ``LedgerEntryChanges``.
 created_sponsors = CODEC.created_sponsors
+#: ``ledger_index(raw, network_id)``: a ``LedgerCloseMeta`` checked like :func:`decode` checks it and located
+#: without building it, as bytes laid out as ``fastxdr_api.h`` describes (see the method's docstring).
+ledger_index = CODEC.ledger_index
 #: ``event_summary(raw)``: what token movement readers look at in a raw ``ContractEvent`` (see the method's
 #: docstring and :func:`cdp_ray.processors.scval.event_summary`), read in C without building it.
 event_summary = CODEC.event_summary

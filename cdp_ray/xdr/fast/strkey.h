@@ -14,7 +14,7 @@ enum { SK_ACCOUNT = 6 << 3, SK_CONTRACT = 2 << 3, SK_MUXED = 12 << 3, SK_BALANCE
 static const char B32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 static uint16_t crc16_table[256];
 
-static void
+static inline void
 crc16_init(void)
 {
     for (int i = 0; i < 256; i++) {
@@ -25,18 +25,22 @@ crc16_init(void)
     }
 }
 
-/* Strkey text of ``n`` bytes of payload ``q`` with ``version`` (0-255). */
-static PyObject *
-strkey_text(unsigned version, const unsigned char *q, Py_ssize_t n)
+/* The length of the strkey text of ``n`` bytes of payload. */
+static inline Py_ssize_t
+strkey_length(Py_ssize_t n)
+{
+    return ((n + 3) * 8 + 4) / 5;
+}
+
+/* Write the strkey text of ``n`` bytes of payload ``q`` with ``version`` (0-255) to ``out``
+   (strkey_length(n) bytes). */
+static inline void
+strkey_write(char *out, unsigned version, const unsigned char *q, Py_ssize_t n)
 {
     Py_ssize_t total = n + 3;
     uint16_t crc = crc16_table[version];
     for (Py_ssize_t i = 0; i < n; i++)
         crc = (uint16_t)(crc << 8) ^ crc16_table[(crc >> 8) ^ q[i]];
-    PyObject *text = (total > (PY_SSIZE_T_MAX - 4) / 8) ? PyErr_NoMemory() : PyUnicode_New((total * 8 + 4) / 5, 127);
-    if (text == NULL)
-        return NULL;
-    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
     uint32_t bits = 0;
     int nbits = 0;
     for (Py_ssize_t i = 0; i < total; i++) {
@@ -51,6 +55,15 @@ strkey_text(unsigned version, const unsigned char *q, Py_ssize_t n)
     }
     if (nbits > 0)
         *out++ = B32[(bits << (5 - nbits)) & 31];
+}
+
+/* Strkey text of ``n`` bytes of payload ``q`` with ``version`` (0-255). */
+static inline PyObject *
+strkey_text(unsigned version, const unsigned char *q, Py_ssize_t n)
+{
+    PyObject *text = (n > (PY_SSIZE_T_MAX - 4) / 8 - 3) ? PyErr_NoMemory() : PyUnicode_New(strkey_length(n), 127);
+    if (text != NULL)
+        strkey_write((char *)PyUnicode_1BYTE_DATA(text), version, q, n);
     return text;
 }
 
