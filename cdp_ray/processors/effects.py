@@ -306,7 +306,8 @@ class _OperationEffects:
         d = {"amount": amount_string(_send_amount(success))}
         add_asset_details(d, op.send_asset)
         self.add_muxed(self.source, "account_debited", d)
-        self._trades(success.offers, path_payment=True)
+        # stellar-etl's addIngestTradeEffects(..., isPathPayment=false): strict-receive claims keep offer_created.
+        self._trades(success.offers)
 
     def path_payment_strict_send(self, body) -> None:
         op = body.path_payment_strict_send_op
@@ -317,7 +318,7 @@ class _OperationEffects:
         d = {"amount": amount_string(op.send_amount.int64)}
         add_asset_details(d, op.send_asset)
         self.add_muxed(self.source, "account_debited", d)
-        self._trades(success.offers, path_payment=True)
+        self._trades(success.offers, strict_send=True)
 
     def manage_sell_offer(self, body) -> None:
         self._trades(self.result.manage_sell_offer_result.success.offers_claimed)
@@ -587,7 +588,7 @@ class _OperationEffects:
                 keys.append(base64.b64encode(key.to_xdr_bytes()).decode())
         return keys
 
-    def _trades(self, claims, path_payment: bool = False) -> None:
+    def _trades(self, claims, strict_send: bool = False) -> None:
         for claim in claims:
             c = claim_body(claim)
             sold, bought = c.amount_sold.int64, c.amount_bought.int64
@@ -629,11 +630,11 @@ class _OperationEffects:
                 sd["seller_muxed_id"] = self.source.med25519.id.uint64
             add_asset_details(sd, c.asset_bought, "bought_")
             add_asset_details(sd, c.asset_sold, "sold_")
-            # stellar-etl emits each claim as trade, offer_updated, offer_removed and (not for path
-            # payments) offer_created, for the buyer and for the seller.
+            # stellar-etl emits each claim as trade, offer_updated, offer_removed and (not for strict-send
+            # path payments) offer_created, for the buyer and for the seller.
             kinds = (
                 ("trade", "offer_updated", "offer_removed")
-                if path_payment
+                if strict_send
                 else ("trade", "offer_updated", "offer_removed", "offer_created")
             )
             for kind in kinds:
