@@ -30,8 +30,8 @@ from cdp_ray.processors.common import (
     muxed_account,
     pool_id_hex,
     pool_id_strkey,
-    signer_key_address,
     signer_sponsors,
+    signer_summary,
     sponsoring_id,
     toid,
 )
@@ -214,16 +214,6 @@ def _pool_and_delta(changes, pool_id: bytes | None):
     return None
 
 
-def _signer_summary(account: xdr.AccountEntry) -> dict[str, int]:
-    out = {}
-    master = account.thresholds.thresholds[0]
-    if master > 0:
-        out[account_id(account.account_id)] = master
-    for s in account.signers:
-        out[signer_key_address(s.key)] = s.weight.uint32
-    return out
-
-
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
@@ -362,7 +352,7 @@ class _OperationEffects:
         for pre, post in self.changes:
             if _entry_type((pre, post)) != LET.ACCOUNT or pre is None or post is None:
                 continue
-            before, after = _signer_summary(pre.data.account), _signer_summary(post.data.account)
+            before, after = signer_summary(pre.data.account), signer_summary(post.data.account)
             if before == after:
                 continue
             for key in sorted(before):
