@@ -97,7 +97,8 @@ class PackedTables:
 
 
 def table_dataset(processor: str, source: str | LakeSource, start: int | None = None, end: int | None = None, *, config: dict | None = None, **source_options: Any):
-    """A ``ray.data.Dataset`` of one processor's rows over ``[start, end]``."""
+    """A ``ray.data.Dataset`` of one processor's rows over ``[start, end]``. For a first-seen table (``assets``)
+    each block holds its own first sightings: :func:`cdp_ray.processors.base.earliest_rows` merges them."""
     import ray.data
 
     src = _source(source, start, end, **source_options)

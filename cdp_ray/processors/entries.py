@@ -1037,10 +1037,11 @@ def _cost_params(params) -> str | None:
 
 
 def _number(value) -> int:
-    """The integer inside an XDR integer wrapper (``Uint32``, ``Int64``, ...) or a plain int."""
-    if isinstance(value, int):
-        return value
-    return next(v for k, v in vars(value).items() if isinstance(v, int))
+    """The integer inside an XDR integer wrapper (``Uint32``, ``Int64``, ``Uint64``) or a plain int."""
+    for width in ("uint32", "int64", "uint64"):
+        if hasattr(value, width):
+            return getattr(value, width)
+    return value
 
 
 def config_setting_fields(entry: xdr.LedgerEntry, ledger: Ledger) -> dict:
