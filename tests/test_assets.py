@@ -197,3 +197,19 @@ def test_discarded_range_hands_its_assets_to_the_next_earliest_sighting(stellar_
     moved = [a for a, r in _expected(first_seen).items() if r[3] < FIRST + 3 and a in later]
     assert moved and all(rows[a][3] >= FIRST + 3 for a in moved)
     sink.close()
+
+
+def test_load_matches_the_10_ledger_golden(stellar_data, golden_lake):
+    """stellar-etl ``export_assets -s 30822015 -e 30822025``, field by field (the golden is acceptance data,
+    kept out of some copies of the data set)."""
+    path = stellar_data / "stellar-etl-golden/assets/10_ledgers_assets.golden"
+    if not path.exists():
+        pytest.skip("10_ledgers_assets.golden is not in this copy of the data set")
+    golden = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    ours = {r["asset_id"]: r for r in cdp_ray.load("assets", str(golden_lake), FIRST, LAST, network="pubnet").to_pylist()}
+    assert len(ours) == len(golden)
+    for g in golden:
+        row = ours[g["asset_id"]]
+        for column, expected in g.items():
+            value = row[column].strftime("%Y-%m-%dT%H:%M:%SZ") if column == "closed_at" else row[column]
+            assert value == expected, (g["asset_id"], column)

@@ -256,3 +256,24 @@ def test_effect_ids_unique_and_dense(stellar_data, seq):
         by_op.setdefault(r["operation_id"], []).append(r["index"])
         assert r["ledger_sequence"] == seq and r["operation_id"] >> 32 == seq
     assert all(sorted(ix) == list(range(len(ix))) for ix in by_op.values())
+
+
+def test_golden_10_ledgers_every_field(stellar_data):
+    """stellar-etl ``export_effects -s 30822015 -e 30822025`` (acceptance data, kept out of some copies of the
+    data set): its strict-receive path payment has 26 effects, offer_created included."""
+    path = stellar_data / "stellar-etl-golden/effects/10_ledgers_effects.golden"
+    if not path.exists():
+        pytest.skip("10_ledgers_effects.golden is not in this copy of the data set")
+    ledgers = [reconstructed(stellar_data, s) for s in range(30822015, 30822026)]
+    ours = {r["id"]: r for r in get_processor("effects").process(ledgers).to_pylist()}
+    golden = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    assert set(ours) == {g["id"] for g in golden}
+    for g in golden:
+        row = ours[g["id"]]
+        for column, expected in g.items():
+            value = row[column]
+            if column == "details":
+                value = json.loads(value)
+            elif column == "closed_at":
+                value = value.strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert value == expected, (g["id"], column)
