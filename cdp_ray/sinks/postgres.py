@@ -28,7 +28,6 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import replace
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
@@ -45,7 +44,7 @@ from cdp_ray.sinks.base import (
     DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, Tables, require_ledger_column, sink,
     with_retries,
 )
-from cdp_ray.sinks.ddl import create_table_sql, ident, pg_type, qualified, schema_differences
+from cdp_ray.sinks.ddl import create_table_sql, ident, pg_type, qualified, schema_differences, seen_processor, seen_table
 
 try:
     from cdp_ray.sinks import _pgcopy
@@ -512,17 +511,6 @@ def copy_rows(cur: psycopg.Cursor, qname: str, table: pa.Table, batch_rows: int)
             copy.write(chunk)
             sent += len(chunk)
     return sent
-
-
-def seen_table(name: str) -> str:
-    """The table of a first-seen table's per-range sightings."""
-    return f"cdp_ray_seen_{name}"
-
-
-def seen_processor(proc: Processor) -> Processor:
-    """``proc`` as its sightings table: every range's first sightings, keyed by ledger and key."""
-    return replace(proc, primary_key=(proc.sequence_column, *proc.first_seen_by), first_seen_by=(),
-                   description=f"first sightings per committed range behind {proc.name} (cdp-ray bookkeeping)")
 
 
 def replace_range(cur: psycopg.Cursor, schema: str, proc: Processor, start: int, end: int, spool: str | None = None,
