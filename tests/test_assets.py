@@ -213,3 +213,8 @@ def test_load_matches_the_10_ledger_golden(stellar_data, golden_lake):
         for column, expected in g.items():
             value = row[column].strftime("%Y-%m-%dT%H:%M:%SZ") if column == "closed_at" else row[column]
             assert value == expected, (g["asset_id"], column)
+
+
+def test_load_on_ray_merges_the_blocks(ray_cluster, golden_lake, first_seen):
+    table = cdp_ray.load("assets", str(golden_lake), FIRST, LAST, network="pubnet", engine="ray")
+    assert _rows(table) == _expected(first_seen)
