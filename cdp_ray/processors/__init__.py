@@ -3,6 +3,7 @@
 from cdp_ray.processors.base import REGISTRY, NoConfig, Processor, col, get_processor, processor
 from cdp_ray.processors import ledgers  # noqa: F401
 from cdp_ray.processors import transactions  # noqa: F401
+from cdp_ray.processors import ledger_transactions  # noqa: F401
 from cdp_ray.processors import operations  # noqa: F401
 from cdp_ray.processors import effects  # noqa: F401
 from cdp_ray.processors import assets  # noqa: F401
