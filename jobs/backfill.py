@@ -6,7 +6,7 @@ Submit it to a cluster (the working directory travels with the job)::
     ray job submit --working-dir . -- python jobs/backfill.py pipelines/core.yaml \\
         --start-time 2025-06-01T00:00:00Z --end-time 2025-06-02T00:00:00Z --resume
 
-or run it directly: it joins ``$RAY_ADDRESS`` or the running local cluster, else starts a local Ray.
+or run it directly: it joins ``$RAY_ADDRESS`` or the cluster ``ray start`` started here, else starts a local Ray.
 The last line on stdout is the run summary as JSON. Exit codes: 0 ok, 1 failed, 2 bad input,
 3 finished with quarantined ranges, 4 success criteria failed, 130 stopped. With ``--control-url`` (or
 ``$CDP_RAY_CONTROL_URL`` and ``$CDP_RAY_TOKEN`` in the job's runtime env) the run registers with that
