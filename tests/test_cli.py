@@ -105,7 +105,8 @@ def test_schema_and_processors() -> None:
     r = cli("schema")
     schema = json.loads(r.output)
     assert schema["$defs"]["LakeSource"]["properties"]["start_time"]["format"] == "date-time"
-    assert "payments" in schema["$defs"]["ProcessorStep"]["properties"]["name"]["enum"]
+    registered, user = schema["$defs"]["ProcessorStep"]["properties"]["name"]["anyOf"]
+    assert "payments" in registered["enum"] and re.search(user["pattern"], "myprocs.sub:fees")
     listing = cli("processors")
     assert listing.exit_code == 0
     names = [line.split()[0] for line in listing.stdout.splitlines() if line.strip()]

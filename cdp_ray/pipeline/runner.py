@@ -41,7 +41,7 @@ from cdp_ray.lake.store import RawLedger
 from cdp_ray.pipeline.checkpoint import Checkpoint
 from cdp_ray.pipeline.config import PipelineConfig
 from cdp_ray.pipeline.planning import Chunk, RunPlan
-from cdp_ray.processors.base import Processor, get_processor
+from cdp_ray.processors.base import Processor, get_processor, shipped_modules
 from cdp_ray.processors.filters import PushDownStats, TransactionFilter, select
 from cdp_ray.sinks.base import DeadLetter, RunContext, Sink, SinkLock, make_sink
 from cdp_ray.xdr import Ledger, decode_ledger
@@ -524,7 +524,7 @@ def run_pipeline(
             rows = _run_local(plan.chunks(), args, stop, tick)
         else:
             summary.workers = min(workers, max(1, summary.chunks_planned))
-            rows = _run_ray(plan.chunks(), args, summary.workers, stop, tick, summary, t0)
+            rows = _run_ray(plan.chunks(), args, summary.workers, stop, tick, summary, t0, _worker_runtime_env(procs))
         try:
             for row in rows:
                 if row.get("status") == "failed":
@@ -572,10 +572,10 @@ def _run_local(chunks: Iterator[Chunk], args: dict, stop: Callable[[], bool], ti
 
 
 def _run_ray(chunks: Iterator[Chunk], args: dict, workers: int, stop: Callable[[], bool], tick: Callable[[], None],
-             summary: RunSummary, started: float) -> Iterator[dict]:
+             summary: RunSummary, started: float, runtime_env: dict | None = None) -> Iterator[dict]:
     from cdp_ray.pipeline.scheduler import ActorPool
 
-    pool = ActorPool(ChunkWorker, {**args, "worker_process": True}, workers)
+    pool = ActorPool(ChunkWorker, {**args, "worker_process": True}, workers, runtime_env=runtime_env)
     try:
         for chunk, row, died in pool.run(chunks, stop=stop, tick=tick):
             summary.retried_chunks = pool.retried
@@ -590,6 +590,22 @@ def _run_ray(chunks: Iterator[Chunk], args: dict, workers: int, stop: Callable[[
             yield row
     finally:
         pool.shutdown()
+
+
+def _worker_runtime_env(procs: list[Processor]) -> dict | None:
+    """The runtime env that lets Ray workers import the user processors' modules: those modules
+    uploaded to the cluster (as ``ray.init(runtime_env={"py_modules": [...]})`` uploads local paths;
+    an actor's runtime env accepts only URIs). None when every processor is cdp-ray's or installed."""
+    import tempfile
+
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    modules = shipped_modules(procs)
+    if not modules:
+        return None
+    with tempfile.TemporaryDirectory(prefix="cdp-ray-modules-") as scratch:
+        return upload_py_modules_if_needed({"py_modules": modules}, include_gitignore=True, scratch_dir=scratch,
+                                           logger=log)
 
 
 def _user_error(exc: BaseException) -> CdpRayError | None:
