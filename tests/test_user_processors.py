@@ -131,6 +131,20 @@ def test_bad_import_paths_are_config_errors(user_module):
         get_processor(f"{tag}_procs:Scale")
 
 
+def test_the_control_plane_imports_no_module_a_client_names(user_module):
+    from cdp_ray.control.plans import parse_desired
+
+    tag = user_module
+    doc = {"name": "p", "source": {"uri": str(SAMPLE_LAKE), "start": START, "end": END, "network": "pubnet"},
+           "processors": [f"{tag}_procs:sizes"], "sinks": ["parquet:///tmp/x"]}
+    for sent in (doc, {**doc, "processors": [{"name": "ledgers", "path": f"{tag}_procs:sizes"}]},
+                 f"lake://{SAMPLE_LAKE}?start={START}&end={END} | {tag}_procs:sizes | parquet:///tmp/x"):
+        with pytest.raises(ConfigError, match="refused: the control plane runs registered processors only"):
+            parse_desired(sent)
+    assert f"{tag}_procs" not in sys.modules
+    get_processor(f"{tag}_procs:sizes")  # outside the control plane, the same path imports
+
+
 def test_entry_point_processors_are_registered_listed_and_carded(tmp_path, monkeypatch):
     tag = f"ep{uuid.uuid4().hex[:8]}"
     site = tmp_path / "site"

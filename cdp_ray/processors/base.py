@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import importlib
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 import sys
 import sysconfig
 import warnings
@@ -166,6 +168,17 @@ def processor(
 ENTRY_POINT_GROUP = "cdp_ray.processors"
 IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _entry_points_loaded = False
+_imports_refused: ContextVar[str | None] = ContextVar("cdp_ray_processor_imports_refused", default=None)
+
+
+@contextmanager
+def no_processor_imports(why: str):
+    """Refuse processor import paths while loading untrusted documents (``why`` says whose)."""
+    token = _imports_refused.set(why)
+    try:
+        yield
+    finally:
+        _imports_refused.reset(token)
 
 
 def _as_processor(obj: Any, where: str) -> Processor:
@@ -185,6 +198,10 @@ def processor_from_path(path: str) -> Processor:
     if not IMPORT_PATH.fullmatch(path):
         raise ConfigError(f"processor import path {path!r} is not `module:attr`",
                           hint="e.g. `mypackage.processors:big_payments`")
+    if _imports_refused.get():
+        raise ConfigError(f"processor import path {path!r} refused: {_imports_refused.get()}",
+                          hint="install the processor's package where this runs and declare it under the "
+                               f"{ENTRY_POINT_GROUP} entry point group; then name it by its registered name")
     module_name, _, attr = path.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
