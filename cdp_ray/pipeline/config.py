@@ -71,7 +71,8 @@ class RunOptions(BaseModel):
     )
     workers: int | None = Field(None, ge=1, description="parallel workers (default: the cluster's CPUs)")
     on_error: Literal["fail", "quarantine"] = Field(
-        "fail", description="a corrupt ledger stops the run, or is recorded in the dead-letter table"
+        "fail", description="a corrupt or unverifiable ledger file, or a missing one inside the lake (a gap), stops "
+        "the run, or its range is recorded in the dead-letter table"
     )
 
     @field_validator("ledgers_per_task", mode="before")
@@ -215,7 +216,7 @@ class Problem:
         return out or "pipeline"
 
     def format(self, where: str) -> str:
-        pos = f"{where}:{self.line}:{self.column}" if self.line else where
+        pos = where if not self.line else f"{where}:{self.line}" + (f":{self.column}" if self.column else "")
         text = f"{pos}: {self.severity}: {self.path}: {self.message}"
         return text + (f"\n      {self.hint}" if self.hint else "")
 
@@ -346,7 +347,7 @@ def _check_processors(root: yaml.Node | None, steps: Any) -> tuple[list[Problem]
             continue
         try:
             proc = get_processor(name)
-        except UnknownComponentError as exc:
+        except ConfigError as exc:  # unknown, or an import path that does not import
             problems.append(_problem(root, name_loc, exc.message, exc.hint))
             continue
         try:

@@ -34,7 +34,8 @@ import pyarrow as pa
 
 from cdp_ray.collector import freeze_startup_objects
 from cdp_ray.errors import (
-    CdpRayError, ConfigError, CorruptLedgerFileError, LedgerIntegrityError, LedgerNotFoundError, ProcessingError,
+    CdpRayError, ConfigError, CorruptLedgerFileError, LedgerGapError, LedgerIntegrityError, LedgerNotFoundError,
+    ProcessingError,
 )
 from cdp_ray.lake import LedgerLake
 from cdp_ray.lake.store import RawLedger
@@ -47,7 +48,7 @@ from cdp_ray.sinks.base import DeadLetter, RunContext, Sink, SinkLock, make_sink
 from cdp_ray.xdr import Ledger, decode_ledger
 from cdp_ray.xdr.fast import fallback_warning, resolve_engine
 
-QUARANTINABLE = (CorruptLedgerFileError, LedgerIntegrityError)
+QUARANTINABLE = (CorruptLedgerFileError, LedgerIntegrityError, LedgerGapError)
 # first ledger of a SEP-54 object key: ``.../FC3D4709--63092982[-63092985].xdr.zst``
 _KEY_LEDGER = re.compile(r"--(\d+)(?:-\d+)?\.xdr")
 LOCK_RENEW_S = 15.0
