@@ -89,6 +89,12 @@ def test_manage_buy_offer_claim_effects(stellar_data):
     assert seller_view["sold_asset_code"] == "GVG"
 
 
+def _native_effects(ledger, operation_id: int) -> list[dict]:
+    """The same operation's effects as the default (native) engine builds them."""
+    table = get_processor("effects").process([ledger])
+    return [r for r in table.to_pylist() if r["operation_id"] == operation_id]
+
+
 def test_path_payment_strict_receive_effects(stellar_data):
     ledger = reconstructed(stellar_data, 30822025)
     t, rows = tx_effects(ledger, "0163d5948b5e")
@@ -102,11 +108,52 @@ def test_path_payment_strict_receive_effects(stellar_data):
     assert rows[1]["type_string"] == "account_debited"
     assert rows[1]["details"] == {"amount": "5.5437016", "asset_type": "native"}
     assert stroops(rows[1]["details"]["amount"]) == claims[0].v0.amount_bought.int64
-    # Path payments get no offer_created effects: 3 kinds x 2 sides per claim.
-    assert len(rows) == 2 + 3 * 2 * 3
-    assert {r["type_string"] for r in rows[2:]} == {"trade", "offer_updated", "offer_removed"}
-    offer_ids = [r["details"]["offer_id"] for r in rows[2::6]]
-    assert offer_ids == [c.v0.offer_id.int64 for c in claims]
+    # stellar-etl's addPathPaymentStrictReceiveEffects passes isPathPayment=false: every claim gives
+    # trade, offer_updated, offer_removed and offer_created, buyer then seller (26 effects, not 20).
+    kinds = ["trade", "offer_updated", "offer_removed", "offer_created"]
+    sellers = [
+        "GCABOQHKVJZ5GTR2RHMBRBIZXB7FN27NATUS5JCUPVZ7IKKX5TZKR7GO",
+        "GBGSE3QWNPQ7U3MPT42KHYD4NIJXVQS3AMFHSBNKEBMZRABME2C4ULU5",
+        "GCT25MGC5YTQ4LWIF46ATGDUXIJHTHPPPUHHQWUDRKPKQI27ZIFRDZYO",
+    ]
+    assert len(rows) == 26
+    assert [r["id"] for r in rows] == [f"132379589371510785-{i}" for i in range(26)]
+    assert [r["type_string"] for r in rows[2:]] == [k for _ in claims for k in kinds for _side in (0, 1)]
+    assert [r["address"] for r in rows[2:]] == [a for s in sellers for _ in kinds for a in (account, s)]
+    offer_ids = [r["details"]["offer_id"] for r in rows[2::8]]
+    assert offer_ids == [c.v0.offer_id.int64 for c in claims] == [265717966, 265800152, 265800137]
+    assert rows[24]["details"] == rows[18]["details"] and rows[24]["type"] == EFFECT_TYPES["offer_created"]
+    native = _native_effects(ledger, rows[0]["operation_id"])
+    assert [(r["id"], r["type_string"], r["address"]) for r in native] == [
+        (r["id"], r["type_string"], r["address"]) for r in rows
+    ]
+
+
+def test_path_payments_with_pool_claims_strict_receive_keeps_offer_created(stellar_data):
+    """Ledger 53312000: a strict-receive path (2 order-book claims, then 2 pool claims) and a strict-send
+    one (2 pool claims, then 1 order-book claim); only strict-send drops offer_created."""
+    ledger = load(stellar_data, "stellar-go/FCD285FF--53312000.xdr.zstd")
+    book = ["trade", "offer_updated", "offer_removed", "offer_created"]
+    _, receive = tx_effects(ledger, "6cca0a56bc38")
+    assert [r["type_string"] for r in receive] == (
+        ["account_credited", "account_debited"]
+        + [k for _ in range(2) for k in book for _side in (0, 1)]
+        + ["liquidity_pool_trade"] * 2
+    )
+    assert [r["id"] for r in receive] == [f"228973296484397057-{i}" for i in range(20)]
+    assert [r["details"]["offer_id"] for r in receive[2:18:8]] == [1614872181, 1613486941]
+    _, send = tx_effects(ledger, "3641248600b4")
+    assert [r["type_string"] for r in send] == (
+        ["account_credited", "account_debited", "liquidity_pool_trade", "liquidity_pool_trade"]
+        + [k for k in book[:3] for _side in (0, 1)]
+    )
+    assert [r["id"] for r in send] == [f"228973296484622337-{i}" for i in range(10)]
+    assert send[4]["details"]["offer_id"] == 1614872181
+    for rows in (receive, send):
+        native = _native_effects(ledger, rows[0]["operation_id"])
+        assert [(r["id"], r["type_string"], r["address"], json.loads(r["details"])) for r in native] == [
+            (r["id"], r["type_string"], r["address"], r["details"]) for r in rows
+        ]
 
 
 def test_liquidity_pool_revocation_effects(stellar_data):
@@ -209,3 +256,24 @@ def test_effect_ids_unique_and_dense(stellar_data, seq):
         by_op.setdefault(r["operation_id"], []).append(r["index"])
         assert r["ledger_sequence"] == seq and r["operation_id"] >> 32 == seq
     assert all(sorted(ix) == list(range(len(ix))) for ix in by_op.values())
+
+
+def test_golden_10_ledgers_every_field(stellar_data):
+    """stellar-etl ``export_effects -s 30822015 -e 30822025`` (acceptance data, kept out of some copies of the
+    data set): its strict-receive path payment has 26 effects, offer_created included."""
+    path = stellar_data / "stellar-etl-golden/effects/10_ledgers_effects.golden"
+    if not path.exists():
+        pytest.skip("10_ledgers_effects.golden is not in this copy of the data set")
+    ledgers = [reconstructed(stellar_data, s) for s in range(30822015, 30822026)]
+    ours = {r["id"]: r for r in get_processor("effects").process(ledgers).to_pylist()}
+    golden = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    assert set(ours) == {g["id"] for g in golden}
+    for g in golden:
+        row = ours[g["id"]]
+        for column, expected in g.items():
+            value = row[column]
+            if column == "details":
+                value = json.loads(value)
+            elif column == "closed_at":
+                value = value.strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert value == expected, (g["id"], column)

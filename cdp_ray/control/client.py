@@ -188,10 +188,10 @@ class Reporter:
             self._send("running")
 
     def finish(self, summary: Any = None, error: BaseException | None = None,
-               ratios: dict[str, float | None] | None = None) -> Heartbeat:
+               ratios: dict[str, float | None] | None = None, terminated: bool = False) -> Heartbeat:
         """The final heartbeat: success criteria judged, then ``succeeded``, ``failed`` or ``stopped``."""
         self._done.set()
-        final = conclude(self.cfg, self.stats, summary, error, ratios)
+        final = conclude(self.cfg, self.stats, summary, error, ratios, terminated)
         self._send(final.state, error=final.error, summary=final.summary, success=final.success)
         return final
 
@@ -254,17 +254,21 @@ def _local_ratios(cfg: PipelineConfig, stats: RunStats) -> dict[str, float | Non
 
 
 def run_reported(cfg: PipelineConfig, client: ControlClient, pipeline_id: str, *, interval: float = 1.0):
-    """Run ``cfg`` with ``run_pipeline`` and report its progress as ``pipeline_id``; a SIGTERM (``ray job
-    stop``) stops it like a stop request."""
+    """Run ``cfg`` with ``run_pipeline`` and report its progress as ``pipeline_id``. A SIGTERM (``ray job
+    stop``, or ``stop_job`` from a forced stop) ends the run ``stopped``: Ray's driver turns it into
+    ``SystemExit``, so chunks in flight are abandoned (each sink commit is atomic) and ``--resume`` redoes them."""
     import signal
 
     from cdp_ray.pipeline.runner import run_pipeline
 
     reporter = Reporter(client, pipeline_id, cfg, interval=interval)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
+    if threading.current_thread() is threading.main_thread():  # as Ray's driver does, for the local engine too
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(signal.SIGTERM))
     try:
         summary = run_pipeline(cfg, on_chunk=reporter, should_stop=reporter.should_stop)
+    except SystemExit as exc:
+        reporter.finish(error=None if exc.code == signal.SIGTERM else exc, terminated=exc.code == signal.SIGTERM)
+        raise
     except BaseException as exc:
         reporter.finish(error=exc)
         raise

@@ -170,11 +170,17 @@ def summary_json(summary: Any) -> dict[str, Any] | None:
 
 
 def conclude(cfg: PipelineConfig, stats: RunStats, summary: Any, error: BaseException | None = None,
-             ratios: dict[str, float | None] | None = None) -> Heartbeat:
+             ratios: dict[str, float | None] | None = None, terminated: bool = False) -> Heartbeat:
     """The final heartbeat of a run: its success criteria judged (unless it failed or was stopped), its
-    state, and log records for what went wrong."""
+    state, and log records for what went wrong. ``terminated``: the process was told to end (SIGTERM from
+    ``ray job stop``) before the run did: ``stopped``, its chunks in flight abandoned."""
     from cdp_ray.pipeline.success import evaluate
 
+    if terminated:
+        stats.log("warning", "stopped: the job was terminated; chunks in flight were abandoned (each is committed "
+                  "whole or not at all), committed ranges are kept and a run with --resume continues")
+        return Heartbeat(state="stopped", stats=stats.snapshot(), error=None, summary=summary_json(summary),
+                         success=None, logs=stats.recent_logs())
     verdict = None
     if error is None and summary is not None and not getattr(summary, "stopped", False):
         verdict = evaluate(cfg, summary, stats.committed.intervals, ratios)

@@ -11,7 +11,7 @@ from cdp_ray.pipeline.config import PipelineConfig, ProcessorStep, RunOptions
 from cdp_ray.pipeline.datasource import LedgerRangeDatasource
 from cdp_ray.pipeline.source import LakeSource
 from cdp_ray.pipeline.runner import decode_raw, process_local
-from cdp_ray.processors.base import get_processor
+from cdp_ray.processors.base import earliest_rows, get_processor
 
 
 def _source(source: str | LakeSource, start: int | None, end: int | None, **kw: Any) -> LakeSource:
@@ -97,7 +97,8 @@ class PackedTables:
 
 
 def table_dataset(processor: str, source: str | LakeSource, start: int | None = None, end: int | None = None, *, config: dict | None = None, **source_options: Any):
-    """A ``ray.data.Dataset`` of one processor's rows over ``[start, end]``."""
+    """A ``ray.data.Dataset`` of one processor's rows over ``[start, end]``. For a first-seen table (``assets``)
+    each block holds its own first sightings: :func:`cdp_ray.processors.base.earliest_rows` merges them."""
     import ray.data
 
     src = _source(source, start, end, **source_options)
@@ -124,6 +125,7 @@ def load(
 
     ``load("transactions", "s3://...", 5e7, 5e7+9, anonymous=True)`` returns one table;
     a list of names returns ``{name: table}``. ``engine="ray"`` spreads the work over the cluster.
+    A first-seen table (``assets``) has one row per key for the whole range, at its earliest ledger.
     """
     names = [processors] if isinstance(processors, str) else list(processors)
     src = _source(source, start, end, **source_options)
@@ -142,9 +144,9 @@ def load(
             parts[row["processor"]].append((row["first_sequence"], pa.ipc.open_stream(row["ipc"]).read_all()))
         tables = {}
         for n, found in parts.items():
-            schema = get_processor(n).schema
-            ordered = [t.cast(schema) for _, t in sorted(found, key=lambda p: p[0])]
-            tables[n] = pa.concat_tables(ordered) if ordered else schema.empty_table()
+            proc = get_processor(n)
+            ordered = [t.cast(proc.schema) for _, t in sorted(found, key=lambda p: p[0])]
+            tables[n] = earliest_rows(proc, pa.concat_tables(ordered)) if ordered else proc.schema.empty_table()
     else:
         cfg = PipelineConfig(source=src, processors=[ProcessorStep(name=n) for n in names], options=RunOptions())
         tables = process_local(cfg)

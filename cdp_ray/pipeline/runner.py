@@ -42,7 +42,7 @@ from cdp_ray.lake.store import RawLedger
 from cdp_ray.pipeline.checkpoint import Checkpoint
 from cdp_ray.pipeline.config import PipelineConfig
 from cdp_ray.pipeline.planning import Chunk, RunPlan
-from cdp_ray.processors.base import Processor, get_processor, shipped_modules
+from cdp_ray.processors.base import Processor, earliest_rows, get_processor, shipped_modules
 from cdp_ray.processors.filters import PushDownStats, TransactionFilter, select
 from cdp_ray.sinks.base import DeadLetter, RunContext, Sink, SinkLock, make_sink
 from cdp_ray.xdr import Ledger, decode_ledger
@@ -631,4 +631,6 @@ def process_local(cfg: PipelineConfig) -> dict[str, pa.Table]:
                                      batch_bytes=int(cfg.options.decode_batch_mb * 2**20)):
         for name, (_, table) in run_processors(ledgers, steps).items():
             parts[name].append(table)
-    return {n: pa.concat_tables(ts) if ts else get_processor(n).schema.empty_table() for n, ts in parts.items()}
+    # First-seen tables (assets) hold one row per key for the whole range: the chunks' rows are merged.
+    return {n: earliest_rows(get_processor(n), pa.concat_tables(ts)) if ts else get_processor(n).schema.empty_table()
+            for n, ts in parts.items()}

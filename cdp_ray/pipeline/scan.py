@@ -4,6 +4,11 @@
 polars LazyFrame (or a pyarrow Dataset, or a Ray Dataset). For Parquet the files are those of the
 ranges the pipeline's manifests record as committed (see :mod:`cdp_ray.sinks.parquet`); for
 PostgreSQL the rows whose ledger lies in a range recorded in ``cdp_ray_ranges``.
+
+A first-seen table (``assets``) has one row per key for the whole run. Its Parquet files hold each
+chunk's first sightings (a chunk never reads another's output), so reading it here merges them: the
+earliest row per key, in ledger order (the table is small: one row per distinct key). PostgreSQL
+keeps the merged table itself. Reading its Parquet files directly gives every chunk's sightings.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any, Literal
 
 from cdp_ray.errors import ConfigError
 from cdp_ray.pipeline.config import PipelineConfig, parse_pipeline
-from cdp_ray.processors.base import get_processor
+from cdp_ray.processors.base import earliest_rows, get_processor
 from cdp_ray.sinks.base import Sink, make_sink
 from cdp_ray.sinks.ddl import ident, qualified
 
@@ -71,7 +76,10 @@ def _is_spec(text: str) -> bool:
 
 def _scan_parquet(sink: Any, pipeline: str, table: str, output: Output) -> Any:
     files = sink.committed_files(pipeline, table)
-    schema = get_processor(table).schema
+    proc = get_processor(table)
+    schema = proc.schema
+    if proc.first_seen:
+        return _first_seen(sink, files, proc, output)
     if output == "ray":
         import ray.data
 
@@ -86,6 +94,24 @@ def _scan_parquet(sink: Any, pipeline: str, table: str, output: Output) -> Any:
     import polars as pl
 
     return pl.scan_pyarrow_dataset(ds)
+
+
+def _first_seen(sink: Any, files: list[str], proc: Any, output: Output) -> Any:
+    """The chunks' sightings of a first-seen table merged: the earliest row per key."""
+    import pyarrow.dataset as pads
+
+    paths = [f if sink.local else f.split("://", 1)[1] for f in files]
+    rows = pads.dataset(paths, schema=proc.schema, filesystem=None if sink.local else sink.fs, format="parquet")
+    merged = earliest_rows(proc, rows.to_table())
+    if output == "arrow":
+        return pads.dataset(merged)
+    if output == "ray":
+        import ray.data
+
+        return ray.data.from_arrow(merged)
+    import polars as pl
+
+    return pl.from_arrow(merged).lazy()
 
 
 def _scan_postgres(sink: Any, pipeline: str, table: str, output: Output) -> Any:

@@ -4,6 +4,7 @@ and those of installed packages' ``cdp_ray.processors`` entry points."""
 from cdp_ray.processors.base import REGISTRY, NoConfig, Processor, col, get_processor, load_entry_points, processor
 from cdp_ray.processors import ledgers  # noqa: F401
 from cdp_ray.processors import transactions  # noqa: F401
+from cdp_ray.processors import ledger_transactions  # noqa: F401
 from cdp_ray.processors import operations  # noqa: F401
 from cdp_ray.processors import effects  # noqa: F401
 from cdp_ray.processors import assets  # noqa: F401

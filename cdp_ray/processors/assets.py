@@ -18,7 +18,7 @@ ASSETS_SCHEMA = pa.schema(
         col("asset_code", pa.string(), "asset code, empty for the native asset", nullable=False),
         col("asset_issuer", pa.string(), "G... issuer, empty for the native asset", nullable=False),
         col("asset_type", pa.string(), "native, credit_alphanum4 or credit_alphanum12", nullable=False),
-        col("ledger_sequence", pa.uint32(), "ledger in which the asset was first seen in this batch", nullable=False),
+        col("ledger_sequence", pa.uint32(), "ledger in which the run first saw the asset", nullable=False),
         col("closed_at", TIMESTAMP, "close time of that ledger (UTC)", nullable=False),
     ]
 )
@@ -67,10 +67,12 @@ def ledger_assets(ledger: Ledger, seen: set[int] | None = None) -> list[dict]:
 @processor(
     "assets",
     schema=ASSETS_SCHEMA,
-    primary_key=("ledger_sequence", "asset_id"),
+    primary_key=("asset_id",),
+    first_seen_by=("asset_id",),
     description="Distinct assets used by payment and manage-sell-offer operations (stellar-etl history_assets): "
-    "code, issuer, type and stellar-etl's FarmHash asset_id. Each asset appears once per processed chunk, at the "
-    "first ledger that used it; keep the earliest row per asset_id to deduplicate across chunks.",
+    "code, issuer, type and stellar-etl's FarmHash asset_id. One row per asset for the whole run, at the first "
+    "ledger that used it (stellar-etl export_assets): load() merges the chunks, PostgreSQL keeps the earliest "
+    "row per asset_id, and Parquet files hold each chunk's first sightings, merged when read with cdp_ray.scan.",
     config=FilterConfig,
     tags=("core", "assets"),
 )

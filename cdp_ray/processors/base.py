@@ -34,6 +34,7 @@ from operator import itemgetter
 from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cdp_ray.collector import gc_paused
@@ -101,6 +102,13 @@ class Processor:
     config_model: type[BaseModel] = NoConfig
     tags: tuple[str, ...] = field(default_factory=tuple)
     ledger_column: str | None = None
+    first_seen_by: tuple[str, ...] = ()
+
+    @property
+    def first_seen(self) -> bool:
+        """Whether the table holds one row per ``first_seen_by`` key for a whole run: the row of the
+        earliest ledger. Each chunk emits its own first sightings; :func:`earliest_rows` merges them."""
+        return bool(self.first_seen_by)
 
     @property
     def sequence_column(self) -> str | None:
@@ -130,6 +138,20 @@ class Processor:
             return table_from_dicts(self.schema, out if isinstance(out, list) else list(out))
 
 
+def earliest_rows(proc: Processor, table: pa.Table) -> pa.Table:
+    """For a :attr:`Processor.first_seen` table: one row per key, the one of the earliest ledger (the
+    first such row on ties), in ledger order. Other tables are returned as they are."""
+    if not proc.first_seen or table.num_rows == 0:
+        return table
+    seq = proc.sequence_column
+    indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    ordered = indexed.sort_by([(seq, "ascending"), ("__row", "ascending")])
+    ordered = ordered.append_column("__rank", pa.array(range(ordered.num_rows), pa.int64()))
+    firsts = ordered.group_by(list(proc.first_seen_by), use_threads=False).aggregate([("__rank", "min")])
+    keep = pc.sort_indices(firsts.column("__rank_min"))
+    return ordered.take(firsts.column("__rank_min").take(keep)).drop_columns(["__row", "__rank"])
+
+
 REGISTRY: dict[str, Processor] = {}
 
 
@@ -142,11 +164,15 @@ def processor(
     config: type[BaseModel] = NoConfig,
     tags: Iterable[str] = (),
     ledger_column: str | None = None,
+    first_seen_by: Iterable[str] = (),
 ) -> Callable[[ProcessorFn], ProcessorFn]:
     """Register ``fn`` as processor ``name`` with its declared output ``schema``.
 
     ``ledger_column`` names the column holding each row's ledger sequence (sinks replace a ledger
     range's rows by it); by default ``ledger_sequence``, or ``sequence`` when that is the column.
+    ``first_seen_by`` makes the table one row per key over a whole run, at the earliest ledger (stellar-etl
+    ``export_assets``): the key is then the table's primary key, and ``load``, ``scan`` and the PostgreSQL
+    sink merge the chunks' rows.
     """
     pk = tuple(primary_key)
     missing = [c for c in pk if c not in schema.names]
@@ -154,12 +180,15 @@ def processor(
         raise ValueError(f"processor {name}: primary key columns {missing} are not in its schema")
     if ledger_column is not None and ledger_column not in schema.names:
         raise ValueError(f"processor {name}: ledger_column {ledger_column!r} is not in its schema")
+    first = tuple(first_seen_by)
+    if first and first != pk:
+        raise ValueError(f"processor {name}: first_seen_by {first} must be its primary key {pk}")
 
     def register(fn: ProcessorFn) -> ProcessorFn:
         if name in REGISTRY:
             raise ValueError(f"processor {name!r} is registered twice")
         impl = fn() if isinstance(fn, type) else fn  # a class: one instance, called per batch
-        REGISTRY[name] = Processor(name, schema, impl, description, pk, config, tuple(tags), ledger_column)
+        REGISTRY[name] = Processor(name, schema, impl, description, pk, config, tuple(tags), ledger_column, first)
         return fn
 
     return register

@@ -408,6 +408,18 @@ def sponsoring_id(entry: xdr.LedgerEntry) -> str | None:
     return account_id(sponsor) if sponsor is not None else None
 
 
+def signer_summary(account: xdr.AccountEntry) -> dict[str, int]:
+    """``{signer key strkey: weight}`` of an account, its master key included when its weight is positive
+    (Go ``SignerSummary``)."""
+    out = {}
+    master = account.thresholds.thresholds[0]
+    if master > 0:
+        out[account_id(account.account_id)] = master
+    for s in account.signers:
+        out[signer_key_address(s.key)] = s.weight.uint32
+    return out
+
+
 def signer_sponsors(account: xdr.AccountEntry) -> dict[str, str]:
     """``{signer key strkey: sponsor G...}`` of an account's sponsored signers (Go ``SponsorPerSigner``)."""
     ext = account.ext

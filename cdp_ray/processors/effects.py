@@ -30,8 +30,8 @@ from cdp_ray.processors.common import (
     muxed_account,
     pool_id_hex,
     pool_id_strkey,
-    signer_key_address,
     signer_sponsors,
+    signer_summary,
     sponsoring_id,
     toid,
 )
@@ -214,16 +214,6 @@ def _pool_and_delta(changes, pool_id: bytes | None):
     return None
 
 
-def _signer_summary(account: xdr.AccountEntry) -> dict[str, int]:
-    out = {}
-    master = account.thresholds.thresholds[0]
-    if master > 0:
-        out[account_id(account.account_id)] = master
-    for s in account.signers:
-        out[signer_key_address(s.key)] = s.weight.uint32
-    return out
-
-
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
@@ -306,7 +296,8 @@ class _OperationEffects:
         d = {"amount": amount_string(_send_amount(success))}
         add_asset_details(d, op.send_asset)
         self.add_muxed(self.source, "account_debited", d)
-        self._trades(success.offers, path_payment=True)
+        # stellar-etl's addIngestTradeEffects(..., isPathPayment=false): strict-receive claims keep offer_created.
+        self._trades(success.offers)
 
     def path_payment_strict_send(self, body) -> None:
         op = body.path_payment_strict_send_op
@@ -317,7 +308,7 @@ class _OperationEffects:
         d = {"amount": amount_string(op.send_amount.int64)}
         add_asset_details(d, op.send_asset)
         self.add_muxed(self.source, "account_debited", d)
-        self._trades(success.offers, path_payment=True)
+        self._trades(success.offers, strict_send=True)
 
     def manage_sell_offer(self, body) -> None:
         self._trades(self.result.manage_sell_offer_result.success.offers_claimed)
@@ -361,7 +352,7 @@ class _OperationEffects:
         for pre, post in self.changes:
             if _entry_type((pre, post)) != LET.ACCOUNT or pre is None or post is None:
                 continue
-            before, after = _signer_summary(pre.data.account), _signer_summary(post.data.account)
+            before, after = signer_summary(pre.data.account), signer_summary(post.data.account)
             if before == after:
                 continue
             for key in sorted(before):
@@ -587,7 +578,7 @@ class _OperationEffects:
                 keys.append(base64.b64encode(key.to_xdr_bytes()).decode())
         return keys
 
-    def _trades(self, claims, path_payment: bool = False) -> None:
+    def _trades(self, claims, strict_send: bool = False) -> None:
         for claim in claims:
             c = claim_body(claim)
             sold, bought = c.amount_sold.int64, c.amount_bought.int64
@@ -629,11 +620,11 @@ class _OperationEffects:
                 sd["seller_muxed_id"] = self.source.med25519.id.uint64
             add_asset_details(sd, c.asset_bought, "bought_")
             add_asset_details(sd, c.asset_sold, "sold_")
-            # stellar-etl emits each claim as trade, offer_updated, offer_removed and (not for path
-            # payments) offer_created, for the buyer and for the seller.
+            # stellar-etl emits each claim as trade, offer_updated, offer_removed and (not for strict-send
+            # path payments) offer_created, for the buyer and for the seller.
             kinds = (
                 ("trade", "offer_updated", "offer_removed")
-                if path_payment
+                if strict_send
                 else ("trade", "offer_updated", "offer_removed", "offer_created")
             )
             for kind in kinds:

@@ -40,6 +40,8 @@ from cdp_ray.processors.common import (
     ledger_key_xdr,
     pool_id_hex,
     pool_id_strkey,
+    signer_sponsors,
+    signer_summary,
     sponsoring_id,
     stroops_to_real,
     toid,
@@ -797,3 +799,338 @@ processor(
     description="Soroban TTL entry changes (stellar-etl ttl): key hash and live-until ledger." + _DESCRIPTION_TAIL,
     tags=("entries", "soroban"),
 )(_table(LET.TTL, ttl_fields, sponsor=False))
+
+# --- account signers ---------------------------------------------------------------------------------
+
+ACCOUNT_SIGNERS_SCHEMA = pa.schema(
+    [
+        col("account_id", pa.string(), "G... account", nullable=False),
+        col("signer", pa.string(), "signer key strkey (G, T, X or P...; the master key is the account itself)",
+            nullable=False),
+        col("weight", pa.int32(), "signer weight (0 on a row of a signer the change removed)", nullable=False),
+        col("sponsor", pa.string(), "G... account sponsoring the signer's reserve"),
+        *_context_columns(sponsor=False),
+    ]
+)
+
+
+def _sponsor_ids(account: xdr.AccountEntry) -> list[str | None]:
+    ext = account.ext
+    if ext.v != 1 or ext.v1.ext.v != 2:
+        return []
+    return [account_id(s.sponsorship_descriptor) if s.sponsorship_descriptor is not None else None
+            for s in ext.v1.ext.v2.signer_sponsoring_i_ds]
+
+
+def account_signers_changed(ch: EntryChange) -> bool:
+    """Go ``utils.AccountSignersChanged``: the account was created or removed, or its signers, their weights
+    or their sponsors changed."""
+    if ch.pre is None or ch.post is None:
+        return True
+    pre, post = ch.pre.data.account, ch.post.data.account
+    return signer_summary(pre) != signer_summary(post) or _sponsor_ids(pre) != _sponsor_ids(post)
+
+
+def signer_rows(ch: EntryChange) -> list[dict]:
+    """stellar-etl ``TransformSigners``: one row per signer of the entry (master key included when its weight
+    is positive), then, for an update, a removed row (weight 0) per signer the update dropped; by weight,
+    then signer."""
+    account = ch.entry.data.account
+    owner = account_id(account.account_id)
+    sponsors = signer_sponsors(account)
+    rows = [{"account_id": owner, "signer": s, "weight": w, "sponsor": sponsors.get(s)}
+            for s, w in signer_summary(account).items()]
+    if ch.change_type == LCT.LEDGER_ENTRY_UPDATED.value and ch.pre is not None:
+        pre = ch.pre.data.account
+        post_signers = signer_summary(account)
+        pre_sponsors = signer_sponsors(pre)
+        for s in signer_summary(pre):
+            if s not in post_signers:
+                rows.append({"account_id": owner, "signer": s, "weight": 0, "sponsor": pre_sponsors.get(s),
+                             "last_modified_ledger": ch.pre.last_modified_ledger_seq.uint32,
+                             "ledger_entry_change": LCT.LEDGER_ENTRY_REMOVED.value, "change_type": "removed",
+                             "deleted": True})
+    rows.sort(key=lambda r: (r["weight"], r["signer"]))
+    return rows
+
+
+@processor(
+    "account_signers",
+    schema=ACCOUNT_SIGNERS_SCHEMA,
+    primary_key=("ledger_sequence", "change_index", "signer"),
+    config=EntryChangesConfig,
+    description="Account signers (stellar-etl account_signers): for each account change that touches signers, one "
+    "row per signer with weight and sponsor, plus a removed row (weight 0, deleted) per signer an update dropped."
+    + _DESCRIPTION_TAIL,
+    tags=("entries", "accounts"),
+)
+def account_signers(batch: list[Ledger], config: EntryChangesConfig) -> list[dict]:
+    rows = []
+    for ledger in apply_where(batch, config):
+        changes = indexed_changes(ledger)
+        if config.compact:
+            changes = list(enumerate(compact_changes([c for _, c in changes if c.entry_type == LET.ACCOUNT],
+                                                     ledger.sequence)))
+        for index, ch in changes:
+            if ch.entry_type != LET.ACCOUNT or not account_signers_changed(ch):
+                continue
+            context = _context(ledger, ch, index, sponsor=False)
+            rows += [{**context, **r} for r in signer_rows(ch)]
+    return rows
+
+
+# --- contract code -----------------------------------------------------------------------------------
+
+_COST_INPUTS = ("n_instructions", "n_functions", "n_globals", "n_table_entries", "n_types", "n_data_segments",
+                "n_elem_segments", "n_imports", "n_exports", "n_data_segment_bytes")
+
+CONTRACT_CODE_SCHEMA = pa.schema(
+    [
+        col("contract_code_hash", pa.string(), "hex sha256 of the Wasm", nullable=False),
+        col("contract_code_ext_v", pa.int32(), "ContractCodeEntry extension version (1: cost inputs present)"),
+        col("ledger_key_hash", pa.string(), "hex sha256 of the entry's LedgerKey XDR"),
+        *[col(n, pa.uint32(), f"Wasm cost input {n[2:]} (0 without cost inputs)") for n in _COST_INPUTS],
+        col("ledger_key_hash_base_64", pa.string(), "base64 LedgerKey XDR (stellar-etl's name)"),
+        *_context_columns(sponsor=False),
+    ]
+)
+
+
+def contract_code_fields(entry: xdr.LedgerEntry, ledger: Ledger) -> dict:
+    code = entry.data.contract_code
+    key_xdr = ledger_key_xdr(entry.data)
+    inputs = code.ext.v1.cost_inputs if code.ext.v == 1 else None
+    return {
+        "contract_code_hash": code.hash.hash.hex(),
+        "contract_code_ext_v": code.ext.v,
+        "ledger_key_hash": hashlib.sha256(key_xdr).hexdigest(),
+        **{n: getattr(inputs, n).uint32 if inputs is not None else 0 for n in _COST_INPUTS},
+        "ledger_key_hash_base_64": base64.b64encode(key_xdr).decode(),
+    }
+
+
+processor(
+    "contract_code",
+    schema=CONTRACT_CODE_SCHEMA,
+    primary_key=("ledger_sequence", "change_index"),
+    config=EntryChangesConfig,
+    description="Soroban contract code (Wasm) entry changes (stellar-etl contract_code): code hash, ledger key and "
+    "the Wasm cost inputs." + _DESCRIPTION_TAIL,
+    tags=("entries", "soroban"),
+)(_table(LET.CONTRACT_CODE, contract_code_fields, sponsor=False))
+
+
+# --- config settings ---------------------------------------------------------------------------------
+
+_CS = xdr.ConfigSettingID
+
+#: (column, type, description, arm of ConfigSettingEntry, field of that arm): stellar-etl's columns, where
+#: several columns (pre- and post-protocol-23 names) read the same field.
+_CONFIG_FIELDS = [
+    ("ledger_max_instructions", pa.int64(), "contract_compute", "ledger_max_instructions"),
+    ("tx_max_instructions", pa.int64(), "contract_compute", "tx_max_instructions"),
+    ("fee_rate_per_instructions_increment", pa.int64(), "contract_compute", "fee_rate_per_instructions_increment"),
+    ("tx_memory_limit", pa.uint32(), "contract_compute", "tx_memory_limit"),
+    ("ledger_max_read_ledger_entries", pa.uint32(), "contract_ledger_cost", "ledger_max_disk_read_entries"),
+    ("ledger_max_disk_read_entries", pa.uint32(), "contract_ledger_cost", "ledger_max_disk_read_entries"),
+    ("ledger_max_read_bytes", pa.uint32(), "contract_ledger_cost", "ledger_max_disk_read_bytes"),
+    ("ledger_max_disk_read_bytes", pa.uint32(), "contract_ledger_cost", "ledger_max_disk_read_bytes"),
+    ("ledger_max_write_ledger_entries", pa.uint32(), "contract_ledger_cost", "ledger_max_write_ledger_entries"),
+    ("ledger_max_write_bytes", pa.uint32(), "contract_ledger_cost", "ledger_max_write_bytes"),
+    ("tx_max_read_ledger_entries", pa.uint32(), "contract_ledger_cost", "tx_max_disk_read_entries"),
+    ("tx_max_disk_read_entries", pa.uint32(), "contract_ledger_cost", "tx_max_disk_read_entries"),
+    ("tx_max_read_bytes", pa.uint32(), "contract_ledger_cost", "tx_max_disk_read_bytes"),
+    ("tx_max_disk_read_bytes", pa.uint32(), "contract_ledger_cost", "tx_max_disk_read_bytes"),
+    ("tx_max_write_ledger_entries", pa.uint32(), "contract_ledger_cost", "tx_max_write_ledger_entries"),
+    ("tx_max_write_bytes", pa.uint32(), "contract_ledger_cost", "tx_max_write_bytes"),
+    ("fee_read_ledger_entry", pa.int64(), "contract_ledger_cost", "fee_disk_read_ledger_entry"),
+    ("fee_disk_read_ledger_entry", pa.int64(), "contract_ledger_cost", "fee_disk_read_ledger_entry"),
+    ("fee_write_ledger_entry", pa.int64(), "contract_ledger_cost", "fee_write_ledger_entry"),
+    ("fee_read_1kb", pa.int64(), "contract_ledger_cost", "fee_disk_read1_kb"),
+    ("fee_write_1kb", pa.int64(), "contract_ledger_cost_ext", "fee_write1_kb"),
+    ("fee_disk_read_1kb", pa.int64(), "contract_ledger_cost", "fee_disk_read1_kb"),
+    ("bucket_list_target_size_bytes", pa.int64(), "contract_ledger_cost", "soroban_state_target_size_bytes"),
+    ("soroban_state_target_size_bytes", pa.int64(), "contract_ledger_cost", "soroban_state_target_size_bytes"),
+    ("write_fee_1kb_bucket_list_low", pa.int64(), "contract_ledger_cost", "rent_fee1_kb_soroban_state_size_low"),
+    ("rent_fee_1kb_soroban_state_size_low", pa.int64(), "contract_ledger_cost", "rent_fee1_kb_soroban_state_size_low"),
+    ("write_fee_1kb_bucket_list_high", pa.int64(), "contract_ledger_cost", "rent_fee1_kb_soroban_state_size_high"),
+    ("rent_fee_1kb_soroban_state_size_high", pa.int64(), "contract_ledger_cost",
+     "rent_fee1_kb_soroban_state_size_high"),
+    ("bucket_list_write_fee_growth_factor", pa.uint32(), "contract_ledger_cost", "soroban_state_rent_fee_growth_factor"),
+    ("soroban_state_rent_fee_growth_factor", pa.uint32(), "contract_ledger_cost",
+     "soroban_state_rent_fee_growth_factor"),
+    ("fee_historical_1kb", pa.int64(), "contract_historical_data", "fee_historical1_kb"),
+    ("tx_max_contract_events_size_bytes", pa.uint32(), "contract_events", "tx_max_contract_events_size_bytes"),
+    ("fee_contract_events_1kb", pa.int64(), "contract_events", "fee_contract_events1_kb"),
+    ("ledger_max_txs_size_bytes", pa.uint32(), "contract_bandwidth", "ledger_max_txs_size_bytes"),
+    ("tx_max_size_bytes", pa.uint32(), "contract_bandwidth", "tx_max_size_bytes"),
+    ("fee_tx_size_1kb", pa.int64(), "contract_bandwidth", "fee_tx_size1_kb"),
+]
+_CONFIG_FIELDS_ARCHIVAL = [
+    ("max_entry_ttl", pa.uint32(), "max_entry_ttl"),
+    ("min_temporary_ttl", pa.uint32(), "min_temporary_ttl"),
+    ("min_persistent_ttl", pa.uint32(), "min_persistent_ttl"),
+    ("persistent_rent_rate_denominator", pa.int64(), "persistent_rent_rate_denominator"),
+    ("temp_rent_rate_denominator", pa.int64(), "temp_rent_rate_denominator"),
+    ("max_entries_to_archive", pa.uint32(), "max_entries_to_archive"),
+    ("bucket_list_size_window_sample_size", pa.uint32(), "live_soroban_state_size_window_sample_size"),
+    ("live_soroban_state_size_window_sample_size", pa.uint32(), "live_soroban_state_size_window_sample_size"),
+    ("live_soroban_state_size_window_sample_period", pa.uint32(), "live_soroban_state_size_window_sample_period"),
+    ("eviction_scan_size", pa.uint64(), "eviction_scan_size"),
+    ("starting_eviction_scan_level", pa.uint32(), "starting_eviction_scan_level"),
+]
+_CONFIG_FIELDS_LATE = [
+    ("ledger_max_dependent_tx_clusters", pa.uint32(), "contract_parallel_compute", "ledger_max_dependent_tx_clusters"),
+    ("tx_max_footprint_entries", pa.uint32(), "contract_ledger_cost_ext", "tx_max_footprint_entries"),
+    ("ledger_target_close_time_milliseconds", pa.uint32(), "contract_scp_timing",
+     "ledger_target_close_time_milliseconds"),
+    ("nomination_timeout_initial_milliseconds", pa.uint32(), "contract_scp_timing",
+     "nomination_timeout_initial_milliseconds"),
+    ("nomination_timeout_increment_milliseconds", pa.uint32(), "contract_scp_timing",
+     "nomination_timeout_increment_milliseconds"),
+    ("ballot_timeout_initial_milliseconds", pa.uint32(), "contract_scp_timing", "ballot_timeout_initial_milliseconds"),
+    ("ballot_timeout_increment_milliseconds", pa.uint32(), "contract_scp_timing",
+     "ballot_timeout_increment_milliseconds"),
+]
+_CONFIG_LISTS = [
+    ("frozen_ledger_keys", "base64 LedgerKey XDR of the frozen ledger keys (CAP-77)"),
+    ("frozen_ledger_keys_to_freeze", "base64 LedgerKey XDR of the keys a frozen-keys delta freezes"),
+    ("frozen_ledger_keys_to_unfreeze", "base64 LedgerKey XDR of the keys a frozen-keys delta unfreezes"),
+    ("freeze_bypass_txs", "hex hashes of the transactions allowed to bypass frozen keys"),
+    ("freeze_bypass_txs_to_add", "hex hashes a freeze-bypass delta adds"),
+    ("freeze_bypass_txs_to_remove", "hex hashes a freeze-bypass delta removes"),
+]
+_SETTING = "setting (0 when the entry is another setting)"
+_COST_PARAMS = 'JSON array of {"ExtV", "ConstTerm", "LinearTerm"} (decimal strings), one per cost type'
+
+CONFIG_SETTINGS_SCHEMA = pa.schema(
+    [
+        col("config_setting_id", pa.int32(), "ConfigSettingID (0 contract max size ... 20 freeze-bypass delta)",
+            nullable=False),
+        col("contract_max_size_bytes", pa.uint32(), f"max Wasm size in bytes; {_SETTING}"),
+        *[col(name, t, f"{arm}.{field}; {_SETTING}") for name, t, arm, field in _CONFIG_FIELDS],
+        col("contract_cost_params_cpu_insns", pa.string(), f"CPU instruction cost parameters: {_COST_PARAMS}"),
+        col("contract_cost_params_mem_bytes", pa.string(), f"memory cost parameters: {_COST_PARAMS}"),
+        col("contract_data_key_size_bytes", pa.uint32(), f"max contract data key size; {_SETTING}"),
+        col("contract_data_entry_size_bytes", pa.uint32(), f"max contract data entry size; {_SETTING}"),
+        *[col(name, t, f"state_archival_settings.{field}; {_SETTING}") for name, t, field in _CONFIG_FIELDS_ARCHIVAL[:3]],
+        col("auto_bump_ledgers", pa.uint32(), "always 0 (a pre-release setting stellar-etl keeps a column for)"),
+        *[col(name, t, f"state_archival_settings.{field}; {_SETTING}") for name, t, field in _CONFIG_FIELDS_ARCHIVAL[3:]],
+        col("ledger_max_tx_count", pa.uint32(), f"contract_execution_lanes.ledger_max_tx_count; {_SETTING}"),
+        col("bucket_list_size_window", pa.list_(pa.uint64()), "live Soroban state size window samples"),
+        col("live_soroban_state_size_window", pa.list_(pa.uint64()), "live Soroban state size window samples"),
+        *[col(name, t, f"{arm}.{field} (protocol 23); {_SETTING}") for name, t, arm, field in _CONFIG_FIELDS_LATE],
+        *[col(name, pa.list_(pa.string()), f"{desc} (protocol 26)") for name, desc in _CONFIG_LISTS],
+        *_context_columns(sponsor=False),
+    ]
+)
+
+
+def _cost_params(params) -> str | None:
+    if params is None:
+        return json.dumps([])
+    return json.dumps(
+        [{"ExtV": str(p.ext.v), "ConstTerm": str(p.const_term.int64), "LinearTerm": str(p.linear_term.int64)}
+         for p in params.contract_cost_params],
+        separators=(",", ":"),
+    )
+
+
+def _number(value) -> int:
+    """The integer inside an XDR integer wrapper (``Uint32``, ``Int64``, ``Uint64``) or a plain int."""
+    for width in ("uint32", "int64", "uint64"):
+        if hasattr(value, width):
+            return getattr(value, width)
+    return value
+
+
+def config_setting_fields(entry: xdr.LedgerEntry, ledger: Ledger) -> dict:
+    """stellar-etl ``TransformConfigSetting``: each column read from its setting's arm, zero (empty for lists)
+    when the entry holds another setting."""
+    cs = entry.data.config_setting
+    row: dict = {"config_setting_id": cs.config_setting_id.value, "auto_bump_ledgers": 0}
+    row["contract_max_size_bytes"] = _number(cs.contract_max_size_bytes) if cs.contract_max_size_bytes is not None else 0
+    for name, _t, arm, field in _CONFIG_FIELDS + _CONFIG_FIELDS_LATE:
+        part = getattr(cs, arm)
+        row[name] = _number(getattr(part, field)) if part is not None else 0
+    for name, _t, field in _CONFIG_FIELDS_ARCHIVAL:
+        part = cs.state_archival_settings
+        row[name] = _number(getattr(part, field)) if part is not None else 0
+    row["contract_cost_params_cpu_insns"] = _cost_params(cs.contract_cost_params_cpu_insns)
+    row["contract_cost_params_mem_bytes"] = _cost_params(cs.contract_cost_params_mem_bytes)
+    for name, value in (("contract_data_key_size_bytes", cs.contract_data_key_size_bytes),
+                        ("contract_data_entry_size_bytes", cs.contract_data_entry_size_bytes)):
+        row[name] = _number(value) if value is not None else 0
+    lanes = cs.contract_execution_lanes
+    row["ledger_max_tx_count"] = lanes.ledger_max_tx_count.uint32 if lanes is not None else 0
+    window = [w.uint64 for w in cs.live_soroban_state_size_window or []]
+    row["bucket_list_size_window"] = row["live_soroban_state_size_window"] = window
+
+    def keys(encoded) -> list[str]:
+        return [base64.b64encode(xdr.LedgerKey.from_xdr_bytes(k.encoded_ledger_key).to_xdr_bytes()).decode()
+                for k in encoded or []]
+
+    frozen, delta = cs.frozen_ledger_keys, cs.frozen_ledger_keys_delta
+    row["frozen_ledger_keys"] = keys(frozen.keys if frozen is not None else None)
+    row["frozen_ledger_keys_to_freeze"] = keys(delta.keys_to_freeze if delta is not None else None)
+    row["frozen_ledger_keys_to_unfreeze"] = keys(delta.keys_to_unfreeze if delta is not None else None)
+    bypass, bypass_delta = cs.freeze_bypass_txs, cs.freeze_bypass_txs_delta
+    row["freeze_bypass_txs"] = [h.hash.hex() for h in (bypass.tx_hashes if bypass is not None else [])]
+    row["freeze_bypass_txs_to_add"] = [h.hash.hex() for h in (bypass_delta.add_txs if bypass_delta is not None else [])]
+    row["freeze_bypass_txs_to_remove"] = [
+        h.hash.hex() for h in (bypass_delta.remove_txs if bypass_delta is not None else [])
+    ]
+    return row
+
+
+processor(
+    "config_settings",
+    schema=CONFIG_SETTINGS_SCHEMA,
+    primary_key=("ledger_sequence", "change_index"),
+    config=EntryChangesConfig,
+    description="Soroban network configuration entry changes (stellar-etl config_settings): one wide row per "
+    "changed setting, the setting's own columns filled and the others zero; changes come from protocol upgrades."
+    + _DESCRIPTION_TAIL,
+    tags=("entries", "soroban"),
+)(_table(LET.CONFIG_SETTING, config_setting_fields, sponsor=False))
+
+
+# --- restored keys -----------------------------------------------------------------------------------
+
+RESTORED_KEYS_SCHEMA = pa.schema(
+    [
+        col("ledger_key_hash", pa.string(), "base64 LedgerKey XDR of the restored entry (stellar-etl's name)",
+            nullable=False),
+        col("ledger_entry_type", pa.string(), "Go name of the entry type, e.g. LedgerEntryTypeContractData",
+            nullable=False),
+        *_context_columns(sponsor=False),
+    ]
+)
+
+
+@processor(
+    "restored_keys",
+    schema=RESTORED_KEYS_SCHEMA,
+    primary_key=("ledger_sequence", "change_index"),
+    config=EntryChangesConfig,
+    description="Ledger keys restored from the archive (stellar-etl restored_key): every RESTORED change of any "
+    "entry type (contract data, code and their TTLs)." + _DESCRIPTION_TAIL,
+    tags=("entries", "soroban"),
+)
+def restored_keys(batch: list[Ledger], config: EntryChangesConfig) -> list[dict]:
+    rows = []
+    restored = LCT.LEDGER_ENTRY_RESTORED.value
+    for ledger in apply_where(batch, config):
+        changes = indexed_changes(ledger)
+        if config.compact:
+            changes = list(enumerate(compact_changes([c for _, c in changes], ledger.sequence)))
+        for index, ch in changes:
+            if ch.change_type != restored:
+                continue
+            key = ledger_key_xdr(ch.entry.data)
+            rows.append({
+                "ledger_key_hash": base64.b64encode(key).decode(),
+                "ledger_entry_type": go_enum_string(ch.entry_type),
+                **_context(ledger, ch, index, sponsor=False),
+            })
+    return rows

@@ -27,6 +27,8 @@ dictionary<T>          as T
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pyarrow as pa
 
 from cdp_ray.errors import SinkError
@@ -107,9 +109,24 @@ def create_table_sql(processor: Processor, schema: str = "public", table: str | 
     return stmts
 
 
+def seen_table(name: str) -> str:
+    """The table of a first-seen table's per-range sightings."""
+    return f"cdp_ray_seen_{name}"
+
+
+def seen_processor(proc: Processor) -> Processor:
+    """``proc`` as its sightings table: every range's first sightings, keyed by ledger and key."""
+    return replace(proc, primary_key=(proc.sequence_column, *proc.first_seen_by), first_seen_by=(),
+                   description=f"first sightings per committed range behind {proc.name} (cdp-ray bookkeeping)")
+
+
 def render_ddl(processor: Processor, schema: str = "public") -> str:
-    """The DDL of ``processor``'s table as one SQL script (for docs and manual setup)."""
-    return ";\n".join(create_table_sql(processor, schema)) + ";\n"
+    """The DDL of ``processor``'s table as one SQL script (for docs and manual setup); a first-seen table's
+    sightings table too."""
+    stmts = create_table_sql(processor, schema)
+    if processor.first_seen:
+        stmts += create_table_sql(seen_processor(processor), schema, seen_table(processor.name))
+    return ";\n".join(stmts) + ";\n"
 
 
 def schema_differences(

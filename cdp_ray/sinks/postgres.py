@@ -10,6 +10,12 @@ connection loss at commit replays the whole transaction. Quarantined ranges go t
 a run holds a session advisory lock per pipeline (released when its connection closes, also when
 the run is killed).
 
+A first-seen table (``assets``: one row per key for the whole run, at its earliest ledger) is derived:
+every range's own first sightings go to ``{schema}.cdp_ray_seen_{table}``, replaced by range like any
+table, and the keys a range adds or removes are recomputed in the table from it (earliest row per key),
+under a transaction advisory lock per table. A rerun, a resume or a discarded range therefore leaves
+exactly the earliest sighting among the committed ranges, never a key that another range still holds lost.
+
 Rows travel in COPY's binary format, written in C straight from the Arrow buffers (``_pgcopy``), or,
 for a column type it does not write (or without the extension), as CSV produced by Arrow's C++ writer
 (lists become array literals, binary ``\\x`` hex): either way no row passes through Python.
@@ -38,7 +44,7 @@ from cdp_ray.sinks.base import (
     DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, Tables, require_ledger_column, sink,
     with_retries,
 )
-from cdp_ray.sinks.ddl import create_table_sql, ident, pg_type, qualified, schema_differences
+from cdp_ray.sinks.ddl import create_table_sql, ident, pg_type, qualified, schema_differences, seen_processor, seen_table
 
 try:
     from cdp_ray.sinks import _pgcopy
@@ -185,7 +191,7 @@ class PostgresSink(Sink):
         super().__init__(config)
         self._conn: psycopg.Connection | None = None
         self.schema = config.db_schema
-        self._tables: list[tuple[str, str]] = []
+        self._procs: list[Processor] = []
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -296,29 +302,31 @@ class PostgresSink(Sink):
             for stmt in self._meta_ddl():
                 conn.execute(stmt)
             for p in processors:
-                cols = self._columns(conn, p.name)
-                if cols is None:
-                    if not self.config.create_tables:
+                tables = [(p.name, p)] + ([(seen_table(p.name), seen_processor(p))] if p.first_seen else [])
+                for name, spec in tables:
+                    cols = self._columns(conn, name)
+                    if cols is None:
+                        if not self.config.create_tables:
+                            raise SinkError(
+                                f"table {qualified(self.schema, name)} does not exist in {self.config.target()}",
+                                hint="set create_tables: true, or create it with the DDL from cdp_ray.sinks.ddl.render_ddl",
+                            )
+                        for stmt in create_table_sql(spec, self.schema, name):
+                            conn.execute(stmt)
+                        continue
+                    problems = schema_differences(spec, cols)
+                    if problems:
                         raise SinkError(
-                            f"table {qualified(self.schema, p.name)} does not exist in {self.config.target()}",
-                            hint="set create_tables: true, or create it with the DDL from cdp_ray.sinks.ddl.render_ddl",
+                            f"table {qualified(self.schema, name)} in {self.config.target()} disagrees with processor "
+                            f"{p.name!r}: " + "; ".join(problems),
+                            hint="migrate or drop the table (it is recreated from the processor's schema), or write to another schema",
                         )
-                    for stmt in create_table_sql(p, self.schema):
-                        conn.execute(stmt)
-                    continue
-                problems = schema_differences(p, cols)
-                if problems:
-                    raise SinkError(
-                        f"table {qualified(self.schema, p.name)} in {self.config.target()} disagrees with processor "
-                        f"{p.name!r}: " + "; ".join(problems),
-                        hint="migrate or drop the table (it is recreated from the processor's schema), or write to another schema",
-                    )
             if pipeline is not None:
                 for p in processors:
                     self._claim(conn, pipeline, p.name)
 
         self._run("preparing tables", setup)
-        self._tables = [(p.name, p.sequence_column) for p in processors]
+        self._procs = list(processors)
 
     def _claim(self, conn: psycopg.Connection, pipeline: str, table: str) -> None:
         """Make ``pipeline`` the owner of ``table`` unless another pipeline is. A table written before owners
@@ -386,8 +394,9 @@ class PostgresSink(Sink):
 
         def drop(conn):
             for r in records:
-                for table, seq in self._tables:
-                    conn.execute(f"DELETE FROM {qualified(self.schema, table)} WHERE {ident(seq)} BETWEEN %s AND %s", (r.start, r.end))
+                for proc in sorted(self._procs, key=lambda p: p.first_seen):
+                    with conn.cursor() as cur:
+                        replace_range(cur, self.schema, proc, r.start, r.end)
                 conn.execute(
                     f"DELETE FROM {qualified(self.schema, RANGES_TABLE)} WHERE pipeline = %s AND start_ledger = %s AND end_ledger = %s",
                     (pipeline, r.start, r.end),
@@ -504,6 +513,43 @@ def copy_rows(cur: psycopg.Cursor, qname: str, table: pa.Table, batch_rows: int)
     return sent
 
 
+def replace_range(cur: psycopg.Cursor, schema: str, proc: Processor, start: int, end: int, spool: str | None = None,
+                  batch_rows: int = 50_000) -> int:
+    """Replace ``proc``'s rows of ledgers ``[start, end]`` by those of the Arrow stream ``spool`` (none: delete
+    them); the bytes sent. A first-seen table's range goes to its sightings table, and the keys it added or
+    removed are recomputed from there: the earliest sighting per key among the committed ranges."""
+    seq = ident(proc.sequence_column)
+    target = qualified(schema, seen_table(proc.name) if proc.first_seen else proc.name)
+    keys = list(proc.first_seen_by)
+    if proc.first_seen:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"cdp_ray_first_seen:{schema}.{proc.name}",))
+    deleted = cur.execute(
+        f"DELETE FROM {target} WHERE {seq} BETWEEN %s AND %s" + (f" RETURNING {', '.join(map(ident, keys))}" if keys else ""),
+        (start, end),
+    )
+    touched = set(deleted.fetchall()) if keys else set()
+    sent = 0
+    if spool is not None:
+        with pa.memory_map(spool) as source:
+            for batch in pa.ipc.open_stream(source):
+                table = pa.Table.from_batches([batch])
+                sent += copy_rows(cur, target, table, batch_rows)
+                if keys:
+                    touched.update(zip(*(table.column(k).to_pylist() for k in keys)))
+    if keys and touched:
+        main, names = qualified(schema, proc.name), ", ".join(ident(c) for c in proc.schema.names)
+        key_list = ", ".join(map(ident, keys))
+        unnest = "SELECT * FROM unnest(" + ", ".join(f"%s::{pg_type(proc.schema.field(k).type)}[]" for k in keys) + ")"
+        values = [list(v) for v in zip(*sorted(touched))]
+        cur.execute(f"DELETE FROM {main} WHERE ({key_list}) IN ({unnest})", values)
+        cur.execute(
+            f"INSERT INTO {main} ({names}) SELECT DISTINCT ON ({key_list}) {names} FROM {target} "
+            f"WHERE ({key_list}) IN ({unnest}) ORDER BY {key_list}, {seq}",
+            values,
+        )
+    return sent
+
+
 class _PostgresRange(RangeWriter):
     """One range's transaction: tables spooled to local Arrow files while the chunk runs, then deleted,
     copied and recorded in one transaction (replayed whole on a transient connection loss)."""
@@ -545,16 +591,11 @@ class _PostgresRange(RangeWriter):
             with conn.cursor() as cur:
                 if sink.config.toast_compression != "server":
                     cur.execute(f"SET LOCAL default_toast_compression = '{sink.config.toast_compression}'")
-                for name, proc in self.procs.items():
+                # First-seen tables last: their lock is then held only for the end of the transaction.
+                for name, proc in sorted(self.procs.items(), key=lambda item: item[1].first_seen):
                     current[0] = name
-                    qname = qualified(sink.schema, name)
-                    cur.execute(f"DELETE FROM {qname} WHERE {ident(proc.sequence_column)} BETWEEN %s AND %s", (start, end))
-                    written[name] = 0
-                    if name in self.spools:
-                        with pa.memory_map(os.path.join(self.dir.name, f"{name}.arrow")) as source:
-                            reader = pa.ipc.open_stream(source)
-                            for batch in reader:
-                                written[name] += copy_rows(cur, qname, pa.Table.from_batches([batch]), sink.config.batch_rows)
+                    spool = os.path.join(self.dir.name, f"{name}.arrow") if name in self.spools else None
+                    written[name] = replace_range(cur, sink.schema, proc, start, end, spool, sink.config.batch_rows)
                 current[0] = None
                 if self.run is not None:
                     self._record(cur, self.run)

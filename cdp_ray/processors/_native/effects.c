@@ -405,7 +405,7 @@ put_amount_asset(Buf *b, int64_t v, const Asset *a)
 
 /* effects._trades over the claim atoms read next (count first). */
 static void
-trades(const Op *op, Rd *r, int path_payment)
+trades(const Op *op, Rd *r, int strict_send)
 {
     uint32_t n = count(r, UINT32_MAX, 4);
     const Muxed *buyer = &op->source;
@@ -429,7 +429,7 @@ trades(const Op *op, Rd *r, int path_payment)
             continue;
         }
         static const int kinds[] = {E_TRADE, E_OFFER_UPDATED, E_OFFER_REMOVED, E_OFFER_CREATED};
-        for (int k = 0; k < (path_payment ? 3 : 4); k++) {
+        for (int k = 0; k < (strict_send ? 3 : 4); k++) {
             Obj bd;
             obj_init(&bd, &scratch);
             obj_i64(&bd, "offer_id", offer_id);
@@ -481,7 +481,8 @@ path_payment(const Op *op, Rd *body, int receive)
         credit_debit(E_CREDITED, &dest, last, &dest_asset);
         credit_debit(E_DEBITED, &op->source, send, &send_asset);
     }
-    trades(op, &offers, 1);
+    /* stellar-etl passes isPathPayment=true for strict-send only: strict-receive claims get offer_created */
+    trades(op, &offers, !receive);
 }
 
 /* balance_id: the hex of a ClaimableBalanceID's XDR (36 bytes) */
