@@ -57,6 +57,20 @@ class LedgerNotFoundError(LakeError):
         self.sequence, self.key = sequence, key
 
 
+class LedgerGapError(LedgerNotFoundError):
+    """A ledger's object is missing from the lake although a later ledger's object exists: a gap."""
+
+    def __init__(self, sequence: int, key: str, later: int):
+        CdpRayError.__init__(
+            self,
+            f"ledger {sequence} is missing: expected object {key!r} does not exist, although the lake holds "
+            f"ledger {later} after it (a gap in the lake)",
+            hint="re-export the missing object (e.g. galexie `scan-and-fill` over the range), or run with "
+            "on_error=quarantine to record the range in the dead-letter table and continue",
+        )
+        self.sequence, self.key, self.later = sequence, key, later
+
+
 class CorruptLedgerFileError(LakeError):
     """A lake object cannot be decompressed or decoded as XDR."""
 

@@ -1,12 +1,16 @@
 """Ray job entrypoint: run any pipeline on the Ray cluster this job runs on, and print its summary.
 
-Submit it to a cluster (the working directory travels with the job)::
+Submit it to a cluster where cdp-ray is installed (``ray-cluster.yaml`` installs it on every node)::
 
-    ray job submit --working-dir . -- python jobs/backfill.py pipelines/payments.yaml
-    ray job submit --working-dir . -- python jobs/backfill.py pipelines/core.yaml \\
+    ray job submit --runtime-env jobs/runtime_env.yaml -- python jobs/backfill.py pipelines/payments.yaml
+    ray job submit --runtime-env jobs/runtime_env.yaml -- python jobs/backfill.py pipelines/core.yaml \\
         --start-time 2025-06-01T00:00:00Z --end-time 2025-06-02T00:00:00Z --resume
 
-or run it directly: it joins ``$RAY_ADDRESS`` or the running local cluster, else starts a local Ray.
+``jobs/runtime_env.yaml`` uploads the working directory (pipeline files, user processors) without the
+checkout's ``cdp_ray/``: an uploaded copy would shadow the installed package on the driver and every
+worker, without its compiled extensions (git-ignored, so never uploaded), and decode with stellar-sdk.
+
+or run it directly: it joins ``$RAY_ADDRESS`` or the cluster ``ray start`` started here, else starts a local Ray.
 The last line on stdout is the run summary as JSON. Exit codes: 0 ok, 1 failed, 2 bad input,
 3 finished with quarantined ranges, 4 success criteria failed, 130 stopped. With ``--control-url`` (or
 ``$CDP_RAY_CONTROL_URL`` and ``$CDP_RAY_TOKEN`` in the job's runtime env) the run registers with that
@@ -16,6 +20,7 @@ control plane, reports per-chunk stats and stops when asked there (or by ``ray j
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -23,10 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-# Under `ray job submit --working-dir .` the submitted tree is the working directory: import cdp_ray
-# from it (the code you submitted), also where it is not installed.
+# Run from a checkout where cdp-ray is not installed: import it from the checkout. Under
+# `--runtime-env jobs/runtime_env.yaml` the upload has no cdp_ray/ and the installed package is used.
 ROOT = Path(__file__).resolve().parents[1]
-if (ROOT / "cdp_ray" / "__init__.py").is_file() and str(ROOT) not in sys.path:
+if importlib.util.find_spec("cdp_ray") is None and (ROOT / "cdp_ray" / "__init__.py").is_file():
     sys.path.insert(0, str(ROOT))
 
 
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"ok": False, "error": type(exc).__name__, "message": exc.message, "hint": exc.hint}))
         _log(f"error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""))
         return 2 if isinstance(exc, ConfigError) else 1
+    _log("decoder: " + (", ".join(f"{d} ({n} chunks)" for d, n in summary.decoders.items()) or "none ran"))
+    for w in summary.decoder_warnings:
+        _log(f"WARNING: {w}")
     final = hooks.finish(summary)
     doc = summary_doc(cfg, summary, final)
     print(json.dumps(doc), flush=True)

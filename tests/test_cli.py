@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -104,7 +105,8 @@ def test_schema_and_processors() -> None:
     r = cli("schema")
     schema = json.loads(r.output)
     assert schema["$defs"]["LakeSource"]["properties"]["start_time"]["format"] == "date-time"
-    assert "payments" in schema["$defs"]["ProcessorStep"]["properties"]["name"]["enum"]
+    registered, user = schema["$defs"]["ProcessorStep"]["properties"]["name"]["anyOf"]
+    assert "payments" in registered["enum"] and re.search(user["pattern"], "myprocs.sub:fees")
     listing = cli("processors")
     assert listing.exit_code == 0
     names = [line.split()[0] for line in listing.stdout.splitlines() if line.strip()]
@@ -163,7 +165,8 @@ def test_run_on_the_sample_prints_only_its_own_lines(tmp_path: Path) -> None:
     out = proc.stdout.splitlines()
     assert out[0].startswith("done: 10 ledgers in ")
     assert out[1:4] == ["  ledgers               10 rows", "  transactions       2,650 rows", "  operations         7,032 rows"]
-    assert out[4] == f"output: {tmp_path / 'out'}"
+    assert re.fullmatch(r"decoder: native \(\d+ chunks\)", out[4]), out[4]  # the compiled decoder ran
+    assert out[5] == f"output: {tmp_path / 'out'}"
     (log,) = (tmp_path / "logs").glob("run-*.log")  # Ray's warnings (native ones too) land here
     assert not any(line and line in proc.stderr for line in log.read_text().splitlines())
     assert "INFO" not in proc.stderr and "core_worker" not in proc.stderr

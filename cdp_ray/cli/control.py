@@ -329,7 +329,7 @@ def tools_show(tool_id: str) -> None:
 
 @tools_app.command("generate")
 def tools_generate(
-    directory: Path = typer.Option(None, "--dir", help="cards directory (default: the repository's toolcards/)"),
+    directory: Path = typer.Option(None, "--dir", help="cards directory (default: the package's cdp_ray/toolcards/)"),
     check: bool = typer.Option(False, "--check", help="only check: exit 1 when a card is stale, missing or extra"),
 ) -> None:
     """Generate tool cards from the registries (measuring costs on the sample lake), or check them."""

@@ -140,6 +140,7 @@ def summary_doc(cfg, summary, final=None) -> dict[str, Any]:
         "scheduling_overhead": round(summary.scheduling_overhead(), 4),
         "idle_share": round(summary.idle_share(), 4),
         "decoders": summary.decoders,
+        "decoder_warnings": summary.decoder_warnings,
         "stopped": summary.stopped,
         "quarantined_chunks": summary.quarantined_chunks,
         "quarantined": [d.to_json() for d in summary.quarantined],
@@ -157,6 +158,10 @@ def _print_summary(cfg, summary) -> None:
         typer.echo(f"  {table:<{width}}  {n:>10,} rows")
     if summary.skipped_chunks:
         typer.echo(f"resumed: {summary.skipped_chunks} committed range(s) skipped")
+    if summary.decoders:
+        typer.echo("decoder: " + ", ".join(f"{d} ({n} chunks)" for d, n in summary.decoders.items()))
+    for w in summary.decoder_warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
     for s in cfg.sinks:
         typer.echo(f"output: {s.describe()}")
     parquet = [s for s in cfg.sinks if s.type == "parquet"]

@@ -39,34 +39,54 @@ def quiet_environment() -> None:
     warnings.filterwarnings("ignore", message=r".*ray_remote_args.*deprecated")
 
 
-def connect(address: str | None = None, *, verbose: bool = False, num_cpus: int | None = None) -> str:
-    """Connect to the Ray cluster at ``address`` (``auto``: the running one) or start a local Ray.
+def resolve_address(address: str | None = None) -> tuple[str | None, str]:
+    """Where to find Ray, as ``ray.init()`` looks: ``(address, where it came from)``; address None
+    means start a new local Ray.
 
-    With ``address=None``, like ``ray.init()``: ``$RAY_ADDRESS`` (set under ``ray job submit``), else
-    the cluster ``ray start`` last started on this machine, else a new local Ray. ``local`` always
-    starts a new local Ray. Returns a one-line description of what it joined.
+    In order: ``address`` (``local``: a new local Ray; ``auto``: any Ray running on this machine), then
+    ``$RAY_ADDRESS`` (set under ``ray job submit``), then the cluster ``ray start`` started on this
+    machine (the address it records in ``<ray temp dir>/ray_current_cluster``; ``ray stop`` removes it).
+    Another Ray merely running here, such as one a notebook started, is not joined.
+    """
+    from ray._common.utils import get_ray_address_file
+    from ray._private.utils import read_ray_address
+
+    if address == "local":
+        return None, "--address local"
+    if address:
+        return address, "--address"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "$RAY_ADDRESS"
+    started = read_ray_address()
+    if started:
+        return started, f"the cluster `ray start` started on this machine ({get_ray_address_file(None)})"
+    return None, "no --address, no $RAY_ADDRESS and no cluster started by `ray start` here"
+
+
+def connect(address: str | None = None, *, verbose: bool = False, num_cpus: int | None = None) -> str:
+    """Connect to the Ray cluster :func:`resolve_address` finds, or start a new local Ray.
+
+    Returns a one-line description of what it joined.
     """
     import ray
 
     if ray.is_initialized():
         return "Ray (already connected)"
     quiet = {"logging_level": logging.INFO if verbose else logging.WARNING, "log_to_driver": verbose}
-    target = address or os.environ.get("RAY_ADDRESS") or "auto"
-    if target == "local":
+    target, origin = resolve_address(address)
+    if target is None:
         ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, **quiet)
         return f"local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
     try:
         ray.init(address=target, **quiet)
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        return f"Ray cluster at {target} ({cpus} CPUs)"
-    except ConnectionError:
-        if address not in (None, "auto"):
-            raise CdpRayError(
-                f"cannot connect to the Ray cluster at {address!r}",
-                hint="start it (`ray start --head`, `ray up ray-cluster.yaml`) or drop --address to run locally",
-            ) from None
-    ray.init(include_dashboard=False, num_cpus=num_cpus, **quiet)
-    return f"local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+    except ConnectionError as exc:
+        raise CdpRayError(
+            f"cannot connect to the Ray cluster at {target!r} (from {origin}): {exc}",
+            hint="start it (`ray start --head`, `ray up ray-cluster.yaml`), give another --address, or pass "
+                 "`--address local` to run on a new local Ray",
+        ) from None
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    return f"Ray cluster at {target} ({cpus} CPUs, from {origin})"
 
 
 def run_log_path() -> Path:

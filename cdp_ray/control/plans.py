@@ -28,6 +28,7 @@ from cdp_ray.control.toolcards import ToolCard
 from cdp_ray.errors import CdpRayError, ConfigError
 from cdp_ray.pipeline.config import PipelineConfig, parse_pipeline
 from cdp_ray.pipeline.source import LakeSource
+from cdp_ray.processors.base import no_processor_imports
 
 PlanStatus = Literal["ready", "pending_approval", "approved", "blocked", "rejected", "applied", "expired"]
 
@@ -104,8 +105,14 @@ def parse_desired(doc: dict[str, Any] | str, what: str = "desired") -> PipelineC
     """A pipeline from an API document, pipeline YAML text, or the one-line form.
 
     Nothing is expanded or read on the client's behalf: no ``${VAR}`` interpolation, no file paths,
-    no UTC times resolved (clients resolve them: ``cdp-ray plan`` does). YAML is parsed with bounded aliases.
+    no UTC times resolved (clients resolve them: ``cdp-ray plan`` does), no processor module imported
+    (only registered processors run). YAML is parsed with bounded aliases.
     """
+    with no_processor_imports("the control plane runs registered processors only, it imports no module a client names"):
+        return _parse_desired(doc, what)
+
+
+def _parse_desired(doc: dict[str, Any] | str, what: str) -> PipelineConfig:
     if isinstance(doc, str):
         if "\n" in doc or doc.lstrip().startswith(("name:", "source:")):
             doc = load_yaml(doc, what)

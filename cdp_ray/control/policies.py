@@ -1,6 +1,7 @@
 """Policies: rules every plan is checked against, at plan time and again at apply time.
 
-``policies/*.yaml`` hold a ``policies:`` list; each entry names a ``rule`` and a ``mode``:
+``*.yaml`` files in the policies directory (default: the package's ``cdp_ray/policies/``) hold a
+``policies:`` list; each entry names a ``rule`` and a ``mode``:
 ``block`` (a failure stops the plan), ``warn`` (reported, not enforced) or ``audit`` (only
 recorded). Rules: ``max_ledgers``, ``resources``, ``max_cost``, ``time_window``,
 ``approval_required`` (a match makes the plan wait for an approver instead of failing),
@@ -247,7 +248,7 @@ def load_policies(directory: Path | None) -> list[Rule]:
             doc = yaml.safe_load(path.read_text()) or {}
             rules += _RULES.validate_python(doc.get("policies", []))
         except (yaml.YAMLError, ValidationError, AttributeError) as exc:
-            raise ConfigError(f"invalid policy file {path}: {exc}", hint="see policies/default.yaml for the rule formats") from exc
+            raise ConfigError(f"invalid policy file {path}: {exc}", hint="see cdp_ray/policies/default.yaml for the rule formats") from exc
     names = [r.name for r in rules]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from cdp_ray.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TOOLCARDS = REPO_ROOT / "toolcards"
-DEFAULT_POLICIES = REPO_ROOT / "policies"
+# Package data (pyproject.toml ``package-data``): present in a checkout and in an installed wheel alike.
+# The package always lives in a directory (its C extensions cannot load from a zip), so these are paths.
+DEFAULT_TOOLCARDS = Path(str(files("cdp_ray") / "toolcards"))
+DEFAULT_POLICIES = Path(str(files("cdp_ray") / "policies"))
 
 Scope = Literal["read", "plan", "apply", "approve"]
 ALL_SCOPES: tuple[str, ...] = ("read", "plan", "apply", "approve")

@@ -165,7 +165,7 @@ def source_card() -> ToolCard:
             {"title": "public pubnet lake on S3", "config": SAMPLE_SOURCE},
             {"title": "one-line form", "cli": "cdp-ray run 'lake:///data/lake?start=63092982&end=63092991 | ledgers | parquet://out'"},
         ],
-        errors=_errors(E.ConfigError, E.LakeError, E.LedgerNotFoundError, E.CorruptLedgerFileError,
+        errors=_errors(E.ConfigError, E.LakeError, E.LedgerNotFoundError, E.LedgerGapError, E.CorruptLedgerFileError,
                        E.LedgerIntegrityError, E.NetworkMismatchError),
     )
 

@@ -139,14 +139,17 @@ def _peek_or_none(buf: bytes) -> HeaderPeek | None:
         return None
 
 
-def detect(buf: bytes) -> FileFormat:
-    """Guess the shape of decompressed file content.
+def detect(buf: bytes) -> FileFormat | None:
+    """Guess the shape of decompressed file content (None: no known shape fits).
 
     A shape whose ledger header verifies (hash = sha256 of the header) wins; failing that, one whose
     header parses, so that a ledger with a bad hash is reported as such rather than as an unknown shape.
     """
-    if len(buf) >= 4 and buf[0] & 0x80:
-        return "stream"
+    if len(buf) >= 4 and buf[0] & 0x80:  # an xdr.Stream record mark, if a ledger header follows it
+        n = _u32(buf, 0) & 0x7FFFFFFF
+        peek = _peek_or_none(buf[4 : 4 + n])
+        if peek is not None and (4 + n <= len(buf) or peek.header_hash_ok):  # a whole record, or a cut one
+            return "stream"
     candidates: list[tuple[FileFormat, int, int | None]] = []
     if len(buf) >= 12:
         start, end, count = struct.unpack_from(">III", buf, 0)
@@ -166,14 +169,18 @@ def detect(buf: bytes) -> FileFormat:
     for fmt, peek, seq in peeks:
         if peek is not None and seq in (None, peek.sequence):
             return fmt
-    return "lcm"
+    return None
 
 
 def split_ledgers(data: bytes, key: str, fmt: FileFormat = "auto") -> list[bytes]:
     """Split one file's (possibly compressed) bytes into ``LedgerCloseMeta`` XDR values, in file order."""
+    if not data:
+        raise CorruptLedgerFileError(key, "the file is empty (0 bytes): an interrupted export or upload")
     buf = decompress(data, key)
+    if not buf:
+        raise CorruptLedgerFileError(key, f"the file decompresses to 0 bytes ({len(data)} bytes compressed)")
     if fmt == "auto":
-        fmt = detect(buf)
+        fmt = detect(buf) or _unknown_shape(buf, key, compressed=buf is not data)
     if fmt == "lcm":
         return [buf]
     if fmt == "serialized":
@@ -195,6 +202,23 @@ def split_ledgers(data: bytes, key: str, fmt: FileFormat = "auto") -> list[bytes
             off += 4 + n
         return out
     return _split_batch(buf, key)
+
+
+def _unknown_shape(buf: bytes, key: str, *, compressed: bool) -> FileFormat:
+    """Raise the error for content no ledger file shape fits, saying what it does hold."""
+    what = f"decompresses fine to {len(buf)} bytes, but they are" if compressed else f"holds {len(buf)} bytes that are"
+    if len(buf) >= 12:
+        start, end, count = struct.unpack_from(">III", buf, 0)
+        if start <= end and count == end - start + 1:
+            try:
+                peek_header(buf[12:], key)
+            except CorruptLedgerFileError as exc:
+                raise CorruptLedgerFileError(
+                    key, f"a LedgerCloseMetaBatch header (ledgers {start}-{end}) followed by bytes that are not a "
+                    f"LedgerCloseMeta ({exc.reason.removeprefix('not a LedgerCloseMeta: ')})") from None
+    raise CorruptLedgerFileError(
+        key, f"{what} not ledgers: no LedgerCloseMetaBatch header, LedgerCloseMeta, xdr.Stream or base64 lines "
+        f"(first bytes {buf[:12].hex()})")
 
 
 def _split_batch(buf: bytes, key: str) -> list[bytes]:

@@ -29,6 +29,7 @@ from cdp_ray.errors import (
     CdpRayError,
     CorruptLedgerFileError,
     LakeError,
+    LedgerGapError,
     LedgerIntegrityError,
     LedgerNotFoundError,
     NetworkMismatchError,
@@ -369,6 +370,16 @@ class LedgerLake:
         except PermissionError as exc:
             raise self._denied(self.display(self.schema.key_for(seq)), exc) from exc
 
+    def _missing(self, seq: int, end: int, where: str) -> LedgerNotFoundError:
+        """The error for ledger ``seq``'s missing object: a gap when the next object (also past ``end``)
+        or the range's last one exists (at most two HEADs, on this error path only), else the lake's end."""
+        if self.layout == "lake":
+            after = self.schema.file_start(seq) + self.schema.ledgers_per_file
+            for later in dict.fromkeys(x for x in (after, end) if x >= after):
+                if self.object_size(later) is not None:
+                    return LedgerGapError(seq, where, later)
+        return LedgerNotFoundError(seq, where)
+
     def read_range(
         self, start: int, end: int, *, verify: bool = True, previous_hash: bytes | None = None
     ) -> Iterator[RawLedger]:
@@ -388,7 +399,7 @@ class LedgerLake:
             try:
                 data = self.fetch(key)
             except FileNotFoundError:
-                raise LedgerNotFoundError(expected, where) from None
+                raise self._missing(expected, end, where) from None
             lo, hi = (self.schema.file_start(expected), self.schema.file_start(expected) + self.schema.ledgers_per_file - 1)
             held: dict[int, tuple[bytes, Any]] = {}
             seqs: list[int] = []

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from cdp_ray.errors import CdpRayError, ConfigError, UnknownComponentError
 from cdp_ray.pipeline.source import LakeSource
 from cdp_ray.pipeline.success import SuccessCriteria
-from cdp_ray.processors.base import get_processor
+from cdp_ray.processors.base import IMPORT_PATH, get_processor
 from cdp_ray.processors.filters import TransactionFilter
 from cdp_ray.sinks.base import SINKS, SinkConfig, sink_config
 
@@ -28,8 +28,26 @@ class ProcessorStep(BaseModel):
     """One processor of a pipeline and its options."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(description="registered processor name, e.g. `transactions`")
+    name: str = Field(description="registered processor name, e.g. `transactions`, or the import path "
+                      "`module:function` of a user processor (then `name` becomes its declared name, its table)")
     config: dict[str, Any] = Field(default_factory=dict, description="the processor's options")
+    path: str | None = Field(None, description="import path `module:attr` of a user processor (set from a "
+                             "`module:attr` name); imported wherever the pipeline is loaded, Ray workers included")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_path(cls, value: Any) -> Any:
+        if isinstance(value, dict) and ":" in str(value.get("name", "")) and not value.get("path"):
+            return {**value, "name": get_processor(value["name"]).name, "path": value["name"]}
+        return value
+
+    @model_validator(mode="after")
+    def _load(self) -> "ProcessorStep":
+        if self.path:
+            declared = get_processor(self.path).name  # imports the module where this config is loaded
+            if declared != self.name:
+                raise ValueError(f"processor {self.path!r} is declared as {declared!r}, not {self.name!r}")
+        return self
 
 
 class RunOptions(BaseModel):
@@ -53,7 +71,8 @@ class RunOptions(BaseModel):
     )
     workers: int | None = Field(None, ge=1, description="parallel workers (default: the cluster's CPUs)")
     on_error: Literal["fail", "quarantine"] = Field(
-        "fail", description="a corrupt ledger stops the run, or is recorded in the dead-letter table"
+        "fail", description="a corrupt or unverifiable ledger file, or a missing one inside the lake (a gap), stops "
+        "the run, or its range is recorded in the dead-letter table"
     )
 
     @field_validator("ledgers_per_task", mode="before")
@@ -197,7 +216,7 @@ class Problem:
         return out or "pipeline"
 
     def format(self, where: str) -> str:
-        pos = f"{where}:{self.line}:{self.column}" if self.line else where
+        pos = where if not self.line else f"{where}:{self.line}" + (f":{self.column}" if self.column else "")
         text = f"{pos}: {self.severity}: {self.path}: {self.message}"
         return text + (f"\n      {self.hint}" if self.hint else "")
 
@@ -328,7 +347,7 @@ def _check_processors(root: yaml.Node | None, steps: Any) -> tuple[list[Problem]
             continue
         try:
             proc = get_processor(name)
-        except UnknownComponentError as exc:
+        except ConfigError as exc:  # unknown, or an import path that does not import
             problems.append(_problem(root, name_loc, exc.message, exc.hint))
             continue
         try:
@@ -622,9 +641,12 @@ def pipeline_json_schema() -> dict[str, Any]:
     src["allOf"] = [{"anyOf": [{"required": ["start"]}, {"required": ["start_time"]}]},
                     {"anyOf": [{"required": ["end"]}, {"required": ["end_time"]}]}]
     names = sorted(REGISTRY)
-    defs["ProcessorStep"]["properties"]["name"]["enum"] = names
+    user = {"type": "string", "pattern": f"^{IMPORT_PATH.pattern}$", "description": "import path of a user processor"}
+    step_name = defs["ProcessorStep"]["properties"]["name"]
+    step_name["anyOf"] = [{"type": "string", "enum": names}, user]
+    step_name.pop("type", None)
     schema["properties"]["processors"]["items"] = {
-        "anyOf": [{"type": "string", "enum": names, "description": "processor name, default options"},
+        "anyOf": [{"type": "string", "enum": names, "description": "processor name, default options"}, user,
                   {"$ref": "#/$defs/ProcessorStep"}]}
     sink_refs = []
     for kind, (model, _cls) in sorted(SINKS.items()):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import collections
 import json
+import logging
 import os
 import pickle
 import re
@@ -33,24 +34,27 @@ import pyarrow as pa
 
 from cdp_ray.collector import freeze_startup_objects
 from cdp_ray.errors import (
-    CdpRayError, ConfigError, CorruptLedgerFileError, LedgerIntegrityError, LedgerNotFoundError, ProcessingError,
+    CdpRayError, ConfigError, CorruptLedgerFileError, LedgerGapError, LedgerIntegrityError, LedgerNotFoundError,
+    ProcessingError,
 )
 from cdp_ray.lake import LedgerLake
 from cdp_ray.lake.store import RawLedger
 from cdp_ray.pipeline.checkpoint import Checkpoint
 from cdp_ray.pipeline.config import PipelineConfig
 from cdp_ray.pipeline.planning import Chunk, RunPlan
-from cdp_ray.processors.base import Processor, earliest_rows, get_processor
+from cdp_ray.processors.base import Processor, earliest_rows, get_processor, shipped_modules
 from cdp_ray.processors.filters import PushDownStats, TransactionFilter, select
 from cdp_ray.sinks.base import DeadLetter, RunContext, Sink, SinkLock, make_sink
 from cdp_ray.xdr import Ledger, decode_ledger
-from cdp_ray.xdr.fast import resolve_engine
+from cdp_ray.xdr.fast import fallback_warning, resolve_engine
 
-QUARANTINABLE = (CorruptLedgerFileError, LedgerIntegrityError)
+QUARANTINABLE = (CorruptLedgerFileError, LedgerIntegrityError, LedgerGapError)
 # first ledger of a SEP-54 object key: ``.../FC3D4709--63092982[-63092985].xdr.zst``
 _KEY_LEDGER = re.compile(r"--(\d+)(?:-\d+)?\.xdr")
 LOCK_RENEW_S = 15.0
 MAX_QUARANTINED_LISTED = 1000
+
+log = logging.getLogger(__name__)
 
 
 def decode_raw(xdr_bytes: bytes, passphrase: str, *, key: str, sequence: int, verify: bool = True) -> Ledger:
@@ -142,6 +146,7 @@ class ChunkWorker:
         self.sinks = [make_sink(s) for s in self.cfg.sinks]
         self.run = _run_context_from_json(run_json) if run_json else None
         self.decoder = resolve_engine()
+        self.decoder_warning = fallback_warning()
         self.node = None
         if worker_process:  # a Ray actor's own process, not the caller's interpreter
             import ray
@@ -200,13 +205,14 @@ class ChunkWorker:
             letter = self._dead_letter(start, end, exc)
             for s in self.sinks:
                 s.record_dead_letter(letter)
-            return {**_row(start, end, "quarantined", seconds=time.perf_counter() - t0, letter=letter, decoder=self.decoder),
+            return {**_row(start, end, "quarantined", seconds=time.perf_counter() - t0, letter=letter, decoder=self.decoder,
+                         decoder_warning=self.decoder_warning),
                     "node": self.node, "began": began}
         except BaseException:
             _abort(writers)
             raise
         return {**_row(start, end, "committed", stats.ledgers, nbytes, rows, written, time.perf_counter() - t0,
-                       decoded=stats.decoded, decoder=self.decoder), "node": self.node, "began": began}
+                       decoded=stats.decoded, decoder=self.decoder, decoder_warning=self.decoder_warning), "node": self.node, "began": began}
 
     def _previous_hash(self, start: int) -> bytes | None:
         """The hash of ledger ``start - 1``, so the chain is checked into the chunk. ``None`` before the
@@ -258,7 +264,7 @@ def _unpack_error(text: str) -> CdpRayError:
 def _row(
     start: int, end: int, status: str, ledgers: int = 0, xdr_bytes: int = 0, rows: dict[str, int] | None = None,
     written: int = 0, seconds: float = 0.0, letter: DeadLetter | None = None, *, decoded: int | None = None,
-    decoder: str | None = None,
+    decoder: str | None = None, decoder_warning: str | None = None,
 ) -> dict:
     rows = rows or {}
     return {
@@ -279,6 +285,7 @@ def _row(
         "worker_pid": os.getpid(),
         "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "decoder": decoder,
+        "decoder_warning": decoder_warning,
     }
 
 
@@ -299,6 +306,8 @@ class RunSummary:
     ``quarantined`` lists the first :data:`MAX_QUARANTINED_LISTED` dead letters (the sinks hold them
     all); ``quarantined_chunks`` counts them. ``busy_seconds`` is the workers' time inside chunks;
     ``gap_seconds`` the time workers waited between one chunk and their next (the scheduler's cost).
+    ``decoders`` counts chunks by the XDR decoder that ran them; ``decoder_warnings`` says why workers
+    fell back to stellar-sdk without being asked to.
     """
 
     pipeline: str
@@ -321,6 +330,7 @@ class RunSummary:
     worker_peak_rss_mb: float = 0.0
     stopped: bool = False
     decoders: dict[str, int] = field(default_factory=dict)
+    decoder_warnings: list[str] = field(default_factory=list)
     quarantined: list[DeadLetter] = field(default_factory=list)
     quarantined_chunks: int = 0
     gap_seconds: float = 0.0
@@ -338,6 +348,9 @@ class RunSummary:
         self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, float(row.get("worker_peak_rss_mb") or 0.0))
         if row.get("decoder"):
             self.decoders[row["decoder"]] = self.decoders.get(row["decoder"], 0) + 1
+        if row.get("decoder_warning") and row["decoder_warning"] not in self.decoder_warnings:
+            self.decoder_warnings.append(row["decoder_warning"])
+            log.warning("%s", row["decoder_warning"])
         if row.get("status") == "quarantined":
             self.quarantined_chunks += 1
             if len(self.quarantined) < MAX_QUARANTINED_LISTED:
@@ -512,7 +525,7 @@ def run_pipeline(
             rows = _run_local(plan.chunks(), args, stop, tick)
         else:
             summary.workers = min(workers, max(1, summary.chunks_planned))
-            rows = _run_ray(plan.chunks(), args, summary.workers, stop, tick, summary, t0)
+            rows = _run_ray(plan.chunks(), args, summary.workers, stop, tick, summary, t0, _worker_runtime_env(procs))
         try:
             for row in rows:
                 if row.get("status") == "failed":
@@ -560,10 +573,10 @@ def _run_local(chunks: Iterator[Chunk], args: dict, stop: Callable[[], bool], ti
 
 
 def _run_ray(chunks: Iterator[Chunk], args: dict, workers: int, stop: Callable[[], bool], tick: Callable[[], None],
-             summary: RunSummary, started: float) -> Iterator[dict]:
+             summary: RunSummary, started: float, runtime_env: dict | None = None) -> Iterator[dict]:
     from cdp_ray.pipeline.scheduler import ActorPool
 
-    pool = ActorPool(ChunkWorker, {**args, "worker_process": True}, workers)
+    pool = ActorPool(ChunkWorker, {**args, "worker_process": True}, workers, runtime_env=runtime_env)
     try:
         for chunk, row, died in pool.run(chunks, stop=stop, tick=tick):
             summary.retried_chunks = pool.retried
@@ -578,6 +591,22 @@ def _run_ray(chunks: Iterator[Chunk], args: dict, workers: int, stop: Callable[[
             yield row
     finally:
         pool.shutdown()
+
+
+def _worker_runtime_env(procs: list[Processor]) -> dict | None:
+    """The runtime env that lets Ray workers import the user processors' modules: those modules
+    uploaded to the cluster (as ``ray.init(runtime_env={"py_modules": [...]})`` uploads local paths;
+    an actor's runtime env accepts only URIs). None when every processor is cdp-ray's or installed."""
+    import tempfile
+
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    modules = shipped_modules(procs)
+    if not modules:
+        return None
+    with tempfile.TemporaryDirectory(prefix="cdp-ray-modules-") as scratch:
+        return upload_py_modules_if_needed({"py_modules": modules}, include_gitignore=True, scratch_dir=scratch,
+                                           logger=log)
 
 
 def _user_error(exc: BaseException) -> CdpRayError | None:

@@ -29,14 +29,17 @@ class NoWorkersError(CdpRayError):
 
 
 class ActorPool:
-    """``workers`` instances of ``cls`` (a plain class), each built with ``kwargs``, running ``method``."""
+    """``workers`` instances of ``cls`` (a plain class), each built with ``kwargs``, running ``method``
+    (in ``runtime_env`` when given, e.g. the user modules the workers must import)."""
 
     def __init__(self, cls: type, kwargs: dict[str, Any], workers: int, *, method: str = "process_chunk",
-                 depth: int = 2, attempts: int = 4, num_cpus: float = 1, idle_timeout_s: float = 600.0):
+                 depth: int = 2, attempts: int = 4, num_cpus: float = 1, idle_timeout_s: float = 600.0,
+                 runtime_env: dict[str, Any] | None = None):
         import ray
 
         remote = ray.remote(cls).options(
             num_cpus=num_cpus, max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD",
+            **({"runtime_env": runtime_env} if runtime_env else {}),
         )
         self.actors = [remote.remote(**kwargs) for _ in range(workers)]
         self.method, self.depth, self.attempts = method, depth, attempts

@@ -13,6 +13,8 @@ from cdp_ray.lake.formats import FileFormat
 from cdp_ray.lake.store import Layout
 from cdp_ray.networks import resolve_passphrase
 
+MAX_LEDGER = 2**32 - 1  # ledger sequences are uint32 (LedgerHeader.ledgerSeq)
+
 
 class LakeSource(BaseModel):
     """Where ledgers come from and which ones."""
@@ -20,8 +22,9 @@ class LakeSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     uri: str = Field(description="lake root: local path, file://, s3://bucket/prefix or gs://bucket/prefix")
-    start: int = Field(ge=1, description="first ledger sequence (inclusive)")
-    end: int = Field(ge=1, description="last ledger sequence (inclusive)")
+    start: int = Field(ge=1, le=MAX_LEDGER, description="first ledger sequence (inclusive)")
+    end: int = Field(ge=1, le=MAX_LEDGER, description="last ledger sequence (inclusive; a ledger sequence is a "
+                     "uint32, at most 4294967295)")
     network: str = Field(
         "pubnet", description="pubnet, testnet, futurenet, or a literal network passphrase"
     )

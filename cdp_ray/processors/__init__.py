@@ -1,6 +1,7 @@
-"""Processors: decoded ledgers -> Arrow tables with declared schemas. Importing this registers them all."""
+"""Processors: decoded ledgers -> Arrow tables with declared schemas. Importing this registers them all,
+and those of installed packages' ``cdp_ray.processors`` entry points."""
 
-from cdp_ray.processors.base import REGISTRY, NoConfig, Processor, col, get_processor, processor
+from cdp_ray.processors.base import REGISTRY, NoConfig, Processor, col, get_processor, load_entry_points, processor
 from cdp_ray.processors import ledgers  # noqa: F401
 from cdp_ray.processors import transactions  # noqa: F401
 from cdp_ray.processors import ledger_transactions  # noqa: F401
@@ -13,5 +14,7 @@ from cdp_ray.processors import token_transfers  # noqa: F401
 from cdp_ray.processors import contract_events  # noqa: F401
 from cdp_ray.processors import contract_invocations  # noqa: F401
 from cdp_ray.processors import payments  # noqa: F401
+
+load_entry_points()
 
 __all__ = ["REGISTRY", "NoConfig", "Processor", "col", "get_processor", "processor"]

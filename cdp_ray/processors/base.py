@@ -10,11 +10,26 @@ The declaration drives Parquet files, PostgreSQL DDL, tool cards and docs. A pro
 pydantic ``config`` model (its JSON Schema is published in its tool card) and may return a
 ``pyarrow.Table`` instead of a row list: :func:`table_from_columns` and :func:`table_from_rows` build one
 from column lists or from tuple rows in schema order, cheaper than dict rows.
+
+User processors are declared the same way in any module. A pipeline names one by import path,
+``module:function`` (or ``module:Class``, a decorated class whose instance is called like the
+function); installed packages register theirs under the ``cdp_ray.processors`` entry point group
+(``name = "module:attr"``), listed with the built-in ones. :func:`shipped_modules` says which user
+modules Ray workers must be sent (those not installed).
 """
 
 from __future__ import annotations
 
+import importlib
+import re
+from contextlib import contextmanager
+from contextvars import ContextVar
+import sys
+import sysconfig
+import warnings
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Sequence
 
@@ -172,17 +187,110 @@ def processor(
     def register(fn: ProcessorFn) -> ProcessorFn:
         if name in REGISTRY:
             raise ValueError(f"processor {name!r} is registered twice")
-        REGISTRY[name] = Processor(name, schema, fn, description, pk, config, tuple(tags), ledger_column, first)
+        impl = fn() if isinstance(fn, type) else fn  # a class: one instance, called per batch
+        REGISTRY[name] = Processor(name, schema, impl, description, pk, config, tuple(tags), ledger_column, first)
         return fn
 
     return register
 
 
-def get_processor(name: str) -> Processor:
-    """Look a processor up by name; unknown names get close-match suggestions."""
-    import cdp_ray.processors  # noqa: F401  (registers the built-in processors)
+ENTRY_POINT_GROUP = "cdp_ray.processors"
+IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+_entry_points_loaded = False
+_imports_refused: ContextVar[str | None] = ContextVar("cdp_ray_processor_imports_refused", default=None)
 
+
+@contextmanager
+def no_processor_imports(why: str):
+    """Refuse processor import paths while loading untrusted documents (``why`` says whose)."""
+    token = _imports_refused.set(why)
+    try:
+        yield
+    finally:
+        _imports_refused.reset(token)
+
+
+def _as_processor(obj: Any, where: str) -> Processor:
+    """The registered processor ``obj`` is (its function, class or :class:`Processor`)."""
+    if isinstance(obj, Processor):
+        REGISTRY.setdefault(obj.name, obj)
+        return REGISTRY[obj.name]
+    for p in REGISTRY.values():
+        if p.fn is obj or type(p.fn) is obj:
+            return p
+    raise ConfigError(f"{where} is not a processor",
+                      hint="decorate the function or class with @cdp_ray.processors.processor(name, schema=..., ...)")
+
+
+def processor_from_path(path: str) -> Processor:
+    """The processor at import path ``module:attr``, importing (and so registering) it."""
+    if not IMPORT_PATH.fullmatch(path):
+        raise ConfigError(f"processor import path {path!r} is not `module:attr`",
+                          hint="e.g. `mypackage.processors:big_payments`")
+    if _imports_refused.get():
+        raise ConfigError(f"processor import path {path!r} refused: {_imports_refused.get()}",
+                          hint="install the processor's package where this runs and declare it under the "
+                               f"{ENTRY_POINT_GROUP} entry point group; then name it by its registered name")
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import module {module_name!r} of processor {path!r}: {exc}",
+                          hint="install the module, or put its directory on PYTHONPATH") from exc
+    try:
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no {attr!r} (processor {path!r})") from None
+    return _as_processor(obj, f"{path!r}")
+
+
+def load_entry_points() -> None:
+    """Import the processors installed packages declare under the ``cdp_ray.processors`` entry point
+    group, once. One that cannot be loaded is skipped with a warning naming it."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            _as_processor(ep.load(), f"entry point {ep.name} = {ep.value!r}")
+        except Exception as exc:  # noqa: BLE001  (a broken plug-in must not hide the others)
+            warnings.warn(f"processor entry point {ep.name} = {ep.value!r} ({ENTRY_POINT_GROUP}) was not loaded: {exc}",
+                          stacklevel=2)
+
+
+def get_processor(name: str) -> Processor:
+    """Look a processor up by name or by import path ``module:attr``; unknown names get close-match
+    suggestions."""
+    import cdp_ray.processors  # noqa: F401  (registers the built-in processors and the entry points)
+
+    if ":" in name:
+        return processor_from_path(name)
     try:
         return REGISTRY[name]
     except KeyError:
         raise UnknownComponentError("processor", name, list(REGISTRY)) from None
+
+
+def _installed(path: Path) -> bool:
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.add(str(Path(__file__).resolve().parents[1]))  # cdp_ray itself
+    return any(path.is_relative_to(Path(r).resolve()) for r in roots)
+
+
+def shipped_modules(procs: Iterable[Processor]) -> list[str]:
+    """Local paths Ray workers need to import ``procs``: the top-level package (directory) or module
+    (``.py`` file) of each processor defined outside cdp-ray and the installed packages, for
+    ``runtime_env["py_modules"]``."""
+    out: list[str] = []
+    for p in procs:
+        module = getattr(p.fn, "__module__", None) or ""  # a function's module, or an instance's class's
+        top = sys.modules.get(module.partition(".")[0])
+        where = list(getattr(top, "__path__", None) or []) or [getattr(top, "__file__", None)]
+        if top is None or module == "__main__" or not where[0]:
+            continue
+        path = Path(where[0]).resolve()
+        if not _installed(path) and str(path) not in out:
+            out.append(str(path))
+    return out

@@ -14,6 +14,8 @@ would replace each other's rows by ledger range. A run holds its pipeline's lock
 
 from __future__ import annotations
 
+import difflib
+
 import random
 import time
 from abc import ABC, abstractmethod
@@ -24,7 +26,7 @@ from typing import Any, Callable, TypeVar
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from cdp_ray.errors import SinkError, UnknownComponentError
+from cdp_ray.errors import ConfigError, SinkError, UnknownComponentError
 from cdp_ray.processors.base import Processor
 
 T = TypeVar("T")
@@ -286,6 +288,11 @@ def sink_config(doc: dict | SinkConfig) -> SinkConfig:
     if isinstance(doc, SinkConfig):
         return doc
     kind = doc.get("type")
+    if kind is None:
+        near = difflib.get_close_matches("type", [k for k in doc if isinstance(k, str)], n=1, cutoff=0.5)
+        raise ConfigError("the sink has no `type`" + (f" ({near[0]!r}: a misspelling of `type`?)" if near else ""),
+                          hint=f"give `type:` ({', '.join(sorted(SINKS))}), or write the sink as a URI: "
+                               "parquet://out, postgresql://host/db")
     if kind not in SINKS:
         raise UnknownComponentError("sink", str(kind), list(SINKS))
     return SINKS[kind][0].model_validate(doc)

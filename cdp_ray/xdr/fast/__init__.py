@@ -26,6 +26,8 @@ equal tables for every real ledger.
 from __future__ import annotations
 
 import os
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 from typing import Literal
 
 from cdp_ray.errors import ConfigError
@@ -50,7 +52,14 @@ try:
         raw_xdr,
     )
 except ImportError as exc:  # the C extension was not built (no compiler at install time)
-    _UNAVAILABLE: str | None = f"{type(exc).__name__}: {exc}"
+    _HERE = Path(__file__).parent
+    if not any((_HERE / f"_fastxdr{suffix}").is_file() for suffix in EXTENSION_SUFFIXES):
+        # the ImportError itself would blame a "circular import" (codec.py imports the missing module)
+        _UNAVAILABLE: str | None = (
+            f"the compiled extension _fastxdr is not in {_HERE} (a source tree without build outputs, such as a "
+            "Ray job's uploaded working_dir, or an install without a C compiler)")
+    else:
+        _UNAVAILABLE = f"{type(exc).__name__}: {exc}"
 
     def raw_xdr(value) -> None:
         """None: without the extension no value is a fast-engine value, so callers take their Python path."""
@@ -85,6 +94,15 @@ def source_xdr(value) -> bytes:
     return src if src is not None else value.to_xdr_bytes()
 
 
+def fallback_warning(engine: str | None = None) -> str | None:
+    """Why decoding falls back to stellar-sdk although nobody asked for it (several times slower), or None."""
+    if engine or os.environ.get(ENV_VAR) or available():
+        return None
+    return (f"decoding with stellar-sdk, several times slower than the compiled decoder: {_UNAVAILABLE}; "
+            "install cdp-ray where it runs (`pip install .` with a C compiler); for Ray jobs submit with "
+            "`--runtime-env jobs/runtime_env.yaml`, which keeps the checkout's cdp_ray/ out of the upload")
+
+
 def resolve_engine(engine: str | None = None) -> Engine:
     """The engine to use: ``engine`` if given, else ``$CDP_RAY_XDR_ENGINE``, else native when built."""
     chosen = engine or os.environ.get(ENV_VAR) or ("native" if available() else "sdk")
@@ -106,6 +124,7 @@ __all__ = [
     "ENV_VAR",
     "Engine",
     "available",
+    "fallback_warning",
     "kept_xdr",
     "raw_xdr",
     "resolve_engine",
