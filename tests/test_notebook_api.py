@@ -106,6 +106,12 @@ def test_processor_options_network_and_bad_inputs(lake) -> None:
         cdp_ray.load(["ledgers"], lake, FIRST, LAST, config={"payments": {}})
 
 
+def test_scan_as_a_ray_dataset(ray_cluster, committed) -> None:
+    cfg, out, _ = committed
+    ds = cdp_ray.scan(str(out), "ledgers", output="ray")
+    assert sorted(r["sequence"] for r in ds.take_all()) == [s for s in range(FIRST, LAST + 1) if not 63092994 <= s <= 63092999]
+
+
 def test_engine_ray_and_table_dataset_take_the_same_options(ray_cluster, lake) -> None:
     window = {"start_time": "2026-06-19T00:21:00Z", "end_time": "2026-06-19T00:21:30Z", "where": PAYMENT_FILTER}
     local = cdp_ray.load(["transactions", "operations"], lake, **window)
@@ -152,6 +158,13 @@ def committed(lake, tmp_path, postgres_dsn):
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def _run_second_pipeline(cfg: PipelineConfig) -> None:
+    """Another pipeline writing another table under the same Parquet root."""
+    doc = cfg.model_dump()
+    doc.update(name="other", processors=["operations"], sinks=doc["sinks"][:1])
+    run_pipeline(PipelineConfig.model_validate(doc), engine="local")
+
+
 def test_scan_reads_only_committed_ranges(committed, everything) -> None:
     cfg, out, summary = committed
     assert sorted(p.name for p in (out / "transactions").rglob("*.parquet"))[-2].startswith("0063092994")  # still on disk
@@ -166,5 +179,11 @@ def test_scan_reads_only_committed_ranges(committed, everything) -> None:
     pg_expected = everything["transactions"].filter(~pl.col("ledger_sequence").is_between(63092988, 63092993))
     assert pg.height == pg_expected.height
     assert pg.sort("id")["fee_charged"].to_list() == pg_expected.sort("id")["fee_charged"].to_list()
+    by_position = cdp_ray.scan(cfg, "transactions", sink=1).collect()
+    assert by_position.sort("id")["id"].to_list() == pg.sort("id")["id"].to_list()
+    _run_second_pipeline(cfg)
+    with pytest.raises(ConfigError, match=r"holds the output of 2 pipelines \(other, scanned\)"):
+        cdp_ray.scan(str(out), "ledgers")
+    assert cdp_ray.scan(str(out), "ledgers", pipeline="scanned").collect().height == 14
     with pytest.raises(ConfigError, match="has no 'iceberg' sink"):
         cdp_ray.scan(cfg, "ledgers", sink="iceberg")
