@@ -51,12 +51,13 @@ def test_doctor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("CDP_RAY_XDR_ENGINE", raising=False)
     monkeypatch.setattr("ray._private.utils.read_ray_address", lambda temp_dir=None: None)
+    monkeypatch.setattr("ray._private.services.find_gcs_addresses", lambda: [])  # other Rays on this machine
     r = cli("doctor", "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["ok"] is True and doc["versions"]["ray"] == ray.__version__ and doc["versions"]["cdp-ray"] == "0.1.0"
     assert doc["ray"] == {"address": None, "action": "start a local Ray",
-                          "why": "no --address, no $RAY_ADDRESS and no cluster started by `ray start` on this machine"}
+                          "why": "no --address, no $RAY_ADDRESS and no Ray running on this machine"}
     assert doc["decoder"]["engine"] == resolve_engine()
     assert doc["lake"] | {"uri": None} == {"pipeline": "sample-core-tables", "uri": None, "first_ledger": 63092982, "ok": True,
                                            "layout": "lake", "closed_at": "2026-06-19T00:20:52Z"}
@@ -73,11 +74,15 @@ def test_doctor(monkeypatch: pytest.MonkeyPatch) -> None:
     assert unreachable.exit_code == EXIT_FAILED and "NOT reachable" in unreachable.output
     local = json.loads(cli("doctor", "--json", "--address", "local").output)
     assert local["ok"] is True and local["ray"]["why"] == "--address local"
-    monkeypatch.setattr("ray._private.utils.read_ray_address", lambda temp_dir=None: "10.0.0.5:6379")
+    monkeypatch.setattr("ray._private.utils.read_ray_address", lambda temp_dir=None: "127.0.0.1:1")
     monkeypatch.delenv("RAY_ADDRESS")
     started = json.loads(cli("doctor", "--json", "--address", "local").output)["ray"]
     assert started["address"] is None  # --address local wins over a `ray start` cluster
     assert json.loads(cli("doctor", "--json").output)["ray"]["why"].startswith("the cluster `ray start` started")
+    monkeypatch.setattr("ray._private.utils.read_ray_address", lambda temp_dir=None: None)
+    monkeypatch.setattr("ray._private.services.find_gcs_addresses", lambda: ["127.0.0.1:1"])
+    running = json.loads(cli("doctor", "--json").output)["ray"]
+    assert (running["address"], running["reachable"]) == ("127.0.0.1:1", False) and "ray.init(address='auto')" in running["why"]
 
     gone = cli("doctor", "--json", "lake:///no/such/lake?start=5&end=6 | ledgers")
     assert gone.exit_code == EXIT_FAILED

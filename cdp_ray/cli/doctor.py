@@ -42,14 +42,19 @@ def ray_target(address: str | None) -> dict[str, Any]:
         return {"address": address, "action": "join", "why": "--address", **_reachable(address)}
     if os.environ.get("RAY_ADDRESS"):
         return {"address": os.environ["RAY_ADDRESS"], "action": "join", "why": "$RAY_ADDRESS", **_reachable(os.environ["RAY_ADDRESS"])}
+    from ray._private.services import find_gcs_addresses
     from ray._private.utils import get_ray_address_file, read_ray_address
 
     found = read_ray_address()
     if found:
         return {"address": found, "action": "join", "why": f"the cluster `ray start` started on this machine ({get_ray_address_file(None)})",
                 **_reachable(found)}
+    running = sorted(find_gcs_addresses())
+    if running:  # ray.init(address="auto") joins any Ray it finds running here
+        return {"address": running[0], "action": "join", "why": "a Ray running on this machine (what `ray.init(address='auto')` finds); "
+                "pass --address local for a Ray of this run's own", **_reachable(running[0])}
     return {"address": None, "action": "start a local Ray",
-            "why": "no --address, no $RAY_ADDRESS and no cluster started by `ray start` on this machine"}
+            "why": "no --address, no $RAY_ADDRESS and no Ray running on this machine"}
 
 
 def _reachable(address: str) -> dict[str, Any]:
@@ -84,9 +89,10 @@ def decoder() -> dict[str, Any]:
 
 def lake_check(spec: str) -> dict[str, Any]:
     """Open the pipeline's lake and read the first ledger of its range."""
+    from datetime import datetime, timezone
+
     from cdp_ray.lake.formats import peek_header
     from cdp_ray.pipeline.config import validate_spec
-    from cdp_ray.pipeline.timerange import _iso
 
     cfg = validate_spec(spec).config_or_raise()  # a bad pipeline is bad input: exit 2
     src = cfg.source
@@ -94,7 +100,7 @@ def lake_check(spec: str) -> dict[str, Any]:
     try:
         lake = src.open()
         raw = next(iter(lake.read_range(src.start, src.start, verify=False)))
-        doc.update(ok=True, layout=lake.layout, closed_at=_iso(peek_header(raw.xdr, raw.key).close_time))
+        doc.update(ok=True, layout=lake.layout, closed_at=datetime.fromtimestamp(peek_header(raw.xdr, raw.key).close_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     except CdpRayError as exc:
         doc.update(ok=False, error=type(exc).__name__, message=exc.message, hint=exc.hint)
     return doc
