@@ -30,6 +30,11 @@ def run_app(app: Any) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app()
+    except SystemExit as exc:
+        exit_ = exc.__context__  # Typer turns a KeyboardInterrupt into Exit(130) silently: say it once
+        if exc.code == EXIT_INTERRUPTED and isinstance(getattr(exit_, "__cause__", None), KeyboardInterrupt):
+            sys.stderr.write("interrupted\n")
+        raise
     finally:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _interrupted)
