@@ -187,3 +187,26 @@ def test_scan_reads_only_committed_ranges(committed, everything) -> None:
     assert cdp_ray.scan(str(out), "ledgers", pipeline="scanned").collect().height == 14
     with pytest.raises(ConfigError, match="has no 'iceberg' sink"):
         cdp_ray.scan(cfg, "ledgers", sink="iceberg")
+
+
+def test_scan_of_postgres_equals_scan_of_parquet_column_by_column(tmp_path, postgres_dsn) -> None:
+    """The PostgreSQL query returns the processors' schemas: every column of every table as Parquet has it."""
+    from cdp_ray.sample import SAMPLE_LAKE
+
+    tables = ["ledgers", "transactions", "operations", "contract_events", "token_transfers", "payments", "effects"]
+    schema = f"cdp_scan_{uuid.uuid4().hex[:10]}"
+    cfg = PipelineConfig.model_validate({
+        "name": "both", "source": {"uri": str(SAMPLE_LAKE), "start": FIRST, "end": FIRST + 2}, "processors": tables,
+        "sinks": [{"type": "parquet", "uri": str(tmp_path / "out")}, {"type": "postgres", "dsn": postgres_dsn, "schema": schema}],
+    })
+    try:
+        run_pipeline(cfg, engine="local")
+        for table in tables:
+            parquet = cdp_ray.scan(cfg, table).collect()
+            pg = cdp_ray.scan(cfg, table, sink="postgres").collect()
+            assert parquet.height > 0 and pg.schema == parquet.schema, table
+            parquet, pg = parquet.sort(parquet.columns), pg.sort(pg.columns)
+            assert [c for c in parquet.columns if not parquet[c].equals(pg[c])] == [], table
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
