@@ -24,9 +24,11 @@ def cli(*args: str, env: dict | None = None):
     return runner.invoke(app, list(args), catch_exceptions=False, prog_name="cdp-ray", env=env)
 
 
-def test_shell_completion() -> None:
-    script = cli("--show-completion", "bash", env={"SHELL": "/bin/bash"})
-    assert script.exit_code == 0 and "complete -o default -F _cdp_ray_completion cdp-ray" in script.output
+def test_shell_completion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")  # --show-completion SHELL, not the parent's shell
+    script = cli("--show-completion", "bash")
+    assert script.exit_code == 0, script.output
+    assert "complete -o default -F _cdp_ray_completion cdp-ray" in script.output
     words = cli(env={"_CDP_RAY_COMPLETE": "complete_bash", "COMP_WORDS": "cdp-ray do", "COMP_CWORD": "1"})
     assert words.output.split() == ["doctor", "docs"]
     opts = cli(env={"_CDP_RAY_COMPLETE": "complete_bash", "COMP_WORDS": "cdp-ray run --dry", "COMP_CWORD": "2"})
