@@ -4,7 +4,10 @@ Notebook use::
 
     import cdp_ray
     txs = cdp_ray.load("transactions", "s3://aws-public-blockchain/v1.1/stellar/ledgers/pubnet",
-                       63092982, 63092991, anonymous=True, output="polars")
+                       start_time="2026-06-19T00:21:00Z", end_time="2026-06-19T00:22:00Z",
+                       where={"operation_types": ["payment"]}, anonymous=True, output="polars")
+    ops = cdp_ray.scan("pipeline.yaml", "operations")          # what a pipeline committed
+    ops.with_columns(cdp_ray.detail("amount"))                  # typed JSON: Decimal(38, 7)
 """
 
 from importlib import import_module
@@ -14,6 +17,10 @@ _EXPORTS = {
     "CdpRayError": "cdp_ray.errors",
     "LakeSource": "cdp_ray.pipeline.source",
     "PipelineConfig": "cdp_ray.pipeline.config",
+    "amount": "cdp_ray.pipeline.typed",
+    "detail": "cdp_ray.pipeline.typed",
+    "details": "cdp_ray.pipeline.typed",
+    "events": "cdp_ray.pipeline.typed",
     "load": "cdp_ray.pipeline.dataset",
     "load_pipeline": "cdp_ray.pipeline.config",
     "parse_pipeline": "cdp_ray.pipeline.config",
@@ -21,6 +28,7 @@ _EXPORTS = {
     "run_pipeline": "cdp_ray.pipeline.runner",
     "scan": "cdp_ray.pipeline.scan",
     "table_dataset": "cdp_ray.pipeline.dataset",
+    "topic": "cdp_ray.pipeline.typed",
 }
 
 
@@ -39,6 +47,10 @@ __all__ = [
     "CdpRayError",
     "LakeSource",
     "PipelineConfig",
+    "amount",
+    "detail",
+    "details",
+    "events",
     "load",
     "load_pipeline",
     "parse_pipeline",
@@ -46,4 +58,5 @@ __all__ = [
     "run_pipeline",
     "scan",
     "table_dataset",
+    "topic",
 ]

@@ -45,6 +45,12 @@ class LakeError(CdpRayError):
     hint = "check the lake URI, credentials and network access"
 
 
+class LakeRootNotFoundError(LakeError, ConfigError):
+    """The source names no lake: its root does not exist. Bad input (exit 2), not a failed read."""
+
+    hint = "check the source URI (path, bucket and prefix)"
+
+
 class LedgerNotFoundError(LakeError):
     """A ledger of the requested range is missing from the lake."""
 

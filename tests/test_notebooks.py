@@ -1,4 +1,4 @@
-"""The notebooks run top to bottom on the bundled sample and draw their charts."""
+"""The notebooks run top to bottom on the bundled sample (offline) and draw their charts."""
 
 from __future__ import annotations
 
@@ -56,3 +56,19 @@ def test_contract_events(tmp_path: Path) -> None:
     (png,) = _pngs(nb)
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
     assert (tmp_path / "out" / "contract_events.png").exists()
+
+
+def test_time_range_filter_and_committed_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDP_RAY_OFFLINE", "1")  # CI reaches no network; the public-lake cell must skip cleanly
+    nb = _execute("03_time_range_and_output.ipynb", tmp_path)
+    assert not _outputs(nb, "error")
+    out = _stdout(nb)
+    assert "2026-06-19T00:21:00Z .. 2026-06-19T00:21:30Z -> ledgers 63092984-63092988" in out
+    assert "public lake: skipped (offline)" in out
+    assert "XLM paid: 73970.6708089 in 13 payments (exact, Decimal(precision=38, scale=7))" in out
+    assert "committed 3 chunks" in out
+    (png,) = _pngs(nb)
+    assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+    assert (tmp_path / "out" / "payments_by_time.png").read_bytes().startswith(PNG_MAGIC)
+    assert sorted(p.name for p in (tmp_path / "out" / "payments-by-time" / "operations").glob("*.parquet")) == [
+        "0063092984-0063092985.parquet", "0063092986-0063092987.parquet", "0063092988-0063092988.parquet"]

@@ -16,9 +16,11 @@ from typing import Any, Optional
 
 import typer
 
+from cdp_ray.cli.style import click_metavars
 from cdp_ray.errors import CdpRayError, ConfigError, ProcessingError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Batch analytics for Stellar ledgers on Ray.")
+click_metavars()
+app = typer.Typer(no_args_is_help=True, help="Batch analytics for Stellar ledgers on Ray.")
 docs_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Reference docs generated from the processor registry.")
 app.add_typer(docs_app, name="docs")
 
@@ -541,10 +543,16 @@ from cdp_ray.cli.checkpoint import app as _checkpoint_app  # noqa: E402
 
 app.add_typer(_checkpoint_app, name="checkpoint")
 
+from cdp_ray.cli import doctor as _doctor  # noqa: E402
+
+_doctor.register(app)
+
 
 def main() -> None:
-    app()
+    from cdp_ray.cli import run_app
+
+    run_app(app)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

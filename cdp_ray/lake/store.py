@@ -29,6 +29,7 @@ from cdp_ray.errors import (
     CdpRayError,
     CorruptLedgerFileError,
     LakeError,
+    LakeRootNotFoundError,
     LedgerGapError,
     LedgerIntegrityError,
     LedgerNotFoundError,
@@ -295,10 +296,7 @@ class LedgerLake:
         except PermissionError as exc:
             raise self._denied(self.display(), exc) from exc
         if not exists:
-            raise LakeError(
-                f"lake root {self.display()!r} does not exist",
-                hint="check the source URI (path, bucket and prefix)",
-            )
+            raise LakeRootNotFoundError(f"lake root {self.display()!r} does not exist")
 
     def _build_index(self) -> dict[int, str]:
         if self._index is not None:

@@ -50,22 +50,26 @@ class LakeSource(BaseModel):
     def network_passphrase(self) -> str:
         return resolve_passphrase(self.network)
 
-    @classmethod
-    def from_uri(cls, uri: str, **overrides: Any) -> "LakeSource":
-        """``lake:///path?start=1&end=2&network=testnet`` or ``s3://b/p?start=..`` -> source."""
+    @staticmethod
+    def uri_fields(uri: str) -> dict[str, Any]:
+        """``lake:///path?start=1&end=2`` or ``s3://b/p?start_time=..`` -> ``{"uri": root, **query}`` (unvalidated)."""
         parsed = urlparse(uri)
-        params = dict(parse_qsl(parsed.query))
         scheme = "" if parsed.scheme == "lake" else parsed.scheme
         base = urlunparse((scheme, parsed.netloc, parsed.path, "", "", ""))
         if scheme == "" and base.startswith("//"):
             base = base[2:]
-        fields = {**params, **overrides}
+        return {"uri": base, **dict(parse_qsl(parsed.query))}
+
+    @classmethod
+    def from_uri(cls, uri: str, **overrides: Any) -> "LakeSource":
+        """``lake:///path?start=1&end=2&network=testnet`` or ``s3://b/p?start=..`` -> source."""
+        fields = {**cls.uri_fields(uri), **overrides}
         if "start" not in fields or "end" not in fields:
             raise ConfigError(
                 f"source {uri!r} has no ledger range",
                 hint="add ?start=FIRST&end=LAST to the source URI",
             )
-        return cls(uri=base, **fields)
+        return cls(**fields)
 
     def lake_schema(self) -> LakeSchema | None:
         if self.ledgers_per_file is None and self.files_per_partition is None:
