@@ -27,7 +27,6 @@ import gzip
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 from benchmarks.decode import load, stellar_data
+from cdp_ray.pipeline.memory import peak_rss_mb
 
 CORE_TEMPLATE = ("ledgers", "transactions", "operations", "effects", "trades", "assets")
 FIRST = 50_000_000
@@ -102,7 +102,7 @@ def child(spec: dict) -> dict:
         "idle_share": round(s.idle_share(), 4) if workers else None,
         "mean_chunk_s": round(s.busy_seconds / max(1, s.chunks), 3),
         "driver_cpu_s": round(time.process_time() - cpu0, 2),
-        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "driver_peak_rss_mb": round(peak_rss_mb()),
         "worker_peak_rss_mb": round(s.worker_peak_rss_mb) if workers else None,
     }
 

@@ -34,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 
+from cdp_ray.pipeline.memory import peak_rss_mb
+
 CORE = ("ledgers", "transactions", "operations", "contract_events", "token_transfers")
 NETWORKS = {
     "pubnet": "Public Global Stellar Network ; September 2015",
@@ -133,7 +135,6 @@ def per_core(ledgers: list[tuple[int, str, bytes]], engine: str, repeat: int) ->
 
 def _per_core_child(which: str, engine: str, repeat: int, freeze: bool) -> dict:
     import contextlib
-    import resource
 
     from cdp_ray.collector import freeze_startup_objects
 
@@ -146,7 +147,7 @@ def _per_core_child(which: str, engine: str, repeat: int, freeze: bool) -> dict:
         cdp_ray.xdr.ledger.gc_paused = contextlib.nullcontext
     result = per_core(ledgers, "sdk" if engine == "sdk-plain" else engine, repeat)
     result["engine"] = engine
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["peak_rss_mb"] = round(peak_rss_mb())
     return result
 
 

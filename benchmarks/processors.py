@@ -30,6 +30,7 @@ import platform
 import time
 
 from benchmarks.decode import load
+from cdp_ray.pipeline.memory import peak_rss_mb
 
 SETS = {
     "5 tables": ("ledgers", "transactions", "operations", "contract_events", "token_transfers"),
@@ -45,9 +46,7 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 def _digest(table) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import tempfile
 import time
@@ -43,6 +42,7 @@ from cdp_ray.pipeline.runner import process_local
 from cdp_ray.processors.base import get_processor
 from cdp_ray.sample import sample_pipeline_path
 from cdp_ray.sinks.base import RunContext, make_sink
+from cdp_ray.pipeline.memory import peak_rss_mb
 
 SPAN = 1_000  # ledger sequence shift between benchmark ranges
 
@@ -265,7 +265,7 @@ def main() -> None:
         "decode_and_process_s": round(decode_s, 2),
         "results": list(by.values()),
         "ratios": ratios,
-        "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_MB": peak_rss_mb(),
         "peak_arrow_pool_MB": round(pool.max_memory() / 1e6, 1),
     }
     if args.json:

@@ -27,6 +27,7 @@ def _stellar_data() -> Path | None:
 
 STELLAR_DATA = _stellar_data()
 
+from ray_head import private_ray  # noqa: E402,F401  (a Ray head with a dashboard, for real Ray jobs)
 from storage_servers import gcs_server, s3_server, wallet_ledgers  # noqa: E402,F401  (object storage fixtures)
 
 

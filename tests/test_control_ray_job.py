@@ -1,25 +1,21 @@
-"""Stopping an applied pipeline that runs as a real Ray job (issue 16): the control plane submits it to a
-private Ray head's dashboard, the operator stops it with ``force`` (``JobSubmissionClient.stop_job``) once its
+"""Stopping an applied pipeline that runs as a real Ray job (issue 16): the control plane submits it to the
+session's private Ray head (``private_ray``), the operator stops it with ``force`` (``JobSubmissionClient.stop_job``) once its
 first chunk has committed, the pipeline ends ``stopped`` with whole ranges only, and a resumed run writes the
 rest, each ledger once."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
-import pytest
 
 from cdp_ray.control import ControlSettings
 from cdp_ray.control.server import BackgroundServer
 from cdp_ray.control.settings import TokenSpec
 from cdp_ray.sample import SAMPLE_LAKE
+from ray_head import free_ports
 
 START, END = 63092982, 63092991
 TOKENS = {"reader": "tok-reader", "operator": "tok-operator"}
@@ -27,51 +23,11 @@ SCOPES = {"reader": ["read"], "operator": ["read", "plan", "apply", "approve"]}
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
-@pytest.fixture
-def ray_head(tmp_path_factory):
-    """A Ray head of this test's own (``ray start --head --block``: its processes end with it), with a
-    dashboard on a free loopback port; yields the dashboard URL."""
-    temp = tmp_path_factory.mktemp("rayhead")
-    dashboard = free_port()
-    ports = {"--port": free_port(), "--dashboard-port": dashboard, "--ray-client-server-port": free_port(),
-             "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
-             "--metrics-export-port": free_port(), "--runtime-env-agent-port": free_port()}
-    bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "RAY_AUTH_MODE": "disabled"}
-    cmd = [str(Path(bindir, "ray")), "start", "--head", "--block", "--temp-dir", str(temp), "--num-cpus", "2",
-           "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--include-dashboard", "true",
-           "--object-store-memory", str(128 * 2**20), "--disable-usage-stats",
-           *[a for k, v in ports.items() for a in (k, str(v))]]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{dashboard}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(url + "/api/version", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the private Ray head did not start: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.5)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-
-
-def test_force_stop_of_a_real_ray_job_then_resume(tmp_path: Path, ray_head: str) -> None:
+def test_force_stop_of_a_real_ray_job_then_resume(tmp_path: Path, private_ray) -> None:
+    ray_head = private_ray[0]
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     out = tmp_path / "out"

@@ -1,7 +1,7 @@
 """`ray job submit` as the README says runs the compiled decoder, and says so (issue 14, item 4).
 
-A private Ray is started for this module (`ray start --head --block` with its own --temp-dir and
-ports, stopped by its PID); the package is "installed" on it through its PYTHONPATH, as ray-cluster.yaml
+A private Ray head (the session's ``private_ray`` fixture: ``ray start --head --block`` with its own
+--temp-dir and ports, stopped by its PID) runs the jobs; the package is "installed" on it through its PYTHONPATH, as ray-cluster.yaml
 installs it on every node. The job runs from a copy of the checkout without build outputs, as git (and
 so Ray's upload) sees it.
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,51 +24,6 @@ from cdp_ray.xdr import fast
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not fast.available(), reason="the compiled decoder is not built")]
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-@pytest.fixture(scope="module")
-def private_ray(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ray")
-    gcs, dash, client, agent, agent_grpc, metrics = _free_ports(6)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT), "RAY_TMPDIR": str(tmp),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # `python` is this one
-    env.pop("RAY_ADDRESS", None)
-    log = open(tmp / "ray-start.log", "w")
-    proc = subprocess.Popen(
-        [RAY, "start", "--head", "--block", "--temp-dir", str(tmp / "t"), "--port", str(gcs), "--num-cpus", "2",
-         "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-         "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
-         "--dashboard-agent-grpc-port", str(agent_grpc), "--metrics-export-port", str(metrics)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{dash}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp / "ray-start.log").read_text()[-3000:]
-            ok = subprocess.run([RAY, "job", "list", "--address", url], env=env, capture_output=True)
-            if ok.returncode == 0:
-                break
-            assert time.monotonic() < deadline, ok.stderr.decode()[-2000:]
-            time.sleep(2)
-        yield url, env
-    finally:
-        proc.send_signal(signal.SIGTERM)  # --block stops every process it started
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        log.close()
 
 
 @pytest.fixture(scope="module")

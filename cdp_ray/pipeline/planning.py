@@ -8,7 +8,6 @@ chunks are generated one at a time as workers take them.
 from __future__ import annotations
 
 import bisect
-import resource
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -18,6 +17,7 @@ from cdp_ray.pipeline import intervals
 from cdp_ray.pipeline.chunking import AutoGrid, FixedGrid, Grid, count_cells, iter_cells, parallelism_cap
 from cdp_ray.pipeline.config import PipelineConfig
 from cdp_ray.sinks.base import RangeRecord
+from cdp_ray.pipeline.memory import peak_rss_mb
 
 
 def make_grid(cfg: PipelineConfig, lake: LedgerLake, workers: int = 1) -> Grid:
@@ -157,7 +157,7 @@ class RunPlan:
         if lake is not None:
             doc["lake"] = lake_extent(lake, src.start, src.end)
         doc["planning_seconds"] = round(time.perf_counter() - t0, 3)
-        doc["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        doc["peak_rss_mb"] = peak_rss_mb()
         return doc
 
 

@@ -23,7 +23,6 @@ import logging
 import os
 import pickle
 import re
-import resource
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from cdp_ray.processors.filters import PushDownStats, TransactionFilter, select
 from cdp_ray.sinks.base import DeadLetter, RunContext, Sink, SinkLock, make_sink
 from cdp_ray.xdr import Ledger, decode_ledger
 from cdp_ray.xdr.fast import fallback_warning, resolve_engine
+from cdp_ray.pipeline.memory import peak_rss_mb
 
 QUARANTINABLE = (CorruptLedgerFileError, LedgerIntegrityError, LedgerGapError)
 # first ledger of a SEP-54 object key: ``.../FC3D4709--63092982[-63092985].xdr.zst``
@@ -283,7 +283,7 @@ def _row(
         "error_ledger": letter.ledger if letter else None,
         "error_key": letter.key if letter else None,
         "worker_pid": os.getpid(),
-        "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "worker_peak_rss_mb": peak_rss_mb(),
         "decoder": decoder,
         "decoder_warning": decoder_warning,
     }
