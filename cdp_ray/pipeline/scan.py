@@ -3,7 +3,9 @@
 ``cdp_ray.scan("pipeline.yaml", "transactions")`` finds the table in the pipeline's sinks and returns a
 polars LazyFrame (or a pyarrow Dataset, or a Ray Dataset). For Parquet the files are those of the
 ranges the pipeline's manifests record as committed (see :mod:`cdp_ray.sinks.parquet`); for
-PostgreSQL the rows whose ledger lies in a range recorded in ``cdp_ray_ranges``.
+PostgreSQL the rows whose ledger lies in a range recorded in ``cdp_ray_ranges``; for Iceberg the rows of the
+table's current snapshot whose ledger lies in a range every table of the pipeline committed (see
+:mod:`cdp_ray.sinks.iceberg`), read by pyiceberg (``polars.scan_iceberg`` for ``polars``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def scan(source: str | Path | PipelineConfig, table: str, *, pipeline: str | Non
         return _scan_parquet(chosen, name, table, output)
     if chosen.config.type == "postgres":
         return _scan_postgres(chosen, name, table, output)
-    raise ConfigError(f"scan reads Parquet and PostgreSQL sinks, not {chosen.config.type!r}",
+    if chosen.config.type == "iceberg":
+        return _scan_iceberg(chosen, name, table, output)
+    raise ConfigError(f"scan reads Parquet, PostgreSQL and Iceberg sinks, not {chosen.config.type!r}",
                       hint="pick another sink of the pipeline with sink=")
 
 
@@ -112,3 +116,21 @@ def _scan_postgres(sink: Any, pipeline: str, table: str, output: Output) -> Any:
     import polars as pl
 
     return pl.from_arrow(data).lazy()
+
+
+def _scan_iceberg(sink: Any, pipeline: str, table: str, output: Output) -> Any:
+    tbl, row_filter, spans = sink.committed_filter(pipeline, table)
+    if output == "polars":
+        import polars as pl
+
+        column = pl.col(sink.ledger_column(tbl))
+        keep = pl.any_horizontal([column.is_between(s, e) for s, e in spans]) if spans else pl.lit(False)
+        return pl.scan_iceberg(tbl).filter(keep)
+    data = tbl.scan(row_filter=row_filter).to_arrow()
+    if output == "ray":
+        import ray.data
+
+        return ray.data.from_arrow(data)
+    import pyarrow.dataset as pads
+
+    return pads.dataset(data)
