@@ -210,6 +210,10 @@ def _between(column: str, spans: Iterable[intervals.Interval]):
 
 @sink("iceberg", IcebergSinkConfig)
 class IcebergSink(Sink):
+    """Each ledger range replaces its rows in one Iceberg commit per table (a delete of its ledgers and an append),
+    with the committed ranges in the same commit; concurrent commits are rebuilt, never lost. `cdp-ray compact`
+    packs small files; Trino, Spark, DuckDB and polars read the tables."""
+
     config: IcebergSinkConfig
 
     def __init__(self, config: IcebergSinkConfig):
