@@ -416,3 +416,27 @@ def test_killed_run_resumes_exactly_once(reference, lake, ray_cluster, tmp_path)
     assert res.exit_code == 0, res.output
     for t in KEYS:
         assert _iceberg_rows(doc, t) == parquet[t]
+
+
+def test_iceberg_template_runs_on_the_sample(tmp_path, monkeypatch):
+    import polars as pl
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CDP_RAY_OUT", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "iceberg"]).exit_code == 0
+    res = runner.invoke(app, ["run", "pipeline.yaml", "--engine", "local", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert doc["rows"] == {"ledgers": 10, "transactions": 2650, "operations": 7032, "trades": doc["rows"]["trades"]}
+    assert doc["rows"]["trades"] > 0
+    sink = make_sink({"type": "iceberg", "uri": str(tmp_path / "out" / "iceberg")})
+    for table, n in doc["rows"].items():
+        assert pl.scan_iceberg(sink.load(table)).select(pl.len()).collect().item() == n
+        assert scan(str(tmp_path / "pipeline.yaml"), table).select(pl.len()).collect().item() == n
+    listed = json.loads(runner.invoke(app, ["checkpoint", "list", "pipeline.yaml", "--json"]).stdout)
+    assert [(c["pipeline"], c["ranges"], c["ledgers"]) for c in listed["checkpoints"]] == [("iceberg", 1, 10)]
+    cleaned = json.loads(runner.invoke(app, ["checkpoint", "clean", "pipeline.yaml", "--yes", "--json"]).stdout)
+    assert cleaned["deleted"][0]["records"] == 1
+    assert sorted(cleaned["deleted"][0]["released"]) == ["ledgers", "operations", "trades", "transactions"]
+    assert sink.committed("iceberg") == [] and "cdp-ray.pipeline" not in sink.load("ledgers").properties
