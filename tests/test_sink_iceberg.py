@@ -425,9 +425,14 @@ def test_iceberg_template_runs_on_the_sample(tmp_path, monkeypatch):
     monkeypatch.delenv("CDP_RAY_OUT", raising=False)
     runner = CliRunner()
     assert runner.invoke(app, ["init", "iceberg"]).exit_code == 0
+    pipeline = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
+    pipeline["success"] = {"reconcile": ["ledger_transactions", "ledger_operations"]}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
     res = runner.invoke(app, ["run", "pipeline.yaml", "--engine", "local", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout.strip().splitlines()[-1])
+    checks = {c["name"]: c["passed"] for c in doc["success"]["checks"]}
+    assert checks == {"ledger_transactions": True, "ledger_operations": True}, doc["success"]
     assert doc["rows"] == {"ledgers": 10, "transactions": 2650, "operations": 7032, "trades": doc["rows"]["trades"]}
     assert doc["rows"]["trades"] > 0
     sink = make_sink({"type": "iceberg", "uri": str(tmp_path / "out" / "iceberg")})

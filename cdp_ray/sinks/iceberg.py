@@ -92,6 +92,10 @@ class IcebergSinkConfig(SinkConfig):
     def describe(self) -> str:
         return f"iceberg {self.catalog} catalog {self.catalog_name}, warehouse {self.uri}, namespace {self.namespace}"
 
+    def fsspec_options(self) -> dict[str, Any]:
+        """fsspec options reaching the warehouse (as the Parquet sink's: ``endpoint_url`` folded in)."""
+        return ParquetSinkConfig(uri=self.uri, endpoint_url=self.endpoint_url, storage_options=self.storage_options).fsspec_options()
+
     def warehouse(self) -> str:
         return self.uri if "://" in self.uri else Path(self.uri).resolve().as_uri()
 
