@@ -110,6 +110,29 @@ def test_replayed_range_replaces_its_rows_and_is_recorded(tmp_path):
     assert sink.forget("p1") == 1 and sink.committed("p1") == [] and len(_events(sink)) == 4
 
 
+def test_snapshots_expire_and_compact_deletes_unreferenced_files(tmp_path):
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+    sink = make_sink({"type": "iceberg", "uri": str(tmp_path), "keep_snapshots": 2})
+    sink.prepare([PROC], "p")
+    run = RunContext("p", "h")
+    for start in range(0, 60, 4):
+        sink.write_range(start, start + 3, {"events": (PROC, rows(start, start + 3))}, run)
+    tbl = sink.load("events")
+    assert len(tbl.snapshots()) <= 2 + 10 + 1
+    assert _events(sink) == sorted(r * 10 + i for r in range(60) for i in range(2))
+    # a killed writer's files: written, never committed
+    orphans = list(_dataframe_to_data_files(table_metadata=tbl.metadata, df=rows(100, 101).cast(tbl.schema().as_arrow()),
+                                            io=tbl.io, write_uuid=uuid.uuid4()))
+    paths = [f.file_path.removeprefix("file://") for f in orphans]
+    assert all(os.path.exists(p) for p in paths)
+    report = sink.compact("p")["events"]
+    assert report["orphans_deleted"] >= len(paths) and not any(os.path.exists(p) for p in paths)
+    assert report["files_after"] == 2  # one per day
+    assert _events(sink) == sorted(r * 10 + i for r in range(60) for i in range(2))
+    assert [(r.start, r.end) for r in sink.committed("p")] == [(0, 59)]
+
+
 def test_a_range_is_committed_once_every_table_holds_it(tmp_path):
     other = PROC.__class__("others", PROC.schema, PROC.fn, "more rows", ("n",))
     sink = make_sink({"type": "iceberg", "uri": str(tmp_path)})
