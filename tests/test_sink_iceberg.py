@@ -208,6 +208,24 @@ def test_concurrent_commits_refused_by_the_catalog_are_rebuilt(tmp_path, monkeyp
     assert len(attempts) > 4 * 3 + 4, "no commit was refused: the writers did not race"
 
 
+def test_new_processor_columns_evolve_the_table(tmp_path):
+    sink = make_sink({"type": "iceberg", "uri": str(tmp_path)})
+    sink.prepare([PROC], "p")
+    sink.write_range(1, 2, {"events": (PROC, rows(1, 2))}, RunContext("p", "h1"))
+    schema = PROC.schema.append(pa.field("memo", pa.string(), metadata={"description": "a new column"}))
+    wider = PROC.__class__("events", schema, PROC.fn, "test rows", ("n",))
+    sink.prepare([wider], "p")
+    field = sink.load("events").schema().find_field("memo")
+    assert (str(field.field_type), field.required, field.doc) == ("string", False, "a new column")
+    data = rows(3, 3).append_column(schema.field("memo"), pa.array(["m", "m"]))
+    sink.write_range(3, 3, {"events": (wider, data)}, RunContext("p", "h2"))
+    got = sink.load("events").scan().to_arrow().sort_by("n")
+    assert got["memo"].to_pylist() == [None] * 4 + ["m", "m"]
+    retyped = PROC.__class__("events", PROC.schema.set(1, pa.field("n", pa.string(), nullable=False)), PROC.fn, "x", ("n",))
+    with pytest.raises(SinkError, match="column 'n' is int64, processor 'events' declares string"):
+        sink.prepare([retyped], "p")
+
+
 def test_ownership_and_release(tmp_path):
     sink = make_sink({"type": "iceberg", "uri": str(tmp_path)})
     sink.prepare([PROC], "p1")

@@ -158,6 +158,14 @@ def iceberg_schema(proc: Processor) -> pa.Schema:
     return pa.schema(fields)
 
 
+def _same_type(have: pa.DataType, want: pa.DataType) -> bool:
+    """Types equal as Iceberg stores them (pyiceberg reads strings and lists back as their large variants)."""
+    norm = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+    if (pa.types.is_list(have) or pa.types.is_large_list(have)) and (pa.types.is_list(want) or pa.types.is_large_list(want)):
+        return _same_type(have.value_type, want.value_type)
+    return norm.get(have, have) == norm.get(want, want)
+
+
 def day_column(proc: Processor, candidates: Iterable[str]) -> str | None:
     """The first of ``candidates`` that is a timestamp column of ``proc``."""
     return next((c for c in candidates if c in proc.schema.names and pa.types.is_timestamp(proc.schema.field(c).type)), None)
@@ -318,10 +326,18 @@ class IcebergSink(Sink):
             self.state.prepare([], pipeline)
 
     def _check_schema(self, tbl: Any, proc: Processor) -> None:
+        """Evolve the table by the processor's new nullable columns; refuse dropped, required or retyped ones."""
         want = iceberg_schema(proc)
         have = tbl.schema().as_arrow()
-        problems = [f"column {f.name!r} is missing" for f in want if f.name not in have.names]
+        added = [f for f in want if f.name not in have.names]
+        problems = [f"new column {f.name!r} is required (a table's existing rows have no value)" for f in added if not f.nullable]
         problems += [f"column {f.name!r} is not in processor {proc.name!r}" for f in have if f.name not in want.names]
+        problems += [f"column {f.name!r} is {have.field(f.name).type}, processor {proc.name!r} declares {f.type}"
+                     for f in want if f.name in have.names and not _same_type(have.field(f.name).type, f.type)]
+        if added and not problems:
+            with tbl.update_schema() as update:
+                update.union_by_name(pa.schema(added))
+            return
         if problems:
             raise SinkError(
                 f"Iceberg table {'.'.join(self.identifier(proc.name))} in {self.config.describe()} disagrees with "
