@@ -253,7 +253,7 @@ def test_config_one_liner_and_catalogs(tmp_path):
     rest = IcebergSinkConfig(uri="gs://b/wh", catalog="rest", catalog_uri="https://cat.example/api",
                              catalog_properties={"credential": "id:secret"})
     assert rest.pyiceberg_properties() == {"type": "rest", "uri": "https://cat.example/api", "warehouse": "gs://b/wh",
-                                           "credential": "id:secret"}
+                                           "py-io-impl": "pyiceberg.io.fsspec.FsspecFileIO", "credential": "id:secret"}
     with pytest.raises(SinkError, match="SQLite catalog file cannot live on object storage"):
         IcebergSinkConfig(uri="s3://b/wh").pyiceberg_properties()
     with pytest.raises(SinkError, match="REST catalog without catalog_uri"):

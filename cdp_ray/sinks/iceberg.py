@@ -124,12 +124,13 @@ class IcebergSinkConfig(SinkConfig):
                 if value:
                     props[key] = str(value)
         elif self.uri.startswith(("gs://", "gcs://")):
+            props["py-io-impl"] = "pyiceberg.io.fsspec.FsspecFileIO"  # gcsfs, as the rest of cdp-ray: its options carry over
             if self.endpoint_url:
                 props["gcs.service.host"] = self.endpoint_url
             if opts.get("project"):
                 props["gcs.project-id"] = str(opts["project"])
-            if opts.get("token") == "anon":
-                props["gcs.oauth2.token"] = "anonymous"
+            if isinstance(opts.get("token"), str):
+                props["gcs.oauth2.token"] = opts["token"]
         props.update(self.catalog_properties)
         return props
 
