@@ -264,10 +264,17 @@ class IcebergSink(Sink):
     def load(self, table: str):
         return self.catalog.load_table(self.identifier(table))
 
+    def _embedded_missing(self) -> bool:
+        """The default SQLite catalog does not exist yet (reading must not create it: dry runs write nothing)."""
+        cfg = self.config
+        return cfg.catalog == "sql" and cfg.catalog_uri is None and not (Path(cfg.uri).resolve() / "catalog.db").exists()
+
     def _tables(self, pipeline: str | None = None) -> list[Any]:
         """The namespace's tables (those owned by ``pipeline`` when given)."""
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
+        if self._catalog is None and self._embedded_missing():
+            return []
         try:
             names = self.catalog.list_tables(self.config.namespace)
         except NoSuchNamespaceError:
