@@ -133,6 +133,35 @@ def test_snapshots_expire_and_compact_deletes_unreferenced_files(tmp_path):
     assert [(r.start, r.end) for r in sink.committed("p")] == [(0, 59)]
 
 
+def test_a_commit_whose_outcome_was_lost_is_rebuilt_without_duplicates(tmp_path, monkeypatch):
+    """The catalog took the commit but the answer was lost (a storage error after it landed): the rebuilt commit
+    deletes the range's rows, its own files included, and appends the same files once."""
+    from pyiceberg.table import Transaction
+
+    sink = make_sink({"type": "iceberg", "uri": str(tmp_path), "retry_backoff_s": 0.01})
+    sink.prepare([PROC], "p")
+    run = RunContext("p", "h")
+    sink.write_range(1, 2, {"events": (PROC, rows(1, 2))}, run)
+    original, lost = Transaction.commit_transaction, []
+
+    def commit_then_fail(txn):
+        result = original(txn)
+        if not lost:
+            lost.append(True)
+            raise OSError("connection reset after the commit")
+        return result
+
+    monkeypatch.setattr(Transaction, "commit_transaction", commit_then_fail)
+    sink.write_range(3, 6, {"events": (PROC, rows(3, 6))}, run)
+    monkeypatch.undo()
+    assert lost == [True]
+    assert _events(sink) == sorted(r * 10 + i for r in range(1, 7) for i in range(2))
+    assert [(r.start, r.end) for r in sink.committed("p")] == [(1, 6)]
+    assert sink.committed_detail("p")[0].rows == {"events": 12}
+    paths = [f.file.file_path for f in sink.load("events").scan().plan_files()]
+    assert len(paths) == len(set(paths)) == 3  # 1-2: one day; 3-6: two days, each file once
+
+
 def test_a_range_is_committed_once_every_table_holds_it(tmp_path):
     other = PROC.__class__("others", PROC.schema, PROC.fn, "more rows", ("n",))
     sink = make_sink({"type": "iceberg", "uri": str(tmp_path)})

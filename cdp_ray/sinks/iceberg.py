@@ -404,13 +404,19 @@ class IcebergSink(Sink):
         from pyiceberg.exceptions import CommitFailedException
         from sqlalchemy.exc import OperationalError
 
-        delay = 0.05
+        delay, failures = 0.05, 0
         for attempt in range(self.config.commit_retries + 1):
-            tbl = self.load(table)
             try:
+                tbl = self.load(table)
                 txn = tbl.transaction()
                 build(tbl, txn)
                 return txn.commit_transaction()
+            except OSError as exc:  # storage: the rebuilt commit replaces the range again, so a landed one is harmless
+                failures += 1
+                if failures > self.config.retries:
+                    raise SinkError(f"Iceberg table {'.'.join(self.identifier(table))}: {what} failed after "
+                                    f"{failures} attempts: {exc}", hint="check the warehouse's storage and credentials") from exc
+                time.sleep(self.config.retry_backoff_s * 2 ** (failures - 1) * (0.5 + random.random()))
             except (CommitFailedException, OperationalError) as exc:
                 if attempt == self.config.commit_retries:
                     raise SinkError(
