@@ -44,7 +44,7 @@ def test_init_writes_a_pipeline_that_validates(tmp_path: Path) -> None:
     assert again.exit_code == EXIT_BAD_INPUT and "already exists" in again.output and "--force" in again.output
 
 
-@pytest.mark.parametrize("template", ["core", "contract-events", "token-transfers"])
+@pytest.mark.parametrize("template", ["core", "contract-events", "token-transfers", "iceberg"])
 def test_every_template_validates(tmp_path: Path, template: str) -> None:
     out = tmp_path / f"{template}.yaml"
     assert cli("init", template, "-o", str(out)).exit_code == 0
@@ -70,7 +70,8 @@ def test_init_parameters(tmp_path: Path) -> None:
     assert unknown.exit_code == EXIT_BAD_INPUT and "did you mean 'payments'" in unknown.output
     listing = cli("init", "--list")
     assert listing.exit_code == 0 and all(t in listing.output for t in ("core", "payments", "contract-events", "token-transfers"))
-    assert [t["name"] for t in json.loads(cli("init", "--list", "--json").output)] == ["core", "payments", "contract-events", "token-transfers"]
+    assert [t["name"] for t in json.loads(cli("init", "--list", "--json").output)] == [
+        "core", "payments", "contract-events", "token-transfers", "iceberg"]
     made = json.loads(cli("init", "core", "-o", str(tmp_path / "core.yaml"), "--json").output)
     assert made == {"ok": True, "template": "core", "path": str(tmp_path / "core.yaml")}
     exists = json.loads(cli("init", "core", "-o", str(tmp_path / "core.yaml"), "--json").output)

@@ -71,7 +71,7 @@ def test_every_problem_has_its_line_and_column() -> None:
     assert "did you mean 'payments'" in p["processors[1]"].hint
     assert p["source.netwrk"].hint.startswith("did you mean 'network'?")
     assert p["sinks[0].compresion"].hint.startswith("did you mean 'compression'?")
-    assert "known sinks: parquet, postgres" in p["sinks[1].type"].hint
+    assert "known sinks: iceberg, parquet, postgres" in p["sinks[1].type"].hint
     assert p["processors[1]"].format("bad.yaml").startswith("bad.yaml:9:5: error: processors[1]: unknown processor 'paymnets'")
 
 

@@ -38,6 +38,8 @@ def test_explore_ledgers(tmp_path: Path) -> None:
     nb = _execute("01_explore_ledgers.ipynb", tmp_path)
     assert not _outputs(nb, "error")
     assert "10 ledgers, 2650 transactions" in _stdout(nb)
+    assert "Iceberg: 2650 transactions in 10 ledgers" in _stdout(nb)
+    assert (tmp_path / "out" / "iceberg" / "catalog.db").is_file()
     (png,) = _pngs(nb)
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
     assert (tmp_path / "out" / "ledger_activity.png").read_bytes().startswith(PNG_MAGIC)

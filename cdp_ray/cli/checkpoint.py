@@ -1,7 +1,8 @@
 """``cdp-ray checkpoint list|show|clean SPEC``: the committed ranges and dead letters a pipeline left in its sinks.
 
 The checkpoint lives in the sinks themselves (Postgres: ``cdp_ray_ranges`` and
-``cdp_ray_dead_letters`` tables; Parquet: ``_cdp_ray/{pipeline}/`` manifests), so these commands
+``cdp_ray_dead_letters`` tables; Parquet: ``_cdp_ray/{pipeline}/`` manifests; Iceberg: each table's
+``cdp-ray.ranges`` property, dead letters under ``{warehouse}/_cdp_ray/``), so these commands
 take the pipeline SPEC to know where to look.
 """
 

@@ -515,6 +515,43 @@ def processors(
         typer.echo(f"  {f.name:<{width}}  {str(f.type):<14} {desc}")
 
 
+@app.command()
+def compact(
+    spec: str = typer.Argument(..., help="pipeline YAML or one-line spec with an Iceberg sink"),
+    target_mb: Optional[int] = typer.Option(None, "--target-mb", help="target data file size (default: the sink's target_file_mb)"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Rewrite the small data files of a pipeline's Iceberg tables into files near the target size (rows
+    unchanged), and delete data files no snapshot references. Takes the pipeline's lock: not during a run."""
+    from cdp_ray.pipeline.config import parse_pipeline
+    from cdp_ray.sinks.base import make_sink
+
+    out = []
+    try:
+        cfg = parse_pipeline(spec)
+        sinks = [make_sink(s) for s in cfg.sinks if s.type == "iceberg"]
+        if not sinks:
+            raise ConfigError(f"pipeline {cfg.name!r} has no Iceberg sink to compact",
+                              hint="compact applies to `type: iceberg` sinks (Parquet output is one file per table per range)")
+        for s in sinks:
+            lock = s.lock(cfg.name)
+            try:
+                out.append({"sink": s.config.describe(), "tables": s.compact(cfg.name, target_mb)})
+            finally:
+                lock.release()
+                s.close()
+    except CdpRayError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        typer.echo(json.dumps({"pipeline": cfg.name, "compacted": out}))
+        return
+    for d in out:
+        typer.echo(f"{d['sink']}:")
+        for table, r in d["tables"].items():
+            typer.echo(f"  {table}: {r['files_before']} -> {r['files_after']} data files "
+                       f"({r['files_rewritten']} rewritten, {r['orphans_deleted']} unreferenced deleted)")
+
+
 @docs_app.command("generate")
 def docs_generate(
     output: Path = typer.Option(Path("docs"), "--output", "-o", help="docs directory"),

@@ -153,14 +153,19 @@ def _sink_doc(v: Any) -> Any:
 
 
 def parse_sink_uri(uri: str) -> dict[str, Any]:
-    """``parquet://out`` (relative), ``parquet:///abs``, ``parquet+s3://b/p``, ``postgresql://...``."""
+    """``parquet://out`` (relative), ``parquet:///abs``, ``parquet+s3://b/p``, ``postgresql://...``,
+    ``iceberg://warehouse``, ``iceberg+s3://b/p?catalog_uri=...&namespace=...`` (query: sink options)."""
     if uri.startswith(("postgresql://", "postgres://")):
         return {"type": "postgres", "dsn": uri}
     m = re.match(r"^([a-z]+)(?:\+([a-z0-9]+))?://(.*)$", uri)
     if not m:
         raise ConfigError(f"cannot parse sink {uri!r}", hint="write e.g. parquet://out or postgresql://host/db")
     kind, store, rest = m.groups()
-    return {"type": kind, "uri": f"{store}://{rest}" if store else rest}
+    options: dict[str, Any] = {}
+    if kind == "iceberg" and "?" in rest:  # iceberg://warehouse?namespace=stellar&catalog_uri=postgresql+psycopg://...
+        rest, query = rest.split("?", 1)
+        options = dict(parse_qsl(query))
+    return {"type": kind, "uri": f"{store}://{rest}" if store else rest, **options}
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -656,7 +661,7 @@ def pipeline_json_schema() -> dict[str, Any]:
         sink_refs.append({"$ref": f"#/$defs/{model.__name__}"})
         sink_refs.append({"type": "object", "minProperties": 1, "maxProperties": 1, "required": [kind],
                           "description": f"shorthand: `{kind}: URI` or `{kind}: {{options}}`"})
-    sink_refs.append({"type": "string", "description": "sink URI: parquet://out, parquet+s3://bucket/prefix, postgresql://host/db"})
+    sink_refs.append({"type": "string", "description": "sink URI: parquet://out, parquet+s3://bucket/prefix, postgresql://host/db, iceberg://warehouse"})
     schema["properties"]["sinks"]["items"] = {"anyOf": sink_refs}
     defs.pop("SinkConfig", None)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "https://cdp-ray.dev/schemas/pipeline.json", **schema}

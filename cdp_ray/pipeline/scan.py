@@ -3,12 +3,14 @@
 ``cdp_ray.scan("pipeline.yaml", "transactions")`` finds the table in the pipeline's sinks and returns a
 polars LazyFrame (or a pyarrow Dataset, or a Ray Dataset). For Parquet the files are those of the
 ranges the pipeline's manifests record as committed (see :mod:`cdp_ray.sinks.parquet`); for
-PostgreSQL the rows whose ledger lies in a range recorded in ``cdp_ray_ranges``.
+PostgreSQL the rows whose ledger lies in a range recorded in ``cdp_ray_ranges``; for Iceberg the rows of the
+table's current snapshot whose ledger lies in a range every table of the pipeline committed (see
+:mod:`cdp_ray.sinks.iceberg`), read by pyiceberg (``polars.scan_iceberg`` for ``polars``).
 
-A first-seen table (``assets``) has one row per key for the whole run. Its Parquet files hold each
-chunk's first sightings (a chunk never reads another's output), so reading it here merges them: the
+A first-seen table (``assets``) has one row per key for the whole run. Its Parquet and Iceberg files hold
+each chunk's first sightings (a chunk never reads another's output), so reading it here merges them: the
 earliest row per key, in ledger order (the table is small: one row per distinct key). PostgreSQL
-keeps the merged table itself. Reading its Parquet files directly gives every chunk's sightings.
+keeps the merged table itself. Reading the files directly gives every chunk's sightings.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def scan(source: str | Path | PipelineConfig, table: str, *, pipeline: str | Non
         return _scan_parquet(chosen, name, table, output)
     if chosen.config.type == "postgres":
         return _scan_postgres(chosen, name, table, output)
-    raise ConfigError(f"scan reads Parquet and PostgreSQL sinks, not {chosen.config.type!r}",
+    if chosen.config.type == "iceberg":
+        return _scan_iceberg(chosen, name, table, output)
+    raise ConfigError(f"scan reads Parquet, PostgreSQL and Iceberg sinks, not {chosen.config.type!r}",
                       hint="pick another sink of the pipeline with sink=")
 
 
@@ -102,16 +106,22 @@ def _first_seen(sink: Any, files: list[str], proc: Any, output: Output) -> Any:
 
     paths = [f if sink.local else f.split("://", 1)[1] for f in files]
     rows = pads.dataset(paths, schema=proc.schema, filesystem=None if sink.local else sink.fs, format="parquet")
-    merged = earliest_rows(proc, rows.to_table())
+    return _in_memory(earliest_rows(proc, rows.to_table()), output)
+
+
+def _in_memory(data: Any, output: Output) -> Any:
+    """An Arrow table as the requested output."""
     if output == "arrow":
-        return pads.dataset(merged)
+        import pyarrow.dataset as pads
+
+        return pads.dataset(data)
     if output == "ray":
         import ray.data
 
-        return ray.data.from_arrow(merged)
+        return ray.data.from_arrow(data)
     import polars as pl
 
-    return pl.from_arrow(merged).lazy()
+    return pl.from_arrow(data).lazy()
 
 
 def _scan_postgres(sink: Any, pipeline: str, table: str, output: Output) -> Any:
@@ -126,15 +136,24 @@ def _scan_postgres(sink: Any, pipeline: str, table: str, output: Output) -> Any:
         cur.execute(query, (pipeline,))
         names = [d.name for d in cur.description]
         rows = cur.fetchall()
-    data = pa.Table.from_pylist([dict(zip(names, r)) for r in rows], schema=proc.schema)
-    if output == "arrow":
-        import pyarrow.dataset as pads
+    return _in_memory(pa.Table.from_pylist([dict(zip(names, r)) for r in rows], schema=proc.schema), output)
 
-        return pads.dataset(data)
+
+def _scan_iceberg(sink: Any, pipeline: str, table: str, output: Output) -> Any:
+    tbl, row_filter, spans = sink.committed_filter(pipeline, table)
+    proc = get_processor(table)
+    if proc.first_seen:
+        return _in_memory(earliest_rows(proc, tbl.scan(row_filter=row_filter).to_arrow()), output)
+    if output == "polars":
+        import polars as pl
+
+        column = pl.col(sink.ledger_column(tbl))
+        keep = pl.any_horizontal([column.is_between(s, e) for s, e in spans]) if spans else pl.lit(False)
+        return pl.scan_iceberg(tbl).filter(keep)
     if output == "ray":
         import ray.data
 
-        return ray.data.from_arrow(data)
-    import polars as pl
+        return ray.data.from_arrow(tbl.scan(row_filter=row_filter).to_arrow())
+    import pyarrow.dataset as pads
 
-    return pl.from_arrow(data).lazy()
+    return pads.dataset(tbl.scan(row_filter=row_filter).to_arrow())

@@ -174,7 +174,7 @@ def evaluate(cfg: Any, summary: Any, committed: list[Interval], ratios: dict[str
             return Verdict(checks + [Check("reconcile", r.name, False, f"cannot open the output: {exc}") for r in recs])
         for r in recs:
             if reader is None:
-                checks.append(Check("reconcile", r.name, None, "no Parquet or PostgreSQL sink to read the output from"))
+                checks.append(Check("reconcile", r.name, None, "no Parquet, PostgreSQL or Iceberg sink to read the output from"))
                 continue
             checks.append(_reconcile(reader, r, committed))
         if reader is not None:
@@ -253,6 +253,8 @@ def _reader(cfg: Any) -> _Reader | None:
             return _ParquetReader(make_sink(s), cfg.name)
         if s.type == "postgres":
             return _PostgresReader(make_sink(s))
+        if s.type == "iceberg":
+            return _IcebergReader(make_sink(s), cfg.name)
     return None
 
 
@@ -274,20 +276,26 @@ class _ParquetReader(_Reader):
             self._files[table] = listed
         return [f for s, e, f in self._files[table] if s <= b and e >= a]
 
+    def scan(self, table: str, a: int, b: int):
+        """``table``'s committed rows of ledgers ``a``-``b``."""
+        import polars as pl
+
+        from cdp_ray.processors.base import get_processor
+
+        proc = get_processor(table)
+        files = self.files(table, a, b)
+        opts = None if self.sink.local else self.sink.config.fsspec_options()
+        lf = pl.scan_parquet(files, storage_options=opts) if files else pl.LazyFrame(schema=pl.from_arrow(
+            proc.schema.empty_table()).schema)
+        return lf.filter(pl.col(proc.sequence_column).is_between(a, b))
+
     def side(self, side: Side, a: int, b: int):
         import polars as pl
 
         from cdp_ray.processors.base import get_processor
 
-        def scan(table: str) -> pl.LazyFrame:
-            proc = get_processor(table)
-            files = self.files(table, a, b)
-            opts = None if self.sink.local else self.sink.config.fsspec_options()
-            lf = pl.scan_parquet(files, storage_options=opts) if files else pl.LazyFrame(schema=pl.from_arrow(
-                proc.schema.empty_table()).schema)
-            return lf.filter(pl.col(proc.sequence_column).is_between(a, b))
-
         seq = get_processor(side.table).sequence_column
+        scan = lambda table: self.scan(table, a, b)  # noqa: E731
         lf = scan(side.table)
         if side.join:
             (mine, theirs), = side.join.on.items()
@@ -308,6 +316,23 @@ class _ParquetReader(_Reader):
                            pl.col("v_actual").fill_null(0).alias("actual")).filter(pl.col("expected") != pl.col("actual"))
         out = diff.sort("ledger").collect()
         return out.height, out.head(EXAMPLES).to_dicts()
+
+
+class _IcebergReader(_ParquetReader):
+    """Polars lazy scans of the tables' current snapshots (``pl.scan_iceberg``), filtered to the window."""
+
+    def __init__(self, sink: Any, pipeline: str):
+        super().__init__(sink, pipeline)
+        self.tables: dict[str, Any] = {}
+
+    def scan(self, table: str, a: int, b: int):
+        import polars as pl
+
+        from cdp_ray.processors.base import get_processor
+
+        if table not in self.tables:
+            self.tables[table] = self.sink.load(table)
+        return pl.scan_iceberg(self.tables[table]).filter(pl.col(get_processor(table).sequence_column).is_between(a, b))
 
 
 class _PostgresReader(_Reader):

@@ -46,6 +46,8 @@ TEMPLATES: dict[str, Template] = {
                  description="the events one Soroban contract emitted, topics and data decoded to JSON"),
         Template(name="token-transfers", title="Token transfers", default_out="out/token-transfers",
                  description="SEP-41 token movements (transfer, mint, burn, clawback, fee) of classic assets and contracts"),
+        Template(name="iceberg", title="Iceberg lakehouse", default_out="out/iceberg",
+                 description="ledgers, transactions, operations and trades as Apache Iceberg tables (SQLite catalog, local warehouse)"),
     )
 }
 
@@ -61,7 +63,7 @@ class TemplateParams(BaseModel):
     start_time: datetime | None = Field(None, description="first ledger closed at or after this UTC time")
     end_time: datetime | None = Field(None, description="last ledger closed at or before this UTC time")
     network: str = Field("pubnet", description="pubnet, testnet, futurenet or a passphrase")
-    out: str | None = Field(None, description="Parquet output directory")
+    out: str | None = Field(None, description="output directory (Parquet files, or the Iceberg warehouse)")
     contract: str = Field(SAMPLE_CONTRACT, description="C... contract id (contract-events)")
     ledgers_per_task: int | Literal["auto"] = Field("auto", description="ledgers per chunk, or auto (sized by bytes)")
 
