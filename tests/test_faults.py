@@ -37,6 +37,7 @@ from cdp_ray.pipeline.config import PipelineConfig
 from cdp_ray.pipeline.runner import run_pipeline
 
 from conftest import ROOT, TESTNET
+from ledger_files import lighthorizon
 
 FIRST, LAST = 1410048, 1410207
 PER_TASK = 4
@@ -44,16 +45,10 @@ KEYS = {"ledgers": ("sequence",), "transactions": ("id",)}
 SEQ = {"ledgers": "sequence", "transactions": "ledger_sequence"}
 
 
-def _lighthorizon(stellar_data: Path, first: int, last: int) -> list[bytes]:
-    base = stellar_data / "stellar-go-lighthorizon" / "ledgers"
-    # each file: a 4-byte SerializedLedgerCloseMeta discriminant, then the LedgerCloseMeta
-    return [(base / str(seq)).read_bytes()[4:] for seq in range(first, last + 1)]
-
-
 @pytest.fixture(scope="module")
 def lake(stellar_data, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lake")
-    write_lake(_lighthorizon(stellar_data, FIRST, LAST), str(root), LakeSchema(), network_passphrase=TESTNET)
+    write_lake(lighthorizon(stellar_data, FIRST, LAST), str(root), LakeSchema(), network_passphrase=TESTNET)
     return root
 
 
@@ -383,7 +378,7 @@ def test_flaky_s3_is_survived_by_retries(stellar_data, flaky_s3, reference, tmp_
     direct = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"})
     first, last = FIRST, FIRST + 11
     write_lake(
-        _lighthorizon(stellar_data, first, last), "s3://lake/testnet", LakeSchema(), network_passphrase=TESTNET,
+        lighthorizon(stellar_data, first, last), "s3://lake/testnet", LakeSchema(), network_passphrase=TESTNET,
         storage_options={"client_kwargs": {"endpoint_url": endpoint}},
     )
     # botocore's and s3fs's own retries off: only cdp-ray's retries stand between the errors and the run

@@ -37,6 +37,7 @@ from cdp_ray.sinks.base import RunContext, make_sink
 from cdp_ray.sinks.iceberg import IcebergSinkConfig
 
 from conftest import ROOT, TESTNET
+from ledger_files import lighthorizon
 from test_sink_parquet import PROC, rows
 
 FIRST, LAST = 1410048, 1410207
@@ -333,15 +334,10 @@ def test_s3_warehouse(tmp_path, s3_server):
 # ---- pipelines over real ledgers ----------------------------------------------------------------------
 
 
-def _lighthorizon(stellar_data: Path, first: int, last: int) -> list[bytes]:
-    base = stellar_data / "stellar-go-lighthorizon" / "ledgers"
-    return [(base / str(seq)).read_bytes()[4:] for seq in range(first, last + 1)]
-
-
 @pytest.fixture(scope="module")
 def lake(stellar_data, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lake")
-    write_lake(_lighthorizon(stellar_data, FIRST, LAST), str(root), LakeSchema(), network_passphrase=TESTNET)
+    write_lake(lighthorizon(stellar_data, FIRST, LAST), str(root), LakeSchema(), network_passphrase=TESTNET)
     return root
 
 

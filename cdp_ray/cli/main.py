@@ -298,8 +298,12 @@ def run(
         hooks.user_on_chunk = progress.chunk
         progress.say(f"running {cfg.name}: ledgers {src.start}-{src.end} ({total:,}) from {src.uri}"
                      + (f"; reporting to {control_url} as {hooks.pipeline_id}" if hooks.pipeline_id else ""))
+        ours = False  # shut down at the end only a Ray this run connected to, not the caller's
         try:
             if engine == "ray":
+                import ray
+
+                ours = not ray.is_initialized()
                 where = connect(address, verbose=verbose)
                 progress.say(f"on {where}" + (f"; Ray logs: {log_path}" if log_path else ""))
             summary = run_pipeline(cfg, on_chunk=hooks.on_chunk, resume=resume, force=force, engine=engine,  # type: ignore[arg-type]
@@ -308,7 +312,7 @@ def run(
             error = exc
         finally:
             progress.stop()
-            if engine == "ray":
+            if ours:
                 import ray
 
                 ray.shutdown()
