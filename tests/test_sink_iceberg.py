@@ -19,6 +19,7 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
@@ -309,10 +310,14 @@ def test_postgres_catalog(tmp_path, postgres_dsn):
             conn.execute("DELETE FROM iceberg_namespace_properties WHERE catalog_name = %s", (name,))
 
 
-def test_s3_warehouse(tmp_path, s3_server):
-    bucket = s3_server.bucket()
-    cfg = {"type": "iceberg", "uri": f"s3://{bucket}/wh", "catalog_uri": f"sqlite:///{tmp_path}/catalog.db",
-           "endpoint_url": s3_server.endpoint_url, "storage_options": s3_server.options}
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_object_storage_warehouse(store, tmp_path, s3_server, gcs_server):
+    server = s3_server if store == "s3" else gcs_server
+    bucket = server.bucket()
+    scheme = "s3" if store == "s3" else "gs"
+    options = {k: v for k, v in server.options.items() if k != "endpoint_url"}
+    cfg = {"type": "iceberg", "uri": f"{scheme}://{bucket}/wh", "catalog_uri": f"sqlite:///{tmp_path}/catalog.db",
+           "endpoint_url": server.endpoint_url, "storage_options": options}
     sink = make_sink(cfg)
     sink.prepare([PROC], "p")
     lock = sink.lock("p")
@@ -323,7 +328,8 @@ def test_s3_warehouse(tmp_path, s3_server):
     lock.release()
     assert _events(sink) == sorted(r * 10 + i for r in range(1, 7) for i in range(2))
     assert [(r.start, r.end) for r in sink.committed("p")] == [(1, 6)]
-    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket, Prefix="wh/")["Contents"]]
+    fs = fsspec.filesystem(scheme, **({"endpoint_url": server.endpoint_url} | options))
+    keys = [k.split("/", 1)[1] for k in fs.find(f"{bucket}/wh")]
     assert any(k.startswith("wh/stellar/events/data/") and k.endswith(".parquet") for k in keys)
     assert any(k.startswith("wh/stellar/events/metadata/") for k in keys)
     report = sink.compact("p")
