@@ -49,6 +49,7 @@ class ActorPool:
         self.load = [0] * workers
         self.retried = 0
         self.ready_at: float | None = None  # time.monotonic() when the first actor answered
+        self.inflight: dict[Any, tuple[Any, int, int]] = {}  # ref -> (item, actor, attempt)
 
     def run(self, items: Iterator[Any], *, stop: Callable[[], bool] = lambda: False,
             tick: Callable[[], None] = lambda: None) -> Iterator[tuple[Any, dict | None, BaseException | None]]:
@@ -59,7 +60,7 @@ class ActorPool:
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, WorkerCrashedError
 
         died = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError)
-        inflight: dict[Any, tuple[Any, int, int]] = {}
+        inflight = self.inflight
         retry: collections.deque[tuple[Any, int]] = collections.deque()
         source = iter(items)
         exhausted, idle_since = False, time.monotonic()
@@ -118,8 +119,15 @@ class ActorPool:
         best = min((i for i in self.healthy if self.load[i] < self.depth), key=self.load.__getitem__, default=None)
         return best
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait_s: float = 60.0) -> None:
+        """Kill the actors, then wait (up to ``wait_s``) until the items they were running have ended: no
+        commit of a failed run lands after the run has returned and released its locks (a commit cut short
+        is atomic: the next run finishes or discards it)."""
         import ray
 
         for a in self.actors:
             ray.kill(a, no_restart=True)
+        pending = list(self.inflight)
+        if pending:
+            ray.wait(pending, num_returns=len(pending), timeout=wait_s)
+        self.inflight.clear()
