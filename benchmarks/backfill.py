@@ -124,24 +124,32 @@ def dry_run(spec: str, *extra: str) -> dict:
     if proc.returncode:
         raise SystemExit(f"dry run failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"ledgers": doc["ledgers"], "chunks": doc["chunks"], "chunks_to_run": doc["chunks_to_run"],
+    return {"ledgers": doc["ledgers"], "chunks": doc["chunks"], "chunks_committed": doc["chunks_committed"],
+            "chunks_to_run": doc["chunks_to_run"],
             "lake": doc["lake"].get("message") or doc["lake"]["holds"], "planning_s": doc["planning_seconds"],
             "process_wall_s": round(wall, 2), "peak_rss_mb": doc["peak_rss_mb"]}
 
 
-def committed_output(root: Path, ranges: int, per: int = 64) -> None:
-    """An output whose pipeline ``bench`` committed ``ranges`` ranges of ``per`` ledgers (manifests only)."""
+def committed_output(root: Path, lake: Path, ranges: int, per: int = 64) -> Path:
+    """A pipeline ``bench`` (its YAML file, returned) whose Parquet output holds ``ranges`` committed ranges of
+    ``per`` ledgers (manifests only), every thousandth missing: a resume has those left to run."""
+    import yaml
+
     from cdp_ray.pipeline.checkpoint import config_hash
     from cdp_ray.pipeline.config import PipelineConfig
 
-    cfg = PipelineConfig(name="bench", source={"uri": "/x", "start": 1, "end": 2}, processors=["ledgers"],
-                         sinks=[{"type": "parquet", "uri": str(root)}], options={"ledgers_per_task": per})
-    h = config_hash(cfg)
+    doc = {"name": "bench", "source": {"uri": str(lake), "start": FIRST, "end": FIRST + per * ranges - 1, "network": "pubnet"},
+           "processors": ["ledgers"], "sinks": [{"type": "parquet", "uri": str(root)}], "options": {"ledgers_per_task": per}}
+    h = config_hash(PipelineConfig.model_validate(doc))
     d = root / "_cdp_ray" / "bench" / "ranges"
     d.mkdir(parents=True)
     for i in range(ranges):
-        s = FIRST + i * per
-        (d / f"{s:010d}-{s + per - 1:010d}.{h}.json").write_text("{}")
+        if i % 1000 != 999:
+            s = FIRST + i * per
+            (d / f"{s:010d}-{s + per - 1:010d}.{h}.json").write_text("{}")
+    spec = root.parent / "bench-resume.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    return spec
 
 
 def main() -> None:
@@ -178,13 +186,12 @@ def main() -> None:
             doc["vs_local"] = {r["run"]: round(r["ledgers_per_s_per_core"] / local["ledgers_per_s_per_core"], 3)
                                for r in runs if r is not local}
         out = Path(tmp, "planning")
-        committed_output(out, 100_000)
-        spec = f"lake://{lake}?start={{a}}&end={{b}} | ledgers | parquet://{out}"
+        resume_spec = committed_output(out, lake, 100_000)
+        spec = f"lake://{lake}?start={{a}}&end={{b}} | ledgers | parquet://{Path(tmp, 'planning-new')}"
         doc["planning"] = {
             "1M": dry_run(spec.format(a=FIRST, b=FIRST + 999_999)),
             "60M": dry_run(spec.format(a=2, b=60_000_001)),
-            "resume_100k_ranges": dry_run(
-                f"lake://{lake}?start={FIRST}&end={FIRST + 64 * 100_000 - 1} | ledgers | parquet://{out}", "--resume"),
+            "resume_100k_ranges": dry_run(str(resume_spec), "--resume"),
         }
     if args.json:
         print(json.dumps(doc, indent=2))
