@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import difflib
 
+import os
 import random
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -119,6 +121,54 @@ def require_ledger_column(processors: list[Processor]) -> None:
                 f"table {p.name!r} has no ledger column, so a replayed range cannot replace its rows",
                 hint="declare ledger_column= in the processor (a column holding each row's ledger sequence)",
             )
+
+
+class TableSpool:
+    """A range's tables spooled to local Arrow IPC files while its chunk runs (one stream per table, in
+    ``schema(processor)``), so that a sink commits them at the end without holding them in memory;
+    ``rows`` counts each table's rows."""
+
+    def __init__(self, names: list[str], prefix: str, schema: Callable[[Processor], pa.Schema] = lambda p: p.schema):
+        self.dir = tempfile.TemporaryDirectory(prefix=prefix)
+        self.schema = schema
+        self.rows = {n: 0 for n in names}
+        self._writers: dict[str, tuple[pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
+        self._open = True
+
+    def write(self, tables: Tables) -> None:
+        for name, (proc, table) in tables.items():
+            if table.num_rows == 0:
+                continue
+            target = self.schema(proc)
+            if name not in self._writers:
+                f = pa.OSFile(os.path.join(self.dir.name, f"{name}.arrow"), "wb")
+                self._writers[name] = (f, pa.ipc.new_stream(f, target))
+            table = table.cast(proc.schema)
+            self._writers[name][1].write_table(table if target is proc.schema else table.cast(target))
+            self.rows[name] += table.num_rows
+
+    def close(self) -> None:
+        """End the streams (once); their files stay until :meth:`cleanup`."""
+        if self._open:
+            self._open = False
+            for f, writer in self._writers.values():
+                writer.close()
+                f.close()
+
+    def path(self, name: str) -> str | None:
+        """The file of ``name``'s rows; None when it had none."""
+        return os.path.join(self.dir.name, f"{name}.arrow") if name in self._writers else None
+
+    def read(self, name: str) -> pa.Table | None:
+        """``name``'s rows; None when it had none."""
+        path = self.path(name)
+        if path is None:
+            return None
+        with pa.memory_map(path) as source:
+            return pa.ipc.open_stream(source).read_all()
+
+    def cleanup(self) -> None:
+        self.dir.cleanup()
 
 
 def with_retries(

@@ -33,7 +33,6 @@ import fcntl
 import json
 import os
 import random
-import tempfile
 import time
 import uuid
 import warnings
@@ -48,7 +47,8 @@ from cdp_ray.errors import OwnershipError, SinkError
 from cdp_ray.pipeline import intervals
 from cdp_ray.processors.base import Processor
 from cdp_ray.sinks.base import (
-    DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, Tables, require_ledger_column, sink,
+    DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, TableSpool, Tables,
+    require_ledger_column, sink,
 )
 from cdp_ray.sinks.parquet import ParquetSink, ParquetSinkConfig
 
@@ -637,39 +637,17 @@ class _IcebergRange(RangeWriter):
         require_ledger_column(processors)
         self.sink, self.start, self.end, self.run = sink, start, end, run
         self.procs = {p.name: p for p in processors}
-        self.dir = tempfile.TemporaryDirectory(prefix="cdp-ray-iceberg-")
-        self.spools: dict[str, tuple[pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
-        self.rows = {n: 0 for n in self.procs}
-        self.open = True
+        self.spool = TableSpool(list(self.procs), "cdp-ray-iceberg-", iceberg_schema)
+        self.rows = self.spool.rows
 
     def write(self, tables: Tables) -> None:
-        for name, (proc, table) in tables.items():
-            if table.num_rows == 0:
-                continue
-            if name not in self.spools:
-                f = pa.OSFile(os.path.join(self.dir.name, f"{name}.arrow"), "wb")
-                self.spools[name] = (f, pa.ipc.new_stream(f, iceberg_schema(proc)))
-            self.spools[name][1].write_table(table.cast(proc.schema).cast(iceberg_schema(proc)))
-            self.rows[name] += table.num_rows
-
-    def _close_spools(self) -> None:
-        if self.open:
-            self.open = False
-            for f, writer in self.spools.values():
-                writer.close()
-                f.close()
-
-    def _read(self, name: str) -> pa.Table | None:
-        if name not in self.spools:
-            return None
-        with pa.memory_map(os.path.join(self.dir.name, f"{name}.arrow")) as source:
-            return pa.ipc.open_stream(source).read_all()
+        self.spool.write(tables)
 
     def commit(self) -> dict[str, int]:
         from pyiceberg.io.pyarrow import _dataframe_to_data_files
         from pyiceberg.table.update.snapshot import ExpireSnapshots
 
-        self._close_spools()
+        self.spool.close()
         sink, start, end, run = self.sink, self.start, self.end, self.run
         written: dict[str, int] = {}
         at = datetime.now(timezone.utc).isoformat()
@@ -678,7 +656,7 @@ class _IcebergRange(RangeWriter):
             props.update({OWNER_PROP: run.pipeline, "cdp-ray.config-hash": run.config_hash})
         try:
             for name, proc in self.procs.items():
-                data = self._read(name)
+                data = self.spool.read(name)
                 tbl = sink.load(name)
                 files = [] if data is None else list(_dataframe_to_data_files(
                     table_metadata=tbl.metadata, df=data, io=tbl.io, write_uuid=uuid.uuid4()))
@@ -707,7 +685,7 @@ class _IcebergRange(RangeWriter):
 
                 sink.commit_table(name, build, what=f"committing ledgers {start}-{end}")
         finally:
-            self.dir.cleanup()
+            self.spool.cleanup()
         if run is not None:
             for s, e in sorted(run.dead_letter_ranges):
                 if start <= s and e <= end:
@@ -716,6 +694,6 @@ class _IcebergRange(RangeWriter):
 
     def abort(self) -> None:
         try:
-            self._close_spools()
+            self.spool.close()
         finally:
-            self.dir.cleanup()
+            self.spool.cleanup()

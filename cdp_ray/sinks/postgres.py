@@ -27,7 +27,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
@@ -41,8 +40,8 @@ from pydantic import Field, model_validator
 from cdp_ray.errors import OwnershipError, PipelineBusyError, SinkError
 from cdp_ray.processors.base import Processor
 from cdp_ray.sinks.base import (
-    DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, Tables, require_ledger_column, sink,
-    with_retries,
+    DeadLetter, RangeRecord, RangeWriter, RunContext, Sink, SinkConfig, SinkLock, TableSpool, Tables,
+    require_ledger_column, sink, with_retries,
 )
 from cdp_ray.sinks.ddl import create_table_sql, ident, pg_type, qualified, schema_differences, seen_processor, seen_table
 
@@ -558,31 +557,14 @@ class _PostgresRange(RangeWriter):
         self.sink, self.start, self.end, self.run = sink, start, end, run
         require_ledger_column(processors)
         self.procs = {p.name: p for p in processors}
-        self.dir = tempfile.TemporaryDirectory(prefix="cdp-ray-pg-")
-        self.spools: dict[str, tuple[pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
-        self.open = True
-        self.rows = {n: 0 for n in self.procs}
+        self.spool = TableSpool(list(self.procs), "cdp-ray-pg-")
+        self.rows = self.spool.rows
 
     def write(self, tables: Tables) -> None:
-        for name, (proc, table) in tables.items():
-            if table.num_rows == 0:
-                continue
-            if name not in self.spools:
-                f = pa.OSFile(os.path.join(self.dir.name, f"{name}.arrow"), "wb")
-                self.spools[name] = (f, pa.ipc.new_stream(f, proc.schema))
-            self.spools[name][1].write_table(table.cast(proc.schema))
-            self.rows[name] += table.num_rows
-
-    def _close_spools(self) -> None:
-        if not self.open:
-            return
-        self.open = False
-        for f, writer in self.spools.values():
-            writer.close()
-            f.close()
+        self.spool.write(tables)
 
     def commit(self) -> dict[str, int]:
-        self._close_spools()
+        self.spool.close()
         sink, start, end = self.sink, self.start, self.end
         written: dict[str, int] = {}
         current: list[str | None] = [None]
@@ -594,8 +576,8 @@ class _PostgresRange(RangeWriter):
                 # First-seen tables last: their lock is then held only for the end of the transaction.
                 for name, proc in sorted(self.procs.items(), key=lambda item: item[1].first_seen):
                     current[0] = name
-                    spool = os.path.join(self.dir.name, f"{name}.arrow") if name in self.spools else None
-                    written[name] = replace_range(cur, sink.schema, proc, start, end, spool, sink.config.batch_rows)
+                    written[name] = replace_range(cur, sink.schema, proc, start, end, self.spool.path(name),
+                                                  sink.config.batch_rows)
                 current[0] = None
                 if self.run is not None:
                     self._record(cur, self.run)
@@ -607,7 +589,7 @@ class _PostgresRange(RangeWriter):
                 raise SinkError(f"{exc.message} (table {qualified(sink.schema, current[0])})", hint=exc.hint) from exc
             raise
         finally:
-            self.dir.cleanup()
+            self.spool.cleanup()
         return written
 
     def _record(self, cur: psycopg.Cursor, run: RunContext) -> None:
@@ -636,9 +618,9 @@ class _PostgresRange(RangeWriter):
 
     def abort(self) -> None:
         try:
-            self._close_spools()
+            self.spool.close()
         finally:
-            self.dir.cleanup()
+            self.spool.cleanup()
 
 
 class _AdvisoryLock(SinkLock):
