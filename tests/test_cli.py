@@ -207,3 +207,14 @@ def test_every_template_runs_on_the_sample(tmp_path: Path, monkeypatch: pytest.M
     if template == "contract-events":
         events = pq.read_table(tmp_path / "out" / template / "contract_events")
         assert set(events.column("contract_id").to_pylist()) == {"CAS3J7GYLGXMF6TDJBBYYSE3HQ6BBSMLNUQ34T6TZMYMW2EVH34XOWMA"}
+
+
+def test_run_leaves_the_callers_ray_connected(tmp_path: Path, ray_cluster) -> None:
+    """A caller connected to Ray first (a notebook; here the test session): `cdp-ray run` runs on that Ray and
+    leaves it connected, where it used to shut it down under the caller."""
+    cpus = ray_cluster.cluster_resources()["CPU"]
+    spec = f"lake://{SAMPLE_LAKE}?start=63092982&end=63092983 | ledgers | parquet://{tmp_path / 'out'}"
+    r = cli("run", spec, "--engine", "ray", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["ledgers"] == 2
+    assert ray_cluster.is_initialized() and ray_cluster.cluster_resources()["CPU"] == cpus
